@@ -1,0 +1,230 @@
+"""Reverse-mode automatic differentiation: the backward pass.
+
+Backward is two steps (HIPS autograd's ``backward_pass`` and tinygrad's
+``gradient.py``, without recursion):
+
+1. ``topological_order``: every node that the output depends on, each after all
+   the nodes that consume its outputs, found with an explicit stack (a 100,000-op
+   chain is fine).
+2. Walk that order from the output. At each node, pop the gradients that have
+   arrived at its outputs, call ``node.backward`` and add each input gradient
+   into the node it came from (``grads[parent][index] += dx``). A tensor used
+   many times (a shared RNN weight) therefore gets the sum of its per-use
+   gradients. Broadcasting is undone in one place, ``sum_to_shape``.
+
+Anything can watch the walk: ``record_gradients()`` collects every gradient
+contribution on every edge (what the visualizer draws), ``detect_anomaly()``
+checks each gradient for NaN/inf.
+"""
+import warnings
+from contextlib import contextmanager
+
+from .function import STATE
+
+
+class AnomalyError(FloatingPointError):
+    """Raised under ``detect_anomaly()`` at the first NaN or inf."""
+
+
+class GraphFreedError(RuntimeError):
+    """Backward through a graph whose saved values were already freed."""
+
+
+# Callbacks that see every gradient contribution: fn(source_node, source_index, consumer, input_index, grad)
+_edge_observers = []
+REPEATED_BACKWARD_WARNING = 4  # warn when a pass re-walks nodes walked by this many earlier passes
+
+
+def sum_to_shape(grad, shape):
+    """Reduce a broadcast gradient back to ``shape``: sum the axes broadcasting added or stretched."""
+    xp = grad.__array_namespace__()
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = xp.sum(grad, axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = xp.sum(grad, axis=stretched, keepdims=True)
+    return grad
+
+
+def topological_order(root):
+    """Nodes reachable from ``root``, each before the nodes it feeds (root first)."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent, index in node.parents:
+            if index is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    order.reverse()
+    return order
+
+
+def backward(root_node, root_index, grad, retain_graph=False):
+    """Backpropagate ``grad`` from output ``root_index`` of ``root_node`` to every leaf."""
+    order = topological_order(root_node)
+    grads = {id(root_node): [None] * root_node.n_outputs}
+    grads[id(root_node)][root_index] = grad
+    owned = set()   # ids of gradient buffers this pass allocated, safe to add into in place
+    observers = list(_edge_observers)
+    anomaly = STATE.anomaly
+    _check_repeated_backward(order)
+
+    for node in order:
+        dys = grads.pop(id(node), None)
+        if dys is None:          # no gradient reached it (e.g. a backward returned None)
+            continue
+        if node.freed:
+            raise GraphFreedError(_freed_message(node))
+        if owned:
+            for dy in dys:
+                owned.discard(id(dy))
+        if node.out_hooks:
+            dys = _run_hooks(node, dys)
+        node.passes += 1
+        if node.multi_output:
+            dxs = node.backward(dys)
+        else:
+            dy = dys[0]
+            if dy is None:
+                continue
+            dxs = node.backward(dy)
+        parents = node.parents
+        if not isinstance(dxs, tuple):   # one-input ops return a bare array
+            dxs = (dxs,)
+        for (parent, index), dx in zip(parents, dxs):
+            if index is None or dx is None:
+                continue
+            shape = parent.out_shapes[index]
+            if dx.shape != shape:
+                dx = sum_to_shape(dx, shape)
+            if anomaly:
+                check_backward(node, dx)
+            if observers:
+                for observe in observers:
+                    observe(parent, index, node, dx)
+            slots = grads.get(id(parent))
+            if slots is None:
+                slots = grads[id(parent)] = [None] * len(parent.out_shapes)
+                slots[index] = dx
+                continue
+            prev = slots[index]
+            if prev is None:
+                slots[index] = dx
+            elif id(prev) in owned:
+                prev += dx
+            else:
+                total = prev + dx
+                owned.add(id(total))
+                slots[index] = total
+        if not retain_graph:
+            node.release()
+
+
+def _run_hooks(node, dys):
+    dys = list(dys)
+    for index, hooks in node.out_hooks.items():
+        for hook in hooks:
+            if dys[index] is not None:
+                new = hook(dys[index])
+                if new is not None:
+                    dys[index] = new
+    return dys
+
+
+def _freed_message(node):
+    where = "/".join(node.scope) or "top level"
+    return (f"backward through {node.name} ({where}) a second time: its saved values were freed by the "
+            f"first backward. Pass retain_graph=True to the first backward if you really need two passes. "
+            f"In a truncated-BPTT loop the usual cause is a hidden state carried into the next chunk "
+            f"without h = h.detach().")
+
+
+def _check_repeated_backward(order):
+    worst = max((n.passes for n in order), default=0)
+    if worst >= REPEATED_BACKWARD_WARNING:
+        warnings.warn(
+            f"this backward pass walks through nodes already walked by {worst} earlier passes: the graph "
+            f"keeps growing across iterations. If a hidden state is carried between truncated-BPTT "
+            f"chunks, cut it with h = h.detach() (and drop retain_graph=True).", RuntimeWarning, stacklevel=3)
+
+
+@contextmanager
+def record_gradients():
+    """Collect every gradient contribution of the backward passes run inside.
+
+    Yields a list that fills with ``GradientEdge`` records, one per edge per pass:
+    the gradient ``grad`` that ``consumer`` sent back into output ``source_index``
+    of ``source`` (for a leaf, ``source`` is its AccumulateGrad node). Summing
+    the records of one source gives that tensor's total gradient.
+    """
+    records = []
+
+    def observe(source, source_index, consumer, grad):
+        records.append(GradientEdge(source, source_index, consumer, grad))
+
+    _edge_observers.append(observe)
+    try:
+        yield records
+    finally:
+        _edge_observers.remove(observe)
+
+
+class GradientEdge:
+    """One gradient contribution: ``consumer`` sent ``grad`` into ``source``'s output ``source_index``."""
+    __slots__ = ("source", "source_index", "consumer", "grad")
+
+    def __init__(self, source, source_index, consumer, grad):
+        self.source, self.source_index, self.consumer, self.grad = source, source_index, consumer, grad
+
+    @property
+    def input_index(self):
+        """Which input slot of ``consumer`` this edge enters."""
+        for i, (p, idx) in enumerate(self.consumer.parents):
+            if p is self.source and idx == self.source_index:
+                return i
+        return None
+
+    def __repr__(self):
+        return f"<GradientEdge {self.consumer.name} -> {self.source.name}[{self.source_index}] {tuple(self.grad.shape)}>"
+
+
+# --- anomaly detection --------------------------------------------------------
+def _all_finite(a):
+    xp = a.__array_namespace__()
+    if not xp.isdtype(a.dtype, "real floating"):
+        return True
+    return bool(xp.all(xp.isfinite(a)))
+
+
+def _where(fn):
+    scope = getattr(fn, "scope", ())
+    return "/".join(scope) if scope else "top level"
+
+
+def check_forward(fn, inputs, outputs):
+    for i, t in enumerate(inputs):
+        if not _all_finite(t.data):
+            raise AnomalyError(
+                f"forward: input {i} ({t.name or 'unnamed'}, shape {tuple(t.shape)}) of {fn.name} at "
+                f"{'/'.join(STATE.scope) or 'top level'} already contains NaN or inf")
+    for o in outputs:
+        if not _all_finite(o):
+            shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+            raise AnomalyError(
+                f"forward: {fn.name} at {'/'.join(STATE.scope) or 'top level'} produced NaN or inf "
+                f"(input shapes {shapes}; output shape {tuple(o.shape)})")
+
+
+def check_backward(fn, dx):
+    if not _all_finite(dx):
+        raise AnomalyError(
+            f"backward: {fn.name} at {_where(fn)} produced a NaN or inf gradient of shape "
+            f"{tuple(dx.shape)} (its local derivative: {fn.formula})")

@@ -1,0 +1,224 @@
+"""Backends: the only module that imports NumPy, CuPy or array_api_strict.
+
+The engine computes with ``xp``, the Python Array API namespace of a backend
+(``numpy`` itself, ``cupy``, or ``array_api_strict``), and with the handful of
+extras below that the standard lacks: random numbers, a scatter-add, copies
+to and from the host, and dtype names. One small class per backend.
+
+``array_api_strict`` is not for users: the test suite runs the engine on it to
+prove that nothing NumPy-only (and so possibly missing on CuPy) sneaks in.
+"""
+import os
+
+import numpy as np
+
+host = np  # the host array library, for conversions and printing in other modules
+
+DTYPE_NAMES = ("float32", "float64", "int64", "int32", "bool")
+FLOAT_DTYPES = ("float32", "float64")
+ALIASES = {"cpu": "numpy", "np": "numpy", "cuda": "cupy", "gpu": "cupy"}
+ENV_VAR = "TINYGRAD_RNN_BACKEND"
+
+
+class Backend:
+    """A backend: its Array API namespace ``xp`` plus the extras the engine needs."""
+
+    name = "?"
+
+    def __init__(self, xp, seed=0):
+        self.xp = xp
+        self.dtypes = {n: getattr(xp, n) for n in DTYPE_NAMES}
+        self._dtype_names = {v: n for n, v in self.dtypes.items()}
+        self.seed(seed)
+
+    def __repr__(self):
+        return f"<backend {self.name}>"
+
+    def dtype_name(self, dtype):
+        """The canonical name ('float32', 'int64', ...) of one of this backend's dtypes."""
+        name = self._dtype_names.get(dtype)
+        if name is None:
+            raise TypeError(f"unsupported dtype {dtype}: tinygrad_rnn supports {', '.join(DTYPE_NAMES)}")
+        return name
+
+    # --- host <-> backend -------------------------------------------------
+    def asarray(self, data, dtype_name):
+        """A fresh backend array holding ``data`` (host data or an array of this backend)."""
+        return self.xp.asarray(np.array(data, dtype=dtype_name, copy=True))
+
+    def to_numpy(self, a):
+        """A host NumPy copy of a backend array."""
+        return np.array(a, copy=True)
+
+    # --- random numbers ---------------------------------------------------
+    def seed(self, n):
+        self.rng = np.random.default_rng(n)
+
+    def randn(self, shape, dtype_name):
+        return self.xp.asarray(self.rng.standard_normal(shape).astype(dtype_name))
+
+    def rand(self, shape, dtype_name):
+        return self.xp.asarray(self.rng.random(shape).astype(dtype_name))
+
+    def randint(self, low, high, shape):
+        return self.xp.asarray(self.rng.integers(low, high, size=shape, dtype=np.int64))
+
+    # --- scatter-add ------------------------------------------------------
+    def index_add(self, shape, axis, index, values):
+        """zeros(shape) with ``values`` added at positions ``index`` along ``axis``.
+
+        ``index`` is a 1-D integer array and may repeat: repeats add up. This is
+        the backward of gathering rows (embedding lookup, integer indexing).
+        """
+        raise NotImplementedError
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+
+    def __init__(self, seed=0):
+        super().__init__(np, seed)
+        # arrays report np.dtype objects, not the scalar types np.float32 etc.
+        self.dtypes = {n: np.dtype(n) for n in DTYPE_NAMES}
+        self._dtype_names = {v: n for n, v in self.dtypes.items()}
+
+    def asarray(self, data, dtype_name):
+        return np.array(data, dtype=dtype_name, copy=True)
+
+    def randn(self, shape, dtype_name):
+        return self.rng.standard_normal(shape, dtype=np.dtype(dtype_name)) if dtype_name in FLOAT_DTYPES \
+            else super().randn(shape, dtype_name)
+
+    def rand(self, shape, dtype_name):
+        return self.rng.random(shape, dtype=np.dtype(dtype_name)) if dtype_name in FLOAT_DTYPES \
+            else super().rand(shape, dtype_name)
+
+    def index_add(self, shape, axis, index, values):
+        out = np.zeros(shape, dtype=values.dtype)
+        np.add.at(out, (slice(None),) * axis + (index,), values)
+        return out
+
+
+class StrictBackend(Backend):
+    """``array_api_strict``: the Array API standard and nothing else (for tests)."""
+
+    name = "array_api_strict"
+
+    def __init__(self, seed=0):
+        import array_api_strict
+        super().__init__(array_api_strict, seed)
+
+    def to_numpy(self, a):
+        return np.array(np.asarray(a), copy=True)
+
+    def index_add(self, shape, axis, index, values):
+        # Without a scatter in the standard: a one-hot matrix times the values.
+        xp = self.xp
+        values = xp.moveaxis(values, axis, 0)
+        n = values.shape[0]
+        rest = values.shape[1:]
+        one_hot = xp.astype(xp.arange(shape[axis])[:, None] == index[None, :], values.dtype)
+        out = one_hot @ xp.reshape(values, (n, -1))
+        return xp.moveaxis(xp.reshape(out, (shape[axis],) + rest), 0, axis)
+
+
+class CupyBackend(Backend):
+    """CuPy on an NVIDIA GPU. Every array stays on the device; ``to_numpy`` copies to the host."""
+
+    name = "cupy"
+
+    def __init__(self, seed=0):
+        try:
+            import cupy
+        except ImportError as e:
+            raise RuntimeError(
+                "the 'cupy' backend needs CuPy: pip install 'tinygrad_rnn[cuda12]' "
+                "(or cupy-cuda11x / cupy-cuda12x matching your CUDA)") from e
+        try:
+            n_gpus = cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:  # CUDA driver missing or broken
+            raise RuntimeError(f"the 'cupy' backend found no usable CUDA device ({e})") from e
+        if n_gpus == 0:
+            raise RuntimeError("the 'cupy' backend found no CUDA device on this machine")
+        self.cupy = cupy
+        super().__init__(cupy, seed)
+
+    def asarray(self, data, dtype_name):
+        if isinstance(data, self.cupy.ndarray):
+            return data.astype(dtype_name, copy=True)
+        return self.cupy.asarray(np.array(data, dtype=dtype_name))
+
+    def to_numpy(self, a):
+        return self.cupy.asnumpy(a)
+
+    def seed(self, n):
+        self.rng = self.cupy.random.default_rng(n)
+
+    def randn(self, shape, dtype_name):
+        return self.rng.standard_normal(shape, dtype=dtype_name)
+
+    def rand(self, shape, dtype_name):
+        return self.rng.random(shape, dtype=dtype_name)
+
+    def randint(self, low, high, shape):
+        return self.rng.integers(low, high, size=shape, dtype=self.cupy.int64)
+
+    def index_add(self, shape, axis, index, values):
+        import cupyx
+        out = self.cupy.zeros(shape, dtype=values.dtype)
+        cupyx.scatter_add(out, (slice(None),) * axis + (index,), values)
+        return out
+
+
+_CLASSES = {"numpy": NumpyBackend, "array_api_strict": StrictBackend, "cupy": CupyBackend}
+_instances = {}
+_default = None
+_seed = 0
+
+
+def canonical_name(name):
+    """'cpu' -> 'numpy', 'cuda' -> 'cupy'; raise on an unknown name."""
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in _CLASSES:
+        raise ValueError(f"unknown backend {name!r}: expected one of numpy (cpu), cupy (cuda), array_api_strict")
+    return key
+
+
+def get_backend(name=None):
+    """The backend called ``name``, or the default one (set_backend / $TINYGRAD_RNN_BACKEND / numpy)."""
+    global _default
+    if name is None:
+        if _default is None:
+            _default = get_backend(os.environ.get(ENV_VAR, "numpy"))
+        return _default
+    if isinstance(name, Backend):
+        return name
+    key = canonical_name(name)
+    if key not in _instances:
+        _instances[key] = _CLASSES[key](seed=_seed)
+    return _instances[key]
+
+
+def set_backend(name):
+    """Make ``name`` the backend of newly created tensors; returns it."""
+    global _default
+    _default = get_backend(name)
+    return _default
+
+
+def manual_seed(n):
+    """Seed the random generator of every backend, so every random draw is reproducible."""
+    global _seed
+    _seed = int(n)
+    for backend in _instances.values():
+        backend.seed(_seed)
+
+
+def get_rng_state():
+    """The random state of every created backend (host backends only), for checkpoints."""
+    return {name: b.rng.bit_generator.state for name, b in _instances.items() if name != "cupy"}
+
+
+def set_rng_state(state):
+    for name, s in state.items():
+        get_backend(name).rng.bit_generator.state = s

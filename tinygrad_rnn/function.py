@@ -1,0 +1,242 @@
+"""Function: one node of the computation graph, and the switches that shape recording.
+
+Every primitive op is a subclass with ``forward`` and ``backward`` side by side
+(early tinygrad's "the Function instance is the context")::
+
+    class Tanh(Function):
+        formula = "dx = dy * (1 - y**2)"
+        def forward(self, x):
+            y = self.xp.tanh(x)
+            self.save_for_backward(y)
+            return y
+        def backward(self, dy):
+            (y,) = self.saved
+            return dy * (1 - y * y)
+
+``Tanh.apply(x)`` runs ``forward`` on the arrays inside the tensors and, when a
+gradient is wanted, records the node: its ``parents`` (one edge per input), the
+``scope`` it ran in, and the shapes of its outputs. Tensors are not kept by the
+graph; only the arrays an op saved for its backward are, as in PyTorch, so
+memory holds what backward needs and nothing more.
+
+An edge is a pair ``(node, index)``: gradient for this input flows into output
+``index`` of ``node``. A leaf tensor that requires grad is represented by its
+``AccumulateGrad`` node, where the gradients of all its uses are summed (the
+"+=" of backpropagation through time). An input that needs no gradient
+(data, a constant, a detached hidden state) is kept as ``(tensor, None)`` so
+that pictures can still show it.
+"""
+import weakref
+from contextlib import contextmanager
+
+_new = object.__new__
+_tensor = None  # tensor.py sets this to Tensor._from_op (a function breaks the import cycle)
+
+
+class _State:
+    """Process-wide recording switches (each is changed only by a context manager below)."""
+    grad_enabled = True
+    scope = ()            # e.g. ("LSTM", "layer0", "t=3", "LSTMCell")
+    anomaly = False       # check every op output for NaN/inf
+    retain_values = False  # keep every op's output arrays on the graph, for pictures
+
+
+STATE = _State()
+
+
+class Function:
+    """Base class of all ops. Subclasses define ``forward``, ``backward`` and ``formula``."""
+
+    formula = ""            # the local derivative, for humans and for the graph renderer
+    multi_output = False    # True when forward returns a tuple of arrays
+    # Defaults that most nodes never change (instances override only when needed).
+    saved = ()
+    freed = False
+    passes = 0              # how many backward passes went through this node
+    out_hooks = None        # {output index: [hook, ...]}
+    out_names = None        # {output index: name}
+    values = None           # output arrays, kept only under retain_values()
+    scope = ()
+
+    @classmethod
+    def apply(cls, *inputs, **attrs):
+        """Run the op on tensors; record it in the graph when a gradient is wanted."""
+        fn = _new(cls)
+        backend = inputs[0]._backend
+        fn.xp = backend.xp
+        requires_grad = False
+        arrays = []
+        for t in inputs:
+            if t._backend is not backend:
+                raise _mixed_backend_error(cls, inputs)
+            if t.requires_grad:
+                requires_grad = True
+            arrays.append(t.data)
+        out = fn.forward(*arrays, **attrs)
+        if not (requires_grad and STATE.grad_enabled):
+            if cls.multi_output:
+                return tuple([_tensor(o, backend, None, 0) for o in out])
+            return _tensor(out, backend, None, 0)
+        fn.parents = tuple([t._edge() for t in inputs])
+        fn.scope = STATE.scope
+        if STATE.anomaly or STATE.retain_values:
+            _observe_forward(fn, inputs, out)
+        if cls.multi_output:
+            fn.out_shapes = tuple([o.shape for o in out])
+            return tuple([_tensor(o, backend, fn, i) for i, o in enumerate(out)])
+        fn.out_shapes = (out.shape,)
+        return _tensor(out, backend, fn, 0)
+
+    # --- what ops use -----------------------------------------------------
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+    @property
+    def needs_input_grad(self):
+        """One bool per input: does a gradient have to flow into it?"""
+        return tuple(index is not None for _, index in self.parents)
+
+    # --- what the engine and the visualizer use ---------------------------
+    @property
+    def name(self):
+        """The op's short name, e.g. 'tanh' or 'matmul'."""
+        return type(self).__name__.lower()
+
+    @property
+    def n_outputs(self):
+        return len(self.out_shapes)
+
+    def release(self):
+        """Free what was saved for backward (after a backward pass without retain_graph)."""
+        self.saved = None
+        self.freed = True
+
+    def add_hook(self, index, hook):
+        if self.out_hooks is None:
+            self.out_hooks = {}
+        self.out_hooks.setdefault(index, []).append(hook)
+
+    def set_output_name(self, index, name):
+        if self.out_names is None:
+            self.out_names = {}
+        self.out_names[index] = name
+
+    def __repr__(self):
+        where = "/".join(self.scope)
+        return f"<{type(self).__name__}{' in ' + where if where else ''}>"
+
+
+class AccumulateGrad(Function):
+    """The sink of a leaf tensor: ``x.grad += dx``, summed over every use of x.
+
+    The node holds its tensor weakly (the tensor holds the node), so a graph
+    never keeps a dead leaf alive.
+    """
+
+    formula = "x.grad += dx (summed over every use of x)"
+
+    def __init__(self, tensor):
+        self.tensor_ref = weakref.ref(tensor)
+        self.parents = ()
+        self.out_shapes = (tensor.shape,)
+        self.label = tensor.name
+
+    @property
+    def tensor(self):
+        return self.tensor_ref()
+
+    def backward(self, dx):
+        t = self.tensor_ref()
+        if t is not None:
+            t._accumulate_grad(dx)
+        return ()
+
+    def release(self):  # a leaf's sink is reused by every backward pass
+        pass
+
+
+def _observe_forward(fn, inputs, out):
+    outs = out if fn.multi_output else (out,)
+    if STATE.retain_values:
+        fn.values = outs
+    if STATE.anomaly:
+        from .autograd import check_forward
+        check_forward(fn, inputs, outs)
+
+
+def _mixed_backend_error(cls, inputs):
+    names = sorted({t._backend.name for t in inputs})
+    return ValueError(f"{cls.__name__.lower()}: all inputs must be on the same backend, got tensors on "
+                      f"{' and '.join(repr(n) for n in names)}; move them with .to(name)")
+
+
+# --- context managers -------------------------------------------------------
+@contextmanager
+def no_grad():
+    """Inside, ops build no graph (for evaluation and sampling)."""
+    old, STATE.grad_enabled = STATE.grad_enabled, False
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = old
+
+
+@contextmanager
+def enable_grad():
+    old, STATE.grad_enabled = STATE.grad_enabled, True
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = old
+
+
+def is_grad_enabled():
+    return STATE.grad_enabled
+
+
+class scope:
+    """Nestable context: every op created inside records ``STATE.scope + names``.
+
+    Layers run each layer, direction and timestep in a scope ("layer0", "t=3"),
+    which is how the visualizer lays the unrolled graph out through time.
+    ``scope("t=3", "LSTMCell")`` pushes two names at once. A small class rather
+    than a generator, because layers enter one per timestep.
+    """
+    __slots__ = ("names", "old")
+
+    def __init__(self, *names):
+        self.names = tuple(str(n) for n in names)
+
+    def __enter__(self):
+        self.old = STATE.scope
+        STATE.scope = self.old + self.names
+        return self
+
+    def __exit__(self, *exc):
+        STATE.scope = self.old
+
+
+def current_scope():
+    return STATE.scope
+
+
+@contextmanager
+def detect_anomaly():
+    """Inside, the first NaN or inf made in forward or backward raises an AnomalyError
+    naming the op, its scope (so the timestep) and the shapes."""
+    old, STATE.anomaly = STATE.anomaly, True
+    try:
+        yield
+    finally:
+        STATE.anomaly = old
+
+
+@contextmanager
+def retain_values():
+    """Inside, every recorded op keeps its output arrays, so pictures can print the numbers
+    of intermediate tensors (costs the memory of all activations; for small graphs)."""
+    old, STATE.retain_values = STATE.retain_values, True
+    try:
+        yield
+    finally:
+        STATE.retain_values = old

@@ -1,0 +1,6 @@
+"""Neural-network layers built from the engine's primitive ops (PyTorch's torch.nn API)."""
+from . import init
+from .cells import GRUCell, LSTMCell, RNNCell, gru_step, lstm_step, rnn_step
+from .layers import Dropout, Embedding, Linear, ModuleList, ReLU, Sequential, Sigmoid, Tanh
+from .module import Module, Parameter
+from .rnn import GRU, LSTM, RNN, RNNBase

@@ -1,0 +1,168 @@
+"""One step of each recurrent cell, written with the engine's primitive ops.
+
+Each step function takes ``xw``, the input's contribution W_ih x_t + b already
+computed (the layers compute it for all timesteps in one matmul), and the
+previous state, and returns the new state. The modules RNNCell, LSTMCell and
+GRUCell wrap one step with their own parameters.
+
+Shapes: x (B, input_size), h and c (B, H); W_ih (G*H, input_size),
+W_hh (G*H, H) with G gates stacked in PyTorch's order.
+"""
+import math
+
+from ..function import scope
+from ..functions import linear
+from .init import recurrent_matrix, uniform
+from .module import Module, Parameter
+
+
+def rnn_step(xw, h_prev, W_hh, nonlinearity="tanh"):
+    """h_t = tanh(W_hh h_{t-1} + W_ih x_t + b)   (Elman)."""
+    a = linear(h_prev, W_hh, xw)
+    h = a.tanh() if nonlinearity == "tanh" else a.relu()
+    h.name = "h"
+    return h
+
+
+def lstm_step(xw, h_prev, c_prev, W_hh, W_cif=None, W_co=None):
+    """i, f, g, o = W_hh h_{t-1} + W_ih x_t + b, split in four (PyTorch's order)
+    i, f, o = sigmoid(.), g = tanh(.)
+    c_t = f * c_{t-1} + i * g        (the constant error carousel: only * f on the way back)
+    h_t = o * tanh(c_t)
+
+    With peepholes (the lecture's "complete LSTM unit") the gates also see the
+    cell: i and f add W_cif c_{t-1}, o adds W_co c_t."""
+    a = linear(h_prev, W_hh, xw)
+    i, f, g, o = a.chunk(4, axis=-1)
+    if W_cif is not None:
+        ci, cf = linear(c_prev, W_cif).chunk(2, axis=-1)
+        i, f = i + ci, f + cf
+    i, f, g = i.sigmoid(), f.sigmoid(), g.tanh()
+    c = f * c_prev + i * g
+    if W_co is not None:
+        o = o + linear(c, W_co)
+    h = o.sigmoid() * c.tanh()
+    h.name, c.name = "h", "c"
+    return h, c
+
+
+def gru_step(xw, h_prev, W_hh, b_hh=None, reset_after=True):
+    """r, z = sigmoid(W_ir x + W_hr h + b_r), sigmoid(W_iz x + W_hz h + b_z)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))     (reset_after=True: PyTorch, cuDNN)
+    n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)     (reset_after=False: Cho et al. 2014, the notes)
+    h_t = (1 - z) * n + z * h_{t-1}, computed as n + z * (h_{t-1} - n)
+
+    (The notes write h_t = (1 - z) h_{t-1} + z h~: the same cell with z and 1 - z swapped.)"""
+    x_r, x_z, x_n = xw.chunk(3, axis=-1)
+    H = h_prev.shape[-1]
+    if reset_after:
+        h_r, h_z, h_n = linear(h_prev, W_hh, b_hh).chunk(3, axis=-1)
+        r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
+        n = (x_n + r * h_n).tanh()
+    else:
+        W_hrz, W_hn = W_hh.split([2 * H, H], axis=0)
+        b_hrz, b_hn = b_hh.split([2 * H, H], axis=0) if b_hh is not None else (None, None)
+        h_r, h_z = linear(h_prev, W_hrz, b_hrz).chunk(2, axis=-1)
+        r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
+        n = (x_n + linear(r * h_prev, W_hn, b_hn)).tanh()
+    h = n + z * (h_prev - n)
+    h.name = "h"
+    return h
+
+
+class _CellBase(Module):
+    """Parameters of one cell: weight_ih (G*H, I), weight_hh (G*H, H), bias_ih, bias_hh (G*H)."""
+
+    n_gates = 1
+
+    def __init__(self, input_size, hidden_size, bias=True, init="default", init_gain=1.0, dtype="float32"):
+        super().__init__()
+        self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
+        G, H, k = self.n_gates, hidden_size, 1 / math.sqrt(hidden_size)
+        self.weight_ih = Parameter(uniform((G * H, input_size), k, dtype))
+        self.weight_hh = Parameter(recurrent_matrix(init, H, G, init_gain, dtype))
+        if bias:
+            self.bias_ih = Parameter(uniform((G * H,), k, dtype))
+            self.bias_hh = Parameter(uniform((G * H,), k, dtype))
+
+    def _prepare(self, x, hx, n_states):
+        """Check shapes; add a batch axis to unbatched input; zeros for a missing state."""
+        from .rnn import check_input
+        name = type(self).__name__
+        if x.ndim not in (1, 2):
+            raise ValueError(f"{name}: expected input of shape (batch, {self.input_size}) or "
+                             f"({self.input_size},), got {x.shape}")
+        check_input(name, x, self.input_size, self.weight_ih)
+        batched = x.ndim == 2
+        if not batched:
+            x = x.unsqueeze(0)
+        B, H = x.shape[0], self.hidden_size
+        states = []
+        hx = (hx,) if n_states == 1 and hx is not None and not isinstance(hx, tuple) else hx
+        for k in range(n_states):
+            s = None if hx is None else hx[k]
+            if s is None:
+                from ..creation import zeros
+                s = zeros(B, H, dtype=x.dtype, backend=x.backend)
+            else:
+                expected = (B, H) if batched else (H,)
+                if s.shape != expected:
+                    raise ValueError(f"{name}: expected state of shape {expected}, got {s.shape}")
+                if not batched:
+                    s = s.unsqueeze(0)
+            states.append(s)
+        return x, states, batched
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+def _unbatch(t, batched):
+    return t if batched else t.squeeze(0)
+
+
+class RNNCell(_CellBase):
+    """h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (or relu). forward(input, hx=None) -> h'."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", **kw):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, bias, **kw)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input, hx=None):
+        x, (h,), batched = self._prepare(input, hx, 1)
+        with scope("RNNCell"):
+            b = self.bias_ih + self.bias_hh if self.bias else None
+            h = rnn_step(linear(x, self.weight_ih, b), h, self.weight_hh, self.nonlinearity)
+        return _unbatch(h, batched)
+
+
+class LSTMCell(_CellBase):
+    """forward(input, (h, c)=None) -> (h', c'); gates i, f, g, o as PyTorch."""
+
+    n_gates = 4
+
+    def forward(self, input, hx=None):
+        x, (h, c), batched = self._prepare(input, hx, 2)
+        with scope("LSTMCell"):
+            b = self.bias_ih + self.bias_hh if self.bias else None
+            h, c = lstm_step(linear(x, self.weight_ih, b), h, c, self.weight_hh)
+        return _unbatch(h, batched), _unbatch(c, batched)
+
+
+class GRUCell(_CellBase):
+    """forward(input, hx=None) -> h'; gates r, z, n as PyTorch (``reset_after=False``: the original GRU)."""
+
+    n_gates = 3
+
+    def __init__(self, input_size, hidden_size, bias=True, reset_after=True, **kw):
+        super().__init__(input_size, hidden_size, bias, **kw)
+        self.reset_after = reset_after
+
+    def forward(self, input, hx=None):
+        x, (h,), batched = self._prepare(input, hx, 1)
+        with scope("GRUCell"):
+            xw = linear(x, self.weight_ih, self.bias_ih if self.bias else None)
+            h = gru_step(xw, h, self.weight_hh, self.bias_hh if self.bias else None, self.reset_after)
+        return _unbatch(h, batched)

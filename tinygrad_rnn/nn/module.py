@@ -1,0 +1,182 @@
+"""Module and Parameter, as PyTorch users know them.
+
+A Module registers the Parameters and sub-Modules assigned to its attributes,
+so ``named_parameters()`` can walk the tree with dotted names
+("rnn.weight_hh_l0"). Parameters are named after that path automatically, so
+pictures of the graph show the same names as ``state_dict()``.
+"""
+from collections import OrderedDict
+
+from ..backend import host as np
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that is a module's learnable state: requires grad, float.
+
+    ``Parameter(data, requires_grad=True, name=None)``; ``data`` may be a Tensor."""
+
+    __slots__ = ("_auto_named",)
+
+    def __init__(self, data, requires_grad=True, name=None):
+        if isinstance(data, Tensor):
+            data = data.detach()
+        super().__init__(data, backend=data.backend if isinstance(data, Tensor) else None)
+        if not self.is_floating_point:
+            raise TypeError(f"Parameter: expected floating-point data, got {self.dtype}")
+        self.requires_grad_(requires_grad)
+        self._auto_named = name is None
+        self._name = name
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of layers. Subclasses set parameters and sub-modules in ``__init__``
+    and compute in ``forward``; calling the module calls ``forward``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            if isinstance(value, (Parameter, Module)):
+                raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                                     f"before assigning {name!r}")
+            object.__setattr__(self, name, value)
+            return
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+            if value._auto_named:
+                value.name = name
+        elif isinstance(value, Module):
+            self._modules[name] = value
+            for sub_name, p in value.named_parameters():
+                if p._auto_named:
+                    p.name = f"{name}.{sub_name}"
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    # --- the tree -----------------------------------------------------------
+    def named_parameters(self, prefix=""):
+        """(dotted name, parameter) for every parameter in the tree, each once."""
+        seen = set()
+        for mod_prefix, module in self.named_modules(prefix):
+            for name, p in module._parameters.items():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
+
+    def parameters(self):
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_modules(self, prefix=""):
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop(0)
+            yield name, module
+            for child_name, child in module._modules.items():
+                stack.append(((f"{name}.{child_name}" if name else child_name), child))
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, backend):
+        """Move every parameter to another backend ('numpy'/'cpu', 'cupy'/'cuda'), in place."""
+        for p in self.parameters():
+            moved = p.to(backend)
+            p.data, p._backend, p.grad = moved.data, moved._backend, None
+            p._accum = None
+        return self
+
+    def num_parameters(self):
+        return sum(p.numel() for p in self.parameters())
+
+    # --- state -------------------------------------------------------------
+    def state_dict(self):
+        """{dotted name: host NumPy copy} of every parameter."""
+        return OrderedDict((name, p.numpy()) for name, p in self.named_parameters())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays (NumPy, lists, ``torch_tensor.numpy()``, Tensors) into the parameters.
+
+        Every shape is checked before anything is copied, so a bad dict leaves the
+        module unchanged. With ``strict``, missing and unexpected keys are errors.
+        Returns (missing_keys, unexpected_keys)."""
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys: {', '.join(missing)}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+        new_values = {}
+        for name, value in state_dict.items():
+            if name not in own:
+                continue
+            p = own[name]
+            array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            if tuple(array.shape) != p.shape:
+                problems.append(f"{name}: expected shape {p.shape}, got {tuple(array.shape)}")
+                continue
+            if array.dtype.kind not in "fiu":
+                problems.append(f"{name}: expected numbers, got dtype {array.dtype}")
+                continue
+            new_values[name] = array
+        if problems:
+            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+        for name, array in new_values.items():
+            p = own[name]
+            p.data = p.backend.asarray(array, p.dtype)
+        return missing, unexpected
+
+    # --- printing --------------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            for name, child in self._modules.items():
+                child_lines = repr(child).split("\n")
+                lines.append(f"  ({name}): " + child_lines[0])
+                lines.extend("  " + line for line in child_lines[1:])
+            lines.append(")")
+            return "\n".join(lines)
+        return lines[0] + ")"

@@ -1,0 +1,242 @@
+"""RNN, LSTM and GRU layers with PyTorch's API, unrolled through time with primitive ops.
+
+``forward(input, hx=None)``:
+    input: (T, B, input_size), or (B, T, input_size) with batch_first, or (T, input_size) unbatched
+    hx:    (num_layers * D, B, H) (LSTM: a pair (h_0, c_0)); zeros when None
+returns output (T, B, D * H) (batch_first: (B, T, D * H)) and h_n (LSTM: (h_n, c_n)),
+with D = 2 when bidirectional. Parameters are named and shaped as PyTorch's:
+weight_ih_l{k}{_reverse} (G*H, in), weight_hh_l{k}{_reverse} (G*H, H), bias_ih_l{k}, bias_hh_l{k}.
+
+How it runs, per layer and direction:
+  1. the input's contribution for every timestep in one product, xw = x @ W_ih.T + b   (T, B, G*H)
+  2. ``xw.unbind(0)`` into T slices (one op)
+  3. the time loop: one cell step per t, each inside ``scope("t=<t>", "<Cell>")``
+  4. ``stack`` of the hidden states into the output
+The scopes ("LSTM", "layer0" or "layer0_reverse", "t=3", "LSTMCell") are what
+the visualizer uses to lay the graph out through time; ``t`` is the position
+in the input, so the reverse direction's first step is t=T-1.
+"""
+import math
+
+from ..creation import zeros
+from ..function import scope
+from ..functions import concat, linear, stack
+from ..tensor import Tensor
+from .cells import gru_step, lstm_step, rnn_step
+from .init import recurrent_matrix, uniform
+from .module import Module, Parameter
+
+
+def check_input(name, x, input_size, weight):
+    """The errors a user meets first: integer input, wrong feature size, wrong dtype."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a Tensor input, got {type(x).__name__}")
+    if not x.is_floating_point:
+        raise TypeError(f"{name}: expected a floating-point input ({weight.dtype}), got {x.dtype} of shape "
+                        f"{x.shape}; token ids need an nn.Embedding or a one-hot encoding first")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"{name}: expected input with {input_size} features in its last axis, got shape {x.shape}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"{name}: input is {x.dtype} but the parameters are {weight.dtype}; "
+                        f"convert one with .float() / .double()")
+    if x.device != weight.device:
+        raise ValueError(f"{name}: input is on backend {x.device!r} but the parameters are on "
+                         f"{weight.device!r}; move one with .to(...)")
+
+
+class RNNBase(Module):
+    """Shared machinery of RNN, LSTM and GRU: parameters, shapes, the loop over layers and time."""
+
+    n_gates = 1
+    n_states = 1      # LSTM: 2 (h and c)
+    cell_name = "RNNCell"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, init="default", init_gain=1.0, dtype="float32"):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
+        self.bidirectional, self.init, self.init_gain = bidirectional, init, init_gain
+        self.num_directions = 2 if bidirectional else 1
+        G, H, k = self.n_gates, hidden_size, 1 / math.sqrt(hidden_size)
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else H * self.num_directions
+            for suffix in self._suffixes():
+                tag = f"l{layer}{suffix}"
+                setattr(self, f"weight_ih_{tag}", Parameter(uniform((G * H, layer_in), k, dtype)))
+                setattr(self, f"weight_hh_{tag}", Parameter(recurrent_matrix(init, H, G, init_gain, dtype)))
+                if bias:
+                    setattr(self, f"bias_ih_{tag}", Parameter(uniform((G * H,), k, dtype)))
+                    setattr(self, f"bias_hh_{tag}", Parameter(uniform((G * H,), k, dtype)))
+                self._extra_parameters(tag, H, k, dtype)
+
+    def _suffixes(self):
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def _extra_parameters(self, tag, H, k, dtype):
+        """Hook for parameters beyond PyTorch's (LSTM peepholes)."""
+
+    def _param(self, name, tag):
+        return getattr(self, f"{name}_{tag}", None)
+
+    # --- forward -------------------------------------------------------------
+    def forward(self, input, hx=None):
+        name = type(self).__name__
+        check_input(name, input, self.input_size, self.weight_ih_l0)
+        if input.ndim not in (2, 3):
+            raise ValueError(f"{name}: expected input of shape (T, B, {self.input_size}), "
+                             f"(B, T, {self.input_size}) with batch_first, or (T, {self.input_size}) "
+                             f"unbatched; got {input.shape}")
+        batched = input.ndim == 3
+        x = input if not batched else (input.transpose(0, 1) if self.batch_first else input)
+        if not batched:
+            x = x.unsqueeze(1)
+        T, B = x.shape[0], x.shape[1]
+        if T == 0:
+            raise ValueError(f"{name}: the input sequence is empty (0 timesteps, shape {input.shape})")
+        states = self._initial_states(hx, B, batched, x)
+
+        finals = [[] for _ in range(self.n_states)]
+        with scope(name):
+            layer_input = x
+            for layer in range(self.num_layers):
+                outputs = []
+                for d, suffix in enumerate(self._suffixes()):
+                    k = layer * self.num_directions + d
+                    with scope(f"layer{layer}{suffix}"):
+                        out, last = self._run_direction(layer_input, [s[k] for s in states], f"l{layer}{suffix}",
+                                                        reverse=d == 1)
+                    outputs.append(out)
+                    for lst, s in zip(finals, last):
+                        lst.append(s)
+                layer_input = outputs[0] if len(outputs) == 1 else concat(outputs, axis=2)
+                if self.dropout and self.training and layer < self.num_layers - 1:
+                    layer_input = layer_input.dropout(self.dropout, True)
+        output = layer_input
+        final = [stack(lst, axis=0) for lst in finals]
+        if not batched:
+            output = output.squeeze(1)
+            final = [f.squeeze(1) for f in final]
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (final[0] if self.n_states == 1 else tuple(final))
+
+    def _initial_states(self, hx, B, batched, x):
+        """One list per state (h, and c for LSTM) of (B, H) tensors, one per layer and direction."""
+        name = type(self).__name__
+        L, H = self.num_layers * self.num_directions, self.hidden_size
+        if hx is None:
+            zero = zeros(B, H, dtype=x.dtype, backend=x.backend)
+            return [[zero] * L for _ in range(self.n_states)]
+        if self.n_states == 2 and not (isinstance(hx, (tuple, list)) and len(hx) == 2):
+            raise TypeError(f"{name}: hx must be a pair (h_0, c_0), got {type(hx).__name__}")
+        hx = tuple(hx) if self.n_states == 2 else (hx,)
+        expected = (L, B, H) if batched else (L, H)
+        states = []
+        for which, s in zip(("h_0", "c_0"), hx):
+            if not isinstance(s, Tensor):
+                raise TypeError(f"{name}: {which} must be a Tensor, got {type(s).__name__}")
+            if s.shape != expected:
+                raise ValueError(f"{name}: expected {which} of shape {expected}, got {s.shape}")
+            if s.dtype != x.dtype:
+                raise TypeError(f"{name}: {which} is {s.dtype} but the input is {x.dtype}")
+            if not batched:
+                s = s.unsqueeze(1)
+            states.append(list(s.unbind(0)) if L > 1 else [s.squeeze(0)])
+        return states
+
+    def _run_direction(self, x, state, tag, reverse):
+        """One layer, one direction: x (T, B, in) -> (outputs (T, B, H), final states)."""
+        T = x.shape[0]
+        xw = linear(x, self._param("weight_ih", tag), self._input_bias(tag))
+        xw_t = xw.unbind(0)
+        hs = [None] * T
+        for t in (reversed(range(T)) if reverse else range(T)):
+            with scope(f"t={t}", self.cell_name):
+                state = self._step(xw_t[t], state, tag)
+            hs[t] = state[0]
+        return stack(hs, axis=0), state
+
+    def _input_bias(self, tag):
+        """The bias folded into the input projection (b_ih + b_hh where the cell allows it)."""
+        if not self.bias:
+            return None
+        return self._param("bias_ih", tag) + self._param("bias_hh", tag)
+
+    def _step(self, xw, state, tag):
+        raise NotImplementedError
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        for attr, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
+                              ("init", "default")):
+            if getattr(self, attr) != default:
+                s += f", {attr}={getattr(self, attr)!r}"
+        return s
+
+
+class RNN(RNNBase):
+    """Elman RNN: h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (``nonlinearity="relu"`` for ReLU)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, **kw):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, **kw)
+
+    def _step(self, xw, state, tag):
+        return [rnn_step(xw, state[0], self._param("weight_hh", tag), self.nonlinearity)]
+
+
+class LSTM(RNNBase):
+    """LSTM with gates i, f, g, o (PyTorch's order). ``peephole=True`` adds the notes' peephole
+    connections: weight_cif_l{k} (2H, H) lets i and f see c_{t-1}, weight_co_l{k} (H, H) lets o see c_t."""
+
+    n_gates, n_states, cell_name = 4, 2, "LSTMCell"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, peephole=False, **kw):
+        self.peephole = peephole
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, **kw)
+
+    def _extra_parameters(self, tag, H, k, dtype):
+        if self.peephole:
+            setattr(self, f"weight_cif_{tag}", Parameter(uniform((2 * H, H), k, dtype)))
+            setattr(self, f"weight_co_{tag}", Parameter(uniform((H, H), k, dtype)))
+
+    def _step(self, xw, state, tag):
+        h, c = state
+        return list(lstm_step(xw, h, c, self._param("weight_hh", tag),
+                              self._param("weight_cif", tag), self._param("weight_co", tag)))
+
+    def extra_repr(self):
+        return super().extra_repr() + (", peephole=True" if self.peephole else "")
+
+
+class GRU(RNNBase):
+    """GRU with gates r, z, n (PyTorch's order). ``reset_after=False``: the original GRU of the
+    notes, where the reset gate multiplies h before W_hn."""
+
+    n_gates, cell_name = 3, "GRUCell"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, *, reset_after=True, **kw):
+        self.reset_after = reset_after
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, **kw)
+
+    def _input_bias(self, tag):  # b_hh stays inside the step: b_hn is multiplied by r
+        return self._param("bias_ih", tag) if self.bias else None
+
+    def _step(self, xw, state, tag):
+        return [gru_step(xw, state[0], self._param("weight_hh", tag), self._param("bias_hh", tag),
+                         self.reset_after)]
+
+    def extra_repr(self):
+        return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")

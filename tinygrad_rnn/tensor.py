@@ -1,0 +1,696 @@
+"""Tensor: an array of a backend, and the op that made it.
+
+A tensor is a leaf (made by the user: data, parameters) or the output of an
+op, in which case ``_ctx`` is that op's graph node and ``_out_idx`` says which
+of its outputs this is. Arithmetic on tensors calls the ops in ``ops.py``;
+``backward()`` hands the graph to ``autograd.backward``.
+"""
+import numbers
+
+from .backend import host as np
+
+from . import backend as _backends
+from . import function as _function
+from .function import AccumulateGrad
+
+_new = object.__new__
+
+
+def _dtype_name(dtype, backend):
+    """Canonical dtype name from 'float32', np.float32, np.dtype(...) or a backend dtype."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        name = dtype
+    else:
+        try:
+            name = backend.dtype_name(dtype)
+        except TypeError:
+            try:
+                name = np.dtype(dtype).name
+            except TypeError:
+                raise TypeError(f"dtype: expected one of {', '.join(_backends.DTYPE_NAMES)}, got {dtype!r}") from None
+    if name == "float16":
+        raise TypeError("float16 is not supported (its range overflows in exp/softmax and there are no "
+                        "float16 kernels on CPU): use float32 or float64")
+    if name not in _backends.DTYPE_NAMES:
+        raise TypeError(f"dtype: expected one of {', '.join(_backends.DTYPE_NAMES)}, got {dtype!r}")
+    return name
+
+
+class Tensor:
+    """A PyTorch-like tensor: ``Tensor(data, requires_grad=False, dtype=None, backend=None, name=None)``.
+
+    ``data`` may be a Python scalar or (nested) list, a NumPy array or an array of a
+    backend; it is copied. Python floats become float32 and Python ints int64;
+    arrays keep float32/float64 (as ``torch.tensor(np_array)``). ``dtype`` takes
+    'float32', 'float64', 'int64', 'int32', 'bool' or a NumPy dtype.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_out_idx", "_accum", "_name", "_backend",
+                 "_cut", "__weakref__")
+    __array_priority__ = 100  # numpy scalars/arrays on the left defer to our operators
+
+    def __init__(self, data, requires_grad=False, dtype=None, backend=None, name=None):
+        if isinstance(data, Tensor):
+            backend = _backends.get_backend(backend) if backend is not None else data._backend
+            data = data.data if backend is data._backend else data.numpy()
+        else:
+            backend = _backends.get_backend(backend)
+        self._backend = backend
+        dtype = _dtype_name(dtype, backend)
+        self.data = _to_array(data, dtype, backend)
+        self.grad = None
+        self.requires_grad = False
+        self._ctx = None
+        self._out_idx = 0
+        self._accum = None
+        self._name = name
+        self._cut = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array, backend, requires_grad=False):
+        """Fast path: a leaf around an existing backend array (no copy, no checks)."""
+        t = _new(cls)
+        t.data = array
+        t.grad = None
+        t.requires_grad = requires_grad
+        t._ctx = None
+        t._out_idx = 0
+        t._accum = None
+        t._name = None
+        t._backend = backend
+        t._cut = None
+        return t
+
+    def _edge(self):
+        """How the graph refers to this tensor as an op input (see function.py)."""
+        if not self.requires_grad:
+            return (self, None)
+        if self._ctx is not None:
+            return (self._ctx, self._out_idx)
+        acc = self._accum
+        if acc is None:
+            acc = self._accum = AccumulateGrad(self)
+        return (acc, 0)
+
+    # --- properties -------------------------------------------------------
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        """The dtype's name: 'float32', 'float64', 'int64', 'int32' or 'bool'."""
+        return self._backend.dtype_name(self.data.dtype)
+
+    @property
+    def device(self):
+        """The backend's name: 'numpy', 'cupy' or 'array_api_strict'."""
+        return self._backend.name
+
+    @property
+    def backend(self):
+        return self._backend
+
+    @property
+    def is_leaf(self):
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        """The graph node that made this tensor (None for a leaf)."""
+        return self._ctx
+
+    @property
+    def name(self):
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        self._name = value
+        if self._ctx is not None:
+            self._ctx.set_output_name(self._out_idx, value)
+        elif self._accum is not None:
+            self._accum.label = value
+
+    @property
+    def is_floating_point(self):
+        return self.dtype in _backends.FLOAT_DTYPES
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def dim(self):
+        return self.ndim
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # --- host access ------------------------------------------------------
+    def numpy(self):
+        """A host NumPy copy of the data (from any backend)."""
+        return self._backend.to_numpy(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def item(self):
+        if self.numel() != 1:
+            raise ValueError(f"item(): expected a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype not in ("int64", "int32") or self.numel() != 1:
+            raise TypeError(f"only integer tensors of one element can be used as an index, got {self.dtype} {self.shape}")
+        return int(self.item())
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", threshold=20, edgeitems=2, precision=4,
+                               prefix="Tensor(")
+        extras = [f"shape={self.shape}", f"dtype={self.dtype}"]
+        if self._backend.name != "numpy":
+            extras.append(f"device={self._backend.name!r}")
+        if self.requires_grad:
+            extras.append(f"grad_fn={self._ctx.name}" if self._ctx is not None else "requires_grad=True")
+        if self._name:
+            extras.append(f"name={self._name!r}")
+        return f"Tensor({body}, {', '.join(extras)})"
+
+    __hash__ = object.__hash__  # hashable by identity although == is elementwise, as in PyTorch
+
+    # --- autograd ---------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not self.is_floating_point:
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.dtype}")
+        if self._ctx is not None and not requires_grad:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use .detach()")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self):
+        """The same data, cut from the graph: no gradient flows back through it.
+
+        Truncated BPTT carries ``h = h.detach()`` from one chunk to the next. The
+        result remembers where the cut was (op and scope), so pictures can draw it.
+        """
+        t = Tensor._wrap(self.data, self._backend)
+        t._name = self._name
+        if self._ctx is not None:
+            t._cut = (self._ctx.name, self._ctx.scope, self._name)
+        return t
+
+    def backward(self, grad=None, retain_graph=False):
+        """Compute d(self)/d(leaf) for every leaf that requires grad, accumulating into ``leaf.grad``."""
+        from .autograd import backward as _backward
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
+                               "ops that made it has requires_grad=True (or it was made under no_grad())")
+        if grad is None:
+            if self.numel() != 1:
+                raise RuntimeError(f"backward() without grad= needs a scalar output, got shape {self.shape}; "
+                                   f"pass grad= with that shape (or reduce with .sum() / .mean())")
+            grad = self._backend.xp.ones(self.data.shape, dtype=self.data.dtype)
+        else:
+            grad = _as_grad_array(grad, self)
+        node, index = self._edge()
+        _backward(node, index, grad, retain_graph=retain_graph)
+
+    def _accumulate_grad(self, dx):
+        """Called by this leaf's AccumulateGrad node."""
+        if self.grad is None:  # a copy: dx may be shared with other gradients, or a broadcast view
+            self.grad = Tensor._wrap(self._backend.xp.asarray(dx, copy=True), self._backend)
+        else:
+            self.grad = Tensor._wrap(self.grad.data + dx, self._backend)
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
+        if self._ctx is None:
+            return self
+        import weakref
+        ref = weakref.ref(self)
+
+        def keep(dy):
+            t = ref()
+            if t is not None:
+                t.grad = Tensor._wrap(dy if t.grad is None else t.grad.data + dy, t._backend)
+        self._ctx.add_hook(self._out_idx, keep)
+        return self
+
+    def register_hook(self, hook):
+        """``hook(grad_array)`` sees the total gradient of this tensor in each backward pass;
+        if it returns an array, that replaces the gradient."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook on a tensor that does not require grad")
+        node, index = self._edge()
+        node.add_hook(index, hook)
+        return hook
+
+    def zero_grad(self):
+        self.grad = None
+
+    # --- moving and casting -----------------------------------------------
+    def to(self, target):
+        """A copy on another backend ('numpy'/'cpu', 'cupy'/'cuda', 'array_api_strict'), or a cast
+        when ``target`` is a dtype name. The copy is a leaf with the same requires_grad."""
+        if isinstance(target, str) and target in _backends.DTYPE_NAMES:
+            return self.astype(target)
+        b = _backends.get_backend(target)
+        if b is self._backend:
+            return self
+        t = Tensor._wrap(b.asarray(self.numpy(), self.dtype), b)
+        t._name = self._name
+        if self.requires_grad:
+            t.requires_grad = True
+        return t
+
+    def cpu(self):
+        return self.to("numpy")
+
+    def astype(self, dtype):
+        dtype = _dtype_name(dtype, self._backend)
+        if dtype == self.dtype:
+            return self
+        return ops.Cast.apply(self, dtype=self._backend.dtypes[dtype])
+
+    def float(self):
+        return self.astype("float32")
+
+    def double(self):
+        return self.astype("float64")
+
+    def long(self):
+        return self.astype("int64")
+
+    # --- arithmetic (each is one op in the graph) --------------------------
+    def __add__(self, other):
+        return _binary(ops.Add, self, other)
+
+    def __radd__(self, other):
+        return _binary(ops.Add, self._lift(other), self)
+
+    def __sub__(self, other):
+        return _binary(ops.Sub, self, other)
+
+    def __rsub__(self, other):
+        return _binary(ops.Sub, self._lift(other), self)
+
+    def __mul__(self, other):
+        return _binary(ops.Mul, self, other)
+
+    def __rmul__(self, other):
+        return _binary(ops.Mul, self._lift(other), self)
+
+    def __truediv__(self, other):
+        return _binary(ops.Div, self, other)
+
+    def __rtruediv__(self, other):
+        return _binary(ops.Div, self._lift(other), self)
+
+    def __matmul__(self, other):
+        return _binary(ops.MatMul, self, other)
+
+    def __rmatmul__(self, other):
+        return _binary(ops.MatMul, self._lift(other), self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            if exponent.requires_grad:
+                return (exponent * self.log()).exp()
+            exponent = exponent.item()
+        if not isinstance(exponent, numbers.Real):
+            raise TypeError(f"** expects a real number exponent, got {type(exponent).__name__}")
+        return ops.Pow.apply(self, exponent=exponent)
+
+    def __rpow__(self, base):
+        return (self * float(np.log(base))).exp()
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    # comparisons: no gradient, bool results
+    def __lt__(self, other):
+        return self._compare("less", other)
+
+    def __le__(self, other):
+        return self._compare("less_equal", other)
+
+    def __gt__(self, other):
+        return self._compare("greater", other)
+
+    def __ge__(self, other):
+        return self._compare("greater_equal", other)
+
+    def __eq__(self, other):
+        return self._compare("equal", other)
+
+    def __ne__(self, other):
+        return self._compare("not_equal", other)
+
+    def _compare(self, name, other):
+        other = self._lift(other)
+        _check_backends(name, self, other)
+        return Tensor._wrap(getattr(self._backend.xp, name)(self.data, other.data), self._backend)
+
+    def _lift(self, value):
+        """A Python number or array becomes a constant tensor of this tensor's dtype and backend."""
+        if isinstance(value, Tensor):
+            return value
+        if isinstance(value, numbers.Number) or np.isscalar(value):
+            dtype = self.dtype
+            if isinstance(value, float) and dtype not in _backends.FLOAT_DTYPES:
+                dtype = "float32"
+            return Tensor._wrap(self._backend.xp.asarray(value, dtype=self._backend.dtypes[dtype]), self._backend)
+        return Tensor(value, backend=self._backend, dtype=None)
+
+    # --- elementwise functions --------------------------------------------
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+    def sigmoid(self):
+        return ops.Sigmoid.apply(self)
+
+    def relu(self):
+        return ops.ReLU.apply(self)
+
+    def sqrt(self):
+        return ops.Sqrt.apply(self)
+
+    def abs(self):
+        return ops.Abs.apply(self)
+
+    def clip(self, min=None, max=None):
+        """Elementwise clamp to [min, max]; the gradient passes where min <= x <= max."""
+        if min is None and max is None:
+            raise ValueError("clip() needs min or max")
+        return ops.Clip.apply(self, lo=min, hi=max)
+
+    clamp = clip
+
+    def softmax(self, axis=-1, dim=None):
+        return ops.Softmax.apply(self, axis=_axis(axis, dim, -1))
+
+    def log_softmax(self, axis=-1, dim=None):
+        return ops.LogSoftmax.apply(self, axis=_axis(axis, dim, -1))
+
+    # --- reductions -------------------------------------------------------
+    def sum(self, axis=None, keepdims=False, dim=None, keepdim=None):
+        return ops.Sum.apply(self, axis=_norm_axes(_axis(axis, dim), self.ndim), keepdims=_keep(keepdims, keepdim))
+
+    def mean(self, axis=None, keepdims=False, dim=None, keepdim=None):
+        return ops.Mean.apply(self, axis=_norm_axes(_axis(axis, dim), self.ndim), keepdims=_keep(keepdims, keepdim))
+
+    def max(self, axis=None, keepdims=False, dim=None, keepdim=None):
+        """Maximum over ``axis`` (all axes by default); ties share the gradient equally."""
+        return ops.Max.apply(self, axis=_norm_axes(_axis(axis, dim), self.ndim), keepdims=_keep(keepdims, keepdim))
+
+    def argmax(self, axis=None, dim=None, keepdims=False):
+        xp = self._backend.xp
+        ax = _axis(axis, dim)
+        data = self.data if ax is not None else xp.reshape(self.data, (-1,))
+        return Tensor._wrap(xp.argmax(data, axis=ax if ax is not None else 0, keepdims=keepdims), self._backend)
+
+    def any(self):
+        return bool(self._backend.xp.any(self.data))
+
+    def all(self):
+        return bool(self._backend.xp.all(self.data))
+
+    # --- shapes -----------------------------------------------------------
+    def reshape(self, *shape):
+        """``reshape(2, 6)`` or ``reshape((2, 6))``; one dimension may be -1."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        shape = tuple(int(s) for s in shape)
+        if shape == self.shape:
+            return self
+        return ops.Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self):
+        return self.reshape(-1)
+
+    def transpose(self, *axes):
+        """No arguments: reverse the axes (NumPy). Two axes: swap them (PyTorch). A tuple: a permutation."""
+        n = self.ndim
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            perm = tuple(axes[0])
+        elif len(axes) == 0:
+            perm = tuple(reversed(range(n)))
+        elif len(axes) == 2:
+            a, b = (x % n for x in axes)
+            perm = list(range(n))
+            perm[a], perm[b] = perm[b], perm[a]
+            perm = tuple(perm)
+        else:
+            perm = tuple(axes)
+        if sorted(p % n for p in perm) != list(range(n)):
+            raise ValueError(f"transpose: {axes} is not a permutation of the {n} axes of shape {self.shape}")
+        return ops.Permute.apply(self, perm=tuple(p % n for p in perm))
+
+    def permute(self, *dims):
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        return self.transpose(tuple(dims))
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def unsqueeze(self, axis):
+        axis = axis % (self.ndim + 1)
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def squeeze(self, axis=None):
+        if axis is None:
+            return self.reshape(tuple(s for s in self.shape if s != 1))
+        axis = axis % self.ndim
+        if self.shape[axis] != 1:
+            return self
+        return self.reshape(self.shape[:axis] + self.shape[axis + 1:])
+
+    def expand(self, *shape):
+        """Broadcast to ``shape`` (the gradient is summed back)."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        xp = self._backend.xp
+        return self + Tensor._wrap(xp.zeros(shape, dtype=self.data.dtype), self._backend)
+
+    def __getitem__(self, key):
+        return ops.GetItem.apply(self, key=_index_key(key, self))
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def split(self, split_size_or_sections, axis=0, dim=None):
+        """PyTorch's split: chunks of size ``n`` (the last may be smaller), or a list of sizes."""
+        axis = _axis(axis, dim, 0) % self.ndim
+        n = self.shape[axis]
+        if isinstance(split_size_or_sections, int):
+            size = split_size_or_sections
+            if size <= 0:
+                raise ValueError(f"split: size must be positive, got {size}")
+            sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        else:
+            sizes = [int(s) for s in split_size_or_sections]
+            if sum(sizes) != n:
+                raise ValueError(f"split: sizes {sizes} add up to {sum(sizes)}, but axis {axis} has length {n}")
+        return ops.Split.apply(self, sizes=tuple(sizes), axis=axis)
+
+    def chunk(self, chunks, axis=0, dim=None):
+        """Split into ``chunks`` pieces of equal size (the last may be smaller), as PyTorch."""
+        axis = _axis(axis, dim, 0) % self.ndim
+        n = self.shape[axis]
+        size = -(-n // chunks)
+        return self.split(size, axis=axis)
+
+    def unbind(self, axis=0, dim=None):
+        """All slices along ``axis`` as a tuple, in one op (its backward stacks the gradients)."""
+        return ops.Unbind.apply(self, axis=_axis(axis, dim, 0) % self.ndim)
+
+    # --- misc ops -----------------------------------------------------------
+    def dropout(self, p=0.5, training=True):
+        """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout)."""
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        if not training or p == 0:
+            return self
+        b = self._backend
+        keep = b.rand(self.shape, self.dtype) >= p
+        mask = Tensor._wrap(b.xp.astype(keep, self.data.dtype) / (1 - p), b)
+        mask._name = "dropout mask"
+        return self * mask
+
+
+# --- helpers --------------------------------------------------------------------
+def _to_array(data, dtype, backend):
+    """A fresh backend array holding ``data`` (host data or an array of any backend)."""
+    xp = backend.xp
+    if not isinstance(data, np.ndarray) and getattr(data, "__array_namespace__", None) is not None \
+            and data.__array_namespace__() is xp:
+        return xp.asarray(data, dtype=backend.dtypes[dtype or backend.dtype_name(data.dtype)], copy=True)
+    if not isinstance(data, np.ndarray) and hasattr(data, "get"):
+        data = data.get()  # a CuPy array, to the host first
+    if not isinstance(data, (np.ndarray, np.generic, list, tuple, numbers.Number)) and not hasattr(data, "__array__"):
+        raise TypeError(f"Tensor: expected a number, a list, a NumPy array or a backend array, "
+                        f"got {type(data).__name__}")
+    a = np.asarray(data)
+    return backend.asarray(a, dtype or _infer_dtype(a, isinstance(data, np.ndarray) or hasattr(data, "__array__")))
+
+
+def _infer_dtype(a, is_array):
+    """float32 for Python floats; arrays keep float32/float64; integers become int64."""
+    if a.dtype.kind == "f":
+        if is_array and a.dtype.name in ("float32", "float64"):
+            return a.dtype.name
+        if a.dtype.name == "float16":
+            return _dtype_name("float16", None)  # raises the float16 message
+        return "float32"
+    if a.dtype.kind in "iu":
+        return "int64"
+    if a.dtype.kind == "b":
+        return "bool"
+    raise TypeError(f"Tensor: expected numbers, got an array of dtype {a.dtype}")
+
+
+def _as_grad_array(grad, like):
+    g = grad if isinstance(grad, Tensor) else Tensor(grad, dtype=like.dtype, backend=like._backend)
+    _check_backends("backward", like, g)
+    if g.shape != like.shape:
+        raise ValueError(f"backward: grad has shape {g.shape}, expected the output's shape {like.shape}")
+    return g.data if g.dtype == like.dtype else like._backend.xp.astype(g.data, like.data.dtype)
+
+
+def _check_backends(what, *tensors):
+    names = {t._backend.name for t in tensors}
+    if len(names) > 1:
+        raise ValueError(f"{what}: all inputs must be on the same backend, got tensors on "
+                         f"{' and '.join(repr(n) for n in sorted(names))}; move them with .to(name)")
+
+
+def _binary(op, a, b):
+    if not isinstance(b, Tensor):
+        b = a._lift(b)
+    if a.data.dtype != b.data.dtype:
+        a, b = _promote(op, a, b)
+    return op.apply(a, b)
+
+
+def _promote(op, a, b):
+    """Mixed dtypes, as PyTorch: ints and bools join floats; float32 with float64 gives float64."""
+    _check_backends(op.__name__.lower(), a, b)
+    ka, kb = a.dtype, b.dtype
+    order = ["bool", "int32", "int64", "float32", "float64"]
+    target = max(ka, kb, key=order.index)
+    if target in ("int32", "int64") and "bool" in (ka, kb):
+        target = "int64"
+    return a.astype(target), b.astype(target)
+
+
+def _axis(axis, dim, default=None):
+    """Reductions take NumPy's ``axis`` and accept PyTorch's ``dim``."""
+    if dim is not None:
+        if axis not in (None, default) and axis != dim:
+            raise TypeError(f"got both axis={axis} and dim={dim}")
+        return dim
+    return axis if axis is not None else default
+
+
+def _keep(keepdims, keepdim):
+    return bool(keepdim) if keepdim is not None else bool(keepdims)
+
+
+def _norm_axes(axis, ndim):
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < max(ndim, 1):
+            raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+    return tuple(sorted(a % ndim for a in axes)) if ndim else ()
+
+
+def _index_key(key, t):
+    """Turn tensors, lists and NumPy arrays in an index into backend integer arrays."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    for k in key:
+        if isinstance(k, Tensor):
+            if k.dtype == "bool":
+                raise IndexError("boolean-mask indexing gives a data-dependent shape; use where() instead")
+            out.append(k.data)
+        elif isinstance(k, (list, np.ndarray)):
+            a = np.asarray(k)
+            if a.dtype.kind == "b":
+                raise IndexError("boolean-mask indexing gives a data-dependent shape; use where() instead")
+            out.append(t._backend.asarray(a, "int64"))
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            out.append(int(k))
+        elif k is None or k is Ellipsis or isinstance(k, slice):
+            out.append(k)
+        else:
+            raise IndexError(f"unsupported index {k!r}: use ints, slices, None, ..., or integer arrays")
+    return tuple(out)
+
+
+def _from_op(array, backend, ctx, index):
+    """The tensor for output ``index`` of op node ``ctx`` (``ctx`` None: the op was not recorded)."""
+    t = _new(Tensor)
+    t.data = array
+    t.grad = None
+    t.requires_grad = ctx is not None
+    t._ctx = ctx
+    t._out_idx = index
+    t._accum = None
+    t._name = None
+    t._backend = backend
+    t._cut = None
+    return t
+
+
+_function._tensor = _from_op
+
+from . import ops  # noqa: E402  (ops need Function, Tensor methods need ops)
