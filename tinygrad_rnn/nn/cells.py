@@ -12,6 +12,7 @@ import math
 
 from ..function import scope
 from ..functions import linear
+from ..tensor import Tensor
 from .init import recurrent_matrix, uniform
 from .module import Module, Parameter
 
@@ -89,25 +90,34 @@ class _CellBase(Module):
         """Check shapes; add a batch axis to unbatched input; zeros for a missing state."""
         from .rnn import check_input
         name = type(self).__name__
+        check_input(name, x, self.input_size, self.weight_ih)
         if x.ndim not in (1, 2):
             raise ValueError(f"{name}: expected input of shape (batch, {self.input_size}) or "
                              f"({self.input_size},), got {x.shape}")
-        check_input(name, x, self.input_size, self.weight_ih)
         batched = x.ndim == 2
         if not batched:
             x = x.unsqueeze(0)
         B, H = x.shape[0], self.hidden_size
+        if hx is None:
+            hx = (None,) * n_states
+        elif n_states == 1:
+            hx = (hx,)
+        elif not (isinstance(hx, (tuple, list)) and len(hx) == n_states):
+            raise TypeError(f"{name}: hx must be a pair (h, c) of tensors, got {type(hx).__name__}"
+                            f"{' of shape ' + str(hx.shape) if isinstance(hx, Tensor) else ''}")
         states = []
-        hx = (hx,) if n_states == 1 and hx is not None and not isinstance(hx, tuple) else hx
-        for k in range(n_states):
-            s = None if hx is None else hx[k]
+        for s in hx:
             if s is None:
                 from ..creation import zeros
                 s = zeros(B, H, dtype=x.dtype, backend=x.backend)
             else:
+                if not isinstance(s, Tensor):
+                    raise TypeError(f"{name}: expected the state to be a Tensor, got {type(s).__name__}")
                 expected = (B, H) if batched else (H,)
                 if s.shape != expected:
                     raise ValueError(f"{name}: expected state of shape {expected}, got {s.shape}")
+                if s.dtype != x.dtype:
+                    raise TypeError(f"{name}: the state is {s.dtype} but the input is {x.dtype}")
                 if not batched:
                     s = s.unsqueeze(0)
             states.append(s)

@@ -5,10 +5,21 @@ so ``named_parameters()`` can walk the tree with dotted names
 ("rnn.weight_hh_l0"). Parameters are named after that path automatically, so
 pictures of the graph show the same names as ``state_dict()``.
 """
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 
 from ..backend import host as np
 from ..tensor import Tensor
+
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class StateDictError(RuntimeError, KeyError):
+    """A state dict that does not fit the module (PyTorch raises RuntimeError; earlier versions
+    of this module raised KeyError, so it is both)."""
+
+    def __str__(self):  # KeyError would print the message quoted, with its newlines escaped
+        return str(self.args[0]) if self.args else ""
 
 
 class Parameter(Tensor):
@@ -48,6 +59,10 @@ class Module:
                                      f"before assigning {name!r}")
             object.__setattr__(self, name, value)
             return
+        if name in self._parameters and isinstance(value, Tensor) and not isinstance(value, Parameter):
+            # as PyTorch: silently unregistering the parameter would drop it from optimizers and checkpoints
+            raise TypeError(f"cannot assign a Tensor to parameter {name!r} of {type(self).__name__}: expected a "
+                            f"Parameter or None (to change the values, assign to .data or use load_state_dict)")
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -87,12 +102,19 @@ class Module:
             yield p
 
     def named_modules(self, prefix=""):
+        """(dotted name, module) for this module and every descendant, each once, depth first
+        in registration order (PyTorch's order, which fixes the order of state_dict keys)."""
+        seen = set()
         stack = [(prefix, self)]
         while stack:
-            name, module = stack.pop(0)
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
             yield name, module
-            for child_name, child in module._modules.items():
-                stack.append(((f"{name}.{child_name}" if name else child_name), child))
+            children = [((f"{name}.{child_name}" if name else child_name), child)
+                        for child_name, child in module._modules.items() if child is not None]
+            stack.extend(reversed(children))  # popped from the end: first child first
 
     def modules(self):
         for _, m in self.named_modules():
@@ -135,9 +157,13 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays (NumPy, lists, ``torch_tensor.numpy()``, Tensors) into the parameters.
 
-        Every shape is checked before anything is copied, so a bad dict leaves the
-        module unchanged. With ``strict``, missing and unexpected keys are errors.
-        Returns (missing_keys, unexpected_keys)."""
+        Every key and shape is checked before anything is copied, so a bad dict
+        leaves the module unchanged. With ``strict``, missing and unexpected keys are
+        errors; a wrong shape always is. The error (``StateDictError``, a RuntimeError
+        as in PyTorch and a KeyError) names every problem. Returns
+        ``IncompatibleKeys(missing_keys, unexpected_keys)``."""
+        if not hasattr(state_dict, "items"):
+            raise TypeError(f"load_state_dict: expected a dict of name -> array, got {type(state_dict).__name__}")
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -145,13 +171,17 @@ class Module:
         if strict and missing:
             problems.append(f"missing keys: {', '.join(missing)}")
         if strict and unexpected:
-            problems.append(f"unexpected keys: {', '.join(unexpected)}")
+            problems.append(f"unexpected keys: {', '.join(map(str, unexpected))}")
         new_values = {}
         for name, value in state_dict.items():
             if name not in own:
                 continue
             p = own[name]
-            array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            try:
+                array = value.numpy() if isinstance(value, Tensor) else np.asarray(value)
+            except Exception as e:  # e.g. a ragged list
+                problems.append(f"{name}: cannot convert a {type(value).__name__} to an array ({e})")
+                continue
             if tuple(array.shape) != p.shape:
                 problems.append(f"{name}: expected shape {p.shape}, got {tuple(array.shape)}")
                 continue
@@ -160,11 +190,11 @@ class Module:
                 continue
             new_values[name] = array
         if problems:
-            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
+            raise StateDictError(f"load_state_dict into {type(self).__name__}: " + "; ".join(problems))
         for name, array in new_values.items():
             p = own[name]
             p.data = p.backend.asarray(array, p.dtype)
-        return missing, unexpected
+        return IncompatibleKeys(missing, unexpected)
 
     # --- printing --------------------------------------------------------------
     def extra_repr(self):

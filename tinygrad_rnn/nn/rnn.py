@@ -34,7 +34,7 @@ def check_input(name, x, input_size, weight):
     if not x.is_floating_point:
         raise TypeError(f"{name}: expected a floating-point input ({weight.dtype}), got {x.dtype} of shape "
                         f"{x.shape}; token ids need an nn.Embedding or a one-hot encoding first")
-    if x.shape[-1] != input_size:
+    if x.ndim == 0 or x.shape[-1] != input_size:
         raise ValueError(f"{name}: expected input with {input_size} features in its last axis, got shape {x.shape}")
     if x.dtype != weight.dtype:
         raise TypeError(f"{name}: input is {x.dtype} but the parameters are {weight.dtype}; "

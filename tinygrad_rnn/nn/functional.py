@@ -1,0 +1,238 @@
+"""Losses and layer functions, as ``torch.nn.functional`` (import as ``F``).
+
+Every loss is built from the engine's primitive ops, so the graph shows it.
+Cross-entropy is the lecture's
+
+    Loss = - sum_i log P(t_i) * [t_i = true]
+
+written literally: ``log_softmax`` (one fused, stable op) gives log P, a
+constant one-hot mask [t_i = true] picks the true class, and a sum adds the
+picks up. The mask also carries the reduction's weight (-1, or -1/n for the
+mean), so the whole loss is three ops: log_softmax, mul, sum.
+
+Shapes: N is the batch, C the classes; ``d1, ...`` are extra axes (e.g. time),
+as in PyTorch's (N, C, d1, ...) convention.
+"""
+from ..backend import host as np
+from ..functions import embedding as _embedding, linear as _linear, stack
+from ..tensor import Tensor
+
+__all__ = ["cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "softmax",
+           "log_softmax", "one_hot", "linear", "embedding", "dropout"]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# ---------------------------------------------------------------- checks
+def _check_reduction(what, reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{what}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _check_tensor(what, arg, x):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what}: expected {arg} to be a Tensor, got {type(x).__name__}")
+
+
+def _check_float(what, arg, x):
+    _check_tensor(what, arg, x)
+    if not x.is_floating_point:
+        raise TypeError(f"{what}: expected {arg} to be float32 or float64, got {x.dtype} of shape {x.shape}")
+
+
+def _check_ids(what, ids, low, high, ignore=None, noun="class id"):
+    """Every id in [low, high) (or equal to ``ignore``); the error names the first bad one.
+
+    Skipped on CuPy: reading the ids back to the host would stall the GPU."""
+    if ids.device == "cupy" or ids.numel() == 0:
+        return
+    a = ids.numpy()
+    bad = (a < low) | (a >= high)
+    if ignore is not None:
+        bad &= a != ignore
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        extra = f" or ignore_index={ignore}" if ignore is not None else ""
+        raise IndexError(f"{what}: {noun} {int(a[pos])} at position {pos} is out of range; expected ids in "
+                         f"[{low}, {high}){extra}")
+
+
+def _check_class_target(what, input, target, ignore_index):
+    """(N, C, d1, ...) input with (N, d1, ...) integer target in [0, C) (or ignore_index),
+    or (C,) input with a 0-d target."""
+    _check_float(what, "input", input)
+    _check_tensor(what, "target", target)
+    if target.dtype not in ("int64", "int32"):
+        raise TypeError(f"{what}: expected target to hold integer class ids (int64), got {target.dtype} of shape "
+                        f"{target.shape}; class probabilities as targets are not supported")
+    if input.ndim == 0:
+        raise ValueError(f"{what}: expected input of shape (N, C) or (N, C, d1, ...), got a 0-d tensor")
+    expected = input.shape[:1] + input.shape[2:] if input.ndim >= 2 else ()
+    if target.shape != expected:
+        raise ValueError(f"{what}: input of shape {input.shape} (N, C, d1, ...) needs a target of shape "
+                         f"{expected} (N, d1, ...), got {target.shape}")
+    if target.device != input.device:
+        raise ValueError(f"{what}: input is on backend {input.device!r} but target on {target.device!r}")
+    C = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    _check_ids(what, target, 0, C, ignore_index)
+
+
+# ---------------------------------------------------------------- classification losses
+def nll_loss(input, target, reduction="mean", ignore_index=-100):
+    """Negative log-likelihood of the true classes: - sum_i input[i, t_i] (or its mean).
+
+    input: (N, C) or (N, C, d1, ...) log-probabilities (e.g. from ``log_softmax(x, dim=1)``),
+    or (C,) for one example; target: (N,) or (N, d1, ...) integer ids in [0, C).
+    Elements whose target equals ``ignore_index`` add nothing, and the mean is over
+    the others (NaN when every element is ignored, as PyTorch).
+    reduction: "mean" -> scalar, "sum" -> scalar, "none" -> target's shape."""
+    what = "nll_loss"
+    _check_reduction(what, reduction)
+    _check_class_target(what, input, target, ignore_index)
+    return _nll(input, target, reduction, ignore_index)
+
+
+def _nll(input, target, reduction, ignore_index):
+    """nll_loss after the checks."""
+    C = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    # The mask [t_i = true] times the reduction's weight: a constant, so no gradient flows into it.
+    xp = input.backend.xp
+    t = target.data
+    class_axis = 1 if input.ndim >= 2 else 0
+    ids = xp.reshape(t, t.shape[:class_axis] + (1,) + t.shape[class_axis:])
+    classes = xp.reshape(xp.arange(C, dtype=t.dtype), (C,) + (1,) * (input.ndim - class_axis - 1))
+    hit = (ids == classes) & (ids != ignore_index)
+    mask = xp.astype(hit, input.data.dtype)
+    if reduction == "mean":
+        n = xp.sum(mask)     # the number of elements not ignored
+        weight = xp.where(n > 0, -1 / xp.maximum(n, xp.ones_like(n)), xp.full_like(n, xp.nan))
+        mask = mask * weight
+    else:
+        mask = -mask
+    mask = Tensor._wrap(mask, input.backend)
+    mask._name = "-[t = true]" if reduction != "mean" else "-[t = true] / n"
+
+    picked = input * mask                                   # log P(t_i) * [t_i = true], weighted
+    if reduction == "none":
+        return picked.sum(axis=class_axis)
+    return picked.sum()
+
+
+def cross_entropy(input, target, reduction="mean", ignore_index=-100):
+    """Softmax cross-entropy between logits and integer class ids, as ``torch.nn.functional.cross_entropy``:
+
+        loss_i = - log softmax(input_i)[t_i] = - sum_c log P_i(c) * [c = t_i]
+
+    input: (N, C) or (N, C, d1, ...) unnormalised logits (or (C,) for one example);
+    target: (N,) or (N, d1, ...) integer ids in [0, C) (or ``ignore_index``).
+    reduction "mean" averages over the elements not ignored, "sum" adds, "none" returns
+    the per-element losses (target's shape). Stable for any finite logits (log_softmax
+    subtracts the maximum first)."""
+    what = "cross_entropy"
+    _check_reduction(what, reduction)
+    _check_class_target(what, input, target, ignore_index)
+    log_p = input.log_softmax(axis=1 if input.ndim >= 2 else 0)
+    return _nll(log_p, target, reduction, ignore_index)
+
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean"):
+    """- [y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))], elementwise, from logits x.
+
+    Computed as a two-class cross-entropy: with logits [0, x] the classes have
+    log-probabilities log_softmax([0, x]) = [log(1 - sigmoid(x)), log sigmoid(x)],
+    and the soft target is [1 - y, y]. The fused, stable log_softmax keeps it finite
+    for any finite x (|x| = 1e4 included) and its gradient is sigmoid(x) - y everywhere.
+    input and target: the same shape (target floats in [0, 1]); reduction as cross_entropy."""
+    what = "binary_cross_entropy_with_logits"
+    _check_reduction(what, reduction)
+    _check_float(what, "input", input)
+    _check_float(what, "target", target)
+    if target.shape != input.shape:
+        raise ValueError(f"{what}: target must have the input's shape {input.shape}, got {target.shape}")
+    zeros = Tensor._wrap(input.backend.xp.zeros_like(input.data), input.backend)
+    log_p = stack([zeros, input], axis=-1).log_softmax(axis=-1)     # [log(1 - p), log p]
+    y = stack([1 - target, target], axis=-1)                        # [1 - y, y]
+    losses = -(log_p * y).sum(axis=-1)
+    return _reduce(losses, reduction)
+
+
+def mse_loss(input, target, reduction="mean"):
+    """(input - target)**2, averaged ("mean"), added ("sum") or elementwise ("none").
+
+    input and target: the same shape (no broadcasting, so a (N,) vs (N, 1) slip is an error)."""
+    what = "mse_loss"
+    _check_reduction(what, reduction)
+    _check_float(what, "input", input)
+    _check_float(what, "target", target)
+    if target.shape != input.shape:
+        raise ValueError(f"{what}: target must have the input's shape {input.shape}, got {target.shape}")
+    diff = input - target
+    return _reduce(diff * diff, reduction)
+
+
+def _reduce(losses, reduction):
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
+
+
+# ---------------------------------------------------------------- wrappers of engine ops
+def softmax(input, dim=-1, axis=None):
+    """exp(x) / sum(exp(x)) along ``dim`` (one fused op)."""
+    return input.softmax(axis=dim if axis is None else axis)
+
+
+def log_softmax(input, dim=-1, axis=None):
+    """x - log(sum(exp(x))) along ``dim`` (one fused, stable op)."""
+    return input.log_softmax(axis=dim if axis is None else axis)
+
+
+def one_hot(ids, num_classes=-1, dtype="float32"):
+    """ids (...) integer -> (..., num_classes) with 1.0 at each id and 0.0 elsewhere (no gradient).
+
+    ``num_classes=-1`` uses max(ids) + 1. Unlike PyTorch the result is float (it is
+    meant as network input); pass ``dtype`` to change it."""
+    what = "one_hot"
+    _check_tensor(what, "ids", ids)
+    if ids.dtype not in ("int64", "int32"):
+        raise TypeError(f"{what}: expected an integer tensor of ids, got {ids.dtype} of shape {ids.shape}")
+    if num_classes == -1:
+        if ids.numel() == 0:
+            raise ValueError(f"{what}: cannot infer num_classes from an empty tensor; pass num_classes")
+        num_classes = int(ids.numpy().max()) + 1
+    if num_classes < 1:
+        raise ValueError(f"{what}: num_classes must be positive (or -1), got {num_classes}")
+    _check_ids(what, ids, 0, num_classes, noun="id")
+    b = ids.backend
+    xp = b.xp
+    t = ids.data
+    hit = xp.reshape(t, t.shape + (1,)) == xp.arange(num_classes, dtype=t.dtype)
+    return Tensor._wrap(xp.astype(hit, b.dtypes[dtype]), b)
+
+
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias (one op): input (..., in), weight (out, in), bias (out,)."""
+    return _linear(input, weight, bias)
+
+
+def embedding(input, weight):
+    """Rows of ``weight`` (V, D) picked by the integer ids ``input`` (...): shape (..., D).
+
+    Argument order as ``torch.nn.functional.embedding(input, weight)``."""
+    what = "embedding"
+    _check_tensor(what, "input", input)
+    _check_tensor(what, "weight", weight)
+    if input.dtype not in ("int64", "int32"):
+        raise TypeError(f"{what}: expected input to hold integer ids (the order is embedding(ids, weight)), "
+                        f"got input {input.dtype} {input.shape} and weight {weight.dtype} {weight.shape}")
+    if weight.ndim != 2:
+        raise ValueError(f"{what}: expected weight of shape (num_embeddings, dim), got {weight.shape}")
+    _check_ids(what, input, 0, weight.shape[0], noun="token id")
+    return _embedding(weight, input)
+
+
+def dropout(input, p=0.5, training=True):
+    """Zero each element with probability p and scale the rest by 1/(1-p); identity when not training."""
+    return input.dropout(p, training)
