@@ -1,0 +1,862 @@
+"""visualize/: the unrolled pictures, checked on their DOT text, their numbers and their rendering.
+
+The DOT of an unrolled picture carries every position (``pos``, cluster ``bb``), so the
+tests can check the layout itself: time runs left to right, inputs sit below losses,
+each shared weight has one edge per timestep, state edges join t and t+1, detach()
+cuts are the only dashed edges. Numbers are checked against the engine (retain_grad)
+and against a hand-written NumPy recursion. Rendering uses the real Graphviz.
+"""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn
+from tinygrad_rnn.function import Function
+
+import visualize as viz
+from visualize import style as S
+from visualize.examples import hello_rnn
+from visualize.render import esc, esc_attr
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = pathlib.Path(__file__).resolve().parent / "data"
+needs_dot = pytest.mark.skipif(not viz.dot_available(), reason="Graphviz (dot, neato) is not installed")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------------------ DOT parsing
+def _read_value(text, i):
+    if text[i] == '"':
+        j = i + 1
+        while text[j] != '"':
+            j += 2 if text[j] == "\\" else 1
+        return text[i + 1:j], j + 1
+    if text[i] == "<":
+        depth, j = 0, i
+        while True:
+            if text[j] == "<":
+                depth += 1
+            elif text[j] == ">":
+                depth -= 1
+                if depth == 0:
+                    return text[i:j + 1], j + 1
+            j += 1
+    j = i
+    while j < len(text) and text[j] not in " ]":
+        j += 1
+    return text[i:j], j
+
+
+def parse_attrs(text):
+    attrs, i = {}, 0
+    while i < len(text):
+        if text[i] in " \t,":
+            i += 1
+            continue
+        eq = text.index("=", i)
+        key = text[i:eq].strip()
+        value, i = _read_value(text, eq + 1)
+        attrs[key] = value
+    return attrs
+
+
+def parse_dot(source):
+    """{"nodes": {id: attrs}, "edges": [(a, b, attrs)], "clusters": {name: {"attrs", "nodes"}}, "graph": attrs}."""
+    nodes, edges, clusters, graph = {}, [], {}, {}
+    stack = []
+    for line in source.split("\n"):
+        s = line.strip()
+        m = re.match(r"subgraph (cluster_\w+) \{$", s)
+        if m:
+            stack.append(m.group(1))
+            clusters[m.group(1)] = {"attrs": {}, "nodes": []}
+            continue
+        if s == "{":
+            stack.append(None)
+            continue
+        if s == "}":
+            if stack:
+                stack.pop()
+            continue
+        if s.startswith("graph [") and s.endswith("]"):
+            target = clusters[stack[-1]]["attrs"] if stack and stack[-1] else graph
+            target.update(parse_attrs(s[len("graph ["):-1]))
+            continue
+        m = re.match(r"^(\S+) -> (\S+)(?: \[(.*)\])?$", s)
+        if m:
+            edges.append((m.group(1), m.group(2), parse_attrs(m.group(3) or "")))
+            continue
+        m = re.match(r"^(\w+) \[(.*)\]$", s)
+        if m and m.group(1) not in ("graph", "node", "edge"):
+            nodes[m.group(1)] = parse_attrs(m.group(2))
+            if stack and stack[-1]:
+                clusters[stack[-1]]["nodes"].append(m.group(1))
+    return {"nodes": nodes, "edges": edges, "clusters": clusters, "graph": graph}
+
+
+def pos(attrs):
+    x, y = attrs["pos"].rstrip("!").split(",")
+    return float(x), float(y)
+
+
+def bb(attrs):
+    return tuple(float(v) for v in attrs["bb"].split(","))
+
+
+def node_with(dot, text):
+    """Ids of the nodes whose label contains ``text``."""
+    return [n for n, a in dot["nodes"].items() if text in a.get("label", "")]
+
+
+def time_clusters(dot):
+    """[(t, cluster name)] of the timestep clusters, in the order of their t."""
+    out = []
+    for name, c in dot["clusters"].items():
+        m = re.search(r"t = (-?\d+)", c["attrs"].get("label", ""))
+        if m:
+            out.append((int(m.group(1)), name))
+    return sorted(out)
+
+
+def visible_edges(dot):
+    return [e for e in dot["edges"] if e[2].get("style") != "invis"]
+
+
+# ------------------------------------------------------------------------------------------ the lecture's example
+@pytest.fixture
+def hello():
+    loss, model, h_0 = hello_rnn()
+    return loss, model, h_0
+
+
+def test_hello_op_level_time_runs_left_to_right_one_cluster_per_step(hello):
+    loss, model, h_0 = hello
+    dot = parse_dot(viz.draw_bptt(loss, level="op").source)
+    clusters = time_clusters(dot)
+    assert [t for t, _ in clusters] == [1, 2, 3, 4]
+    boxes = [bb(dot["clusters"][name]["attrs"]) for _, name in clusters]
+    for (l0, _, r0, _), (l1, _, r1, _) in zip(boxes, boxes[1:]):
+        assert r0 < l1, "each step's cluster lies entirely left of the next one"
+    for (t, name), box in zip(clusters, boxes):
+        members = dot["clusters"][name]["nodes"]
+        assert len(members) == 11, "9 ops + the input x_t + the target, in every step"
+        for n in members:
+            x, y = pos(dot["nodes"][n])
+            assert box[0] < x < box[2] and box[1] < y < box[3]
+        x_t = [n for n in members if f"x_{t} = " in dot["nodes"][n]["label"]]
+        loss_t = [n for n in members if f"L_{t}" in dot["nodes"][n]["label"]]
+        assert len(x_t) == 1 and len(loss_t) == 1
+        assert pos(dot["nodes"][x_t[0]])[1] < pos(dot["nodes"][loss_t[0]])[1], "inputs below, losses above"
+    # which input goes in at each step (question 1 of the reference pictures)
+    inputs = sorted((pos(dot["nodes"][n])[0], re.search(r"x_\d = &#x27;(\w)&#x27;", dot["nodes"][n]["label"]).group(1))
+                    for n in node_with(dot, "x_"))
+    assert [c for _, c in inputs] == ["h", "e", "l", "l"]
+    root = node_with(dot, "L  scalar")
+    assert pos(dot["nodes"][root[0]])[1] > max(bb(dot["clusters"][n]["attrs"])[3] for _, n in clusters)
+
+
+@pytest.mark.parametrize("level", ["op", "cell"])
+def test_each_shared_parameter_is_one_node_with_one_edge_per_timestep(hello, level):
+    loss, model, h_0 = hello
+    dot = parse_dot(viz.draw_bptt(loss, level=level).source)
+    cluster_of = {n: name for name, c in dot["clusters"].items() for n in c["nodes"]}
+    step_of = {name: t for t, name in time_clusters(dot)}
+    for name in ("rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0", "rnn.bias_hh_l0", "fc.weight", "fc.bias"):
+        ids = node_with(dot, f"<B>{name}</B>")
+        assert len(ids) == 1, f"{name} is drawn once"
+        assert "shared: used at 4 steps (t = 1\u20264)" in dot["nodes"][ids[0]]["label"]
+        out = [b for a, b, _ in visible_edges(dot) if a == ids[0]]
+        assert sorted(step_of[cluster_of[b]] for b in out) == [1, 2, 3, 4], f"{name}: one edge into each step"
+
+
+def test_state_edges_join_step_t_to_step_t_plus_1(hello):
+    loss, model, h_0 = hello
+    for level in ("op", "cell"):
+        g = viz.draw_bptt(loss, level=level).graph
+        state = [e for e in g.edges if e.kind == "state"]
+        pairs = sorted((-1 if g.nodes[e.src].t is None else g.nodes[e.src].t, g.nodes[e.dst].t) for e in state)
+        assert pairs == [(-1, 1), (1, 2), (2, 3), (3, 4)], level          # h_0 -> step 1, then t -> t+1
+        assert g.nodes[state[0].src].name == "h_0"
+        if level == "cell":
+            for e in state[1:]:
+                assert g.nodes[e.src].pos[1] == g.nodes[e.dst].pos[1], "cells of one row are level: horizontal"
+                assert g.nodes[e.src].pos[0] < g.nodes[e.dst].pos[0]
+
+
+def test_bidirectional_layers_are_stacked_rows_and_reverse_state_runs_right_to_left():
+    tg.manual_seed(0)
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+    out, _ = lstm(tg.randn(5, 1, 3))
+    loss = out.sum()
+    g = viz.draw_bptt(loss, level="cell").graph
+    rows = {}
+    for n in g.nodes.values():
+        if n.kind == "group" and n.t is not None:
+            rows.setdefault(n.row, []).append(n)
+    assert sorted(rows) == sorted([("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"),
+                                   ("LSTM", "layer1_reverse")])
+    heights = {key: {c.pos[1] for c in cells} for key, cells in rows.items()}
+    assert all(len(h) == 1 for h in heights.values()), "each row is one horizontal line of cells"
+    order = sorted(heights, key=lambda k: heights[k].pop())
+    assert order == [("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"), ("LSTM", "layer1_reverse")]
+    for key, cells in rows.items():
+        xs = {c.t: c.pos[0] for c in cells}
+        assert [t for t, _ in sorted(xs.items(), key=lambda kv: kv[1])] == [0, 1, 2, 3, 4], "time runs left to right"
+    for e in g.edges:
+        if e.kind == "state" and g.nodes[e.src].t is not None:
+            a, b = g.nodes[e.src], g.nodes[e.dst]
+            if a.row[-1].endswith("_reverse"):
+                assert b.t == a.t - 1 and b.pos[0] < a.pos[0], "reverse direction: right to left"
+            else:
+                assert b.t == a.t + 1 and b.pos[0] > a.pos[0]
+    dot = viz.draw_bptt(loss, level="cell").source
+    assert "reverse  \u2190" in dot and "forward  \u2192" in dot
+
+
+def test_levels_op_cell_layer_and_bad_level(hello):
+    loss, model, h_0 = hello
+    sizes = {level: len(viz.draw_bptt(loss, level=level).graph.nodes) for level in ("op", "cell", "layer")}
+    assert sizes["op"] > sizes["cell"] > sizes["layer"]
+    with pytest.raises(ValueError, match="level: expected one of 'op', 'cell', 'layer', got 'ops'"):
+        viz.draw_bptt(loss, level="ops")
+
+
+def test_errors_name_what_was_expected():
+    with pytest.raises(TypeError, match="expected a Tensor or a list of Tensors, got int"):
+        viz.draw_bptt(3)
+    with pytest.raises(ValueError, match="nothing to draw: the tensor at position 0 .*has no graph"):
+        viz.draw_bptt(tg.ones(2))
+    with pytest.raises(ValueError, match="timesteps: expected a positive number of steps"):
+        loss, _, _ = hello_rnn()
+        viz.draw_bptt(loss, timesteps=0)
+
+
+# ------------------------------------------------------------------------------------------ gradients
+def _hand_rnn(T=6, H=3, scale=0.5, seed=0):
+    """A vanilla tanh RNN written from ops, h_t kept with retain_grad, loss w . h_T."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((H, H)))
+    W_hh = nn.Parameter(tg.Tensor(scale * Q, dtype="float64"), name="W_hh")
+    W_ih = nn.Parameter(tg.Tensor(rng.standard_normal((H, 2)) * 0.5, dtype="float64"), name="W_ih")
+    w = tg.Tensor(rng.standard_normal(H), dtype="float64", name="w")
+    h = tg.zeros(1, H, dtype="float64", requires_grad=True, name="h_0")
+    hs = []
+    for t in range(1, T + 1):
+        with tg.scope(f"t={t}"):
+            x = tg.Tensor(rng.standard_normal((1, 2)), dtype="float64", name=f"x_{t}")
+            h = (tg.linear(x, W_ih) + tg.linear(h, W_hh)).tanh()
+            h.name = "h"
+            h.retain_grad()
+        hs.append(h)
+    loss = (hs[-1] * w).sum()
+    loss.name = "L"
+    return loss, hs, W_hh, w
+
+
+def test_contractive_rnn_dL_dh_t_decreases_and_matches_the_engine_and_numpy():
+    loss, hs, W_hh, w = _hand_rnn()
+    loss.backward(retain_graph=True)
+    engine = [float(np.linalg.norm(h.grad.numpy())) for h in hs]
+    # by hand: dL/dh_T = w, dL/dh_{t-1} = W_hh^T (dL/dh_t * (1 - h_t^2))
+    g = w.numpy().reshape(1, -1)
+    by_hand = [None] * len(hs)
+    for t in range(len(hs) - 1, -1, -1):
+        by_hand[t] = float(np.linalg.norm(g))
+        g = (g * (1 - hs[t].numpy() ** 2)) @ W_hh.numpy()
+    np.testing.assert_allclose(engine, by_hand, rtol=1e-10)
+    for h in hs:
+        h.grad = None
+    W_hh.grad = None
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    drawn = [picture.graph.state_norms[((), t)][0][1] for t in range(1, 7)]
+    np.testing.assert_allclose(drawn, engine, rtol=1e-10)
+    assert all(a < b for a, b in zip(drawn, drawn[1:])), "further from the loss, smaller"
+    labels = {int(t): float(v) for t, v in re.findall(r"\u2016\u2202L/\u2202h_(\d+)\u2016 = ([0-9.e+-]+)", picture.source)}
+    assert sorted(labels) == [0, 1, 2, 3, 4, 5, 6]          # the steps' labels, and h_0's box
+    np.testing.assert_allclose([labels[t] for t in range(1, 7)], engine, rtol=5e-3)
+    assert W_hh.grad is None, "drawing leaves .grad as it was"
+
+
+def test_shared_weight_gradient_is_the_sum_of_its_per_step_terms():
+    loss, hs, W_hh, w = _hand_rnn(T=4)
+    picture = viz.draw_bptt(loss, level="op", gradients=True)
+    g = picture.graph
+    node = next(n for n in g.nodes.values() if n.name == "W_hh")
+    terms = [e for e in g.edges if e.src == node.id]
+    assert len(terms) == 4
+    loss.backward(retain_graph=True)
+    total = sum(next(iter(e.grads.values())) for e in terms)
+    np.testing.assert_allclose(total, W_hh.grad.numpy(), rtol=1e-12)
+    norms = sorted(float(np.linalg.norm(next(iter(e.grads.values())))) for e in terms)
+    label = picture.graph.nodes[node.id].lines
+    text = " ".join(t for t, *_ in label)
+    assert "sum of 4 terms, one per use" in text
+    for n in norms:
+        assert S.fmt(n) in text
+    dot = parse_dot(picture.source)
+    plus = [a["label"] for x, _, a in dot["edges"] if x == node.id]
+    assert len(plus) == 4 and all("+= " in lab for lab in plus)
+
+
+def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
+    loss, model, h_0 = hello
+    picture = viz.draw_bptt(loss, level="op", gradients=True)
+    dot = parse_dot(picture.source)
+    drawn = visible_edges(dot)
+    assert len(drawn) == len(picture.graph.edges)
+    pairs = []
+    for (a, b, attrs), e in zip(drawn, picture.graph.edges):
+        if e.info.get("norm"):
+            ramp = list(reversed(S.VIRIDIS))
+            pairs.append((e.info["norm"], float(attrs["penwidth"]), ramp.index(attrs["color"])))
+    assert len(pairs) > 40
+    pairs.sort()
+    widths = [w for _, w, _ in pairs]
+    colours = [c for _, _, c in pairs]
+    assert widths == sorted(widths) and colours == sorted(colours)
+    assert widths[0] < widths[-1] and colours[0] < colours[-1]
+    assert all(attrs.get("dir") == "back" for (a, b, attrs), e in zip(drawn, picture.graph.edges)
+               if e.info.get("norm")), "gradient arrows point backward"
+    for colour, width, lo, hi in picture.graph.scale.bins():
+        assert f"{S.fmt(lo)} \u2013 {S.fmt(hi)}" in picture.source, "the legend gives the numbers"
+
+
+def test_gradients_do_not_change_grad_unless_asked():
+    def run(keep):
+        tg.manual_seed(3)
+        rnn = nn.RNN(2, 3, dtype="float64")
+        x = tg.randn(4, 1, 2, dtype="float64")
+        out, _ = rnn(x)
+        loss = (out ** 2).sum()
+        viz.draw_bptt(loss, gradients=True, keep_grads=keep)
+        return rnn, loss
+    rnn, loss = run(False)
+    assert all(p.grad is None for p in rnn.parameters())
+    loss.backward()                       # the normal backward still works after drawing
+    reference = {n: p.grad.numpy() for n, p in rnn.named_parameters()}
+    rnn2, _ = run(True)
+    for n, p in rnn2.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), reference[n], rtol=1e-12)
+
+
+def test_drawing_gradients_of_a_freed_graph_says_what_to_do(hello):
+    loss, model, h_0 = hello
+    loss.backward()
+    with pytest.raises(tg.GraphFreedError, match="Draw before calling loss.backward\\(\\)"):
+        viz.draw_bptt(loss, gradients=True)
+
+
+# ------------------------------------------------------------------------------------------ highlight
+def test_highlight_marks_every_path_from_the_last_loss_to_h_0(hello):
+    loss, model, h_0 = hello
+    picture = viz.draw_bptt(loss, level="op", highlight="h_0", highlight_from="L_4")
+    g = picture.graph
+    marked = [n for n in g.nodes.values() if n.info.get("highlight")]
+    ops = sorted(n.op for n in marked if n.kind == "op")
+    assert sorted(n.t for n in marked if n.op == "tanh") == [1, 2, 3, 4]
+    reads_W_hh = [n for n in marked if n.kind == "op" and "W_hh" in n.lines[0][0]]
+    assert len(reads_W_hh) == 4, "the gradient of L_4 passes through W_hh four times on its way to h_0"
+    assert len(ops) == 17 and ops.count("linear") == 5
+    assert any(n.name == "h_0" for n in marked)
+    assert "ops on these paths that read rnn.weight_hh_l0: 4" in picture.source
+    dot = parse_dot(picture.source)
+    orange = [e for e in visible_edges(dot) if e[2].get("color") == S.HIGHLIGHT]
+    assert len(orange) == 17, "one edge per op on the path, the last into h_0's consumer"
+
+
+def test_highlight_accepts_a_tensor_a_parameter_name_or_an_alias(hello):
+    loss, model, h_0 = hello
+    a = viz.draw_bptt(loss, highlight=model.rnn.weight_hh_l0).graph
+    b = viz.draw_bptt(loss, highlight="rnn.weight_hh_l0").graph
+    c = viz.draw_bptt(loss, highlight="W_hh").graph
+    marked = [sorted(n.id for n in g.nodes.values() if n.info.get("highlight")) for g in (a, b, c)]
+    assert marked[0] == marked[1] == marked[2] and len(marked[0]) > 20
+    with pytest.raises(ValueError, match="highlight: nothing in the graph is called 'W_xyz'; names in it: .*'h_0'"):
+        viz.draw_bptt(loss, highlight="W_xyz")
+    with pytest.raises(ValueError, match="is not part of this graph"):
+        viz.draw_bptt(loss, highlight=tg.ones(2, requires_grad=True))
+
+
+# ------------------------------------------------------------------------------------------ truncated BPTT
+def _two_chunks(backward_first=True):
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3, dtype="float64")
+    x = tg.randn(6, 1, 2, dtype="float64")
+    h, losses, states = None, [], []
+    for k in range(2):
+        with tg.scope(f"chunk{k + 1}"):
+            out, h = rnn(x[3 * k:3 * k + 3], h)
+        loss = (out ** 2).sum()
+        losses.append(loss)
+        if k == 0 and backward_first:
+            loss.backward()
+        h = h.detach()
+        states.append(h)
+    return losses, rnn
+
+
+@pytest.mark.parametrize("level", ["op", "cell"])
+def test_dashed_edges_exactly_at_detach(level):
+    losses, rnn = _two_chunks()
+    picture = viz.draw_bptt(losses, level=level, gradients=True)
+    dot = parse_dot(picture.source)
+    dashed = [e for e in visible_edges(dot) if "dashed" in e[2].get("style", "")]
+    assert len(dashed) == 1
+    g = picture.graph
+    a, b = g.nodes[dashed[0][0]], g.nodes[dashed[0][1]]
+    assert a.row == ("chunk1", "RNN", "layer0") and a.t == 2
+    assert b.row == ("chunk2", "RNN", "layer0") and b.t == 0
+    assert "detach() \u2702" in dashed[0][2]["label"]
+    assert a.pos[0] < b.pos[0], "the second chunk continues the first to its right"
+    assert "L chunk 1" not in picture.source or "its graph was freed" in picture.source
+    # drawn alone, the second chunk starts from a detached leaf, with the one dashed edge
+    alone = parse_dot(viz.draw_bptt(losses[1], level=level).source)
+    dashed = [e for e in visible_edges(alone) if "dashed" in e[2].get("style", "")]
+    assert len(dashed) == 1 and "detached" in alone["nodes"][dashed[0][0]]["label"]
+    # without detach() there is no cut at all
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3)
+    out, h = rnn(tg.randn(3, 1, 2))
+    out2, _ = rnn(tg.randn(3, 1, 2), h)
+    plain = parse_dot(viz.draw_bptt(out2.sum(), level=level).source)
+    assert not [e for e in visible_edges(plain) if "dashed" in e[2].get("style", "")]
+
+
+def test_memory_per_step_and_what_detach_frees():
+    losses, rnn = _two_chunks(backward_first=False)
+    # each chunk's graph holds its own saved arrays; after detach, chunk 2's graph does not reach chunk 1
+    m2 = viz.memory_by_step(losses[1])
+    assert {t for _, t in m2 if t is not None} == {0, 1, 2}
+    assert all(label.startswith("chunk2") for label, t in m2 if t is not None)
+    # the hidden states each step saves: tanh keeps h_t (1x3 float64 = 24 bytes)
+    steps = [v for (label, t), v in m2.items() if t is not None]
+    assert min(steps) >= 24
+    picture = viz.draw_bptt(losses[1], level="cell", memory=True)
+    assert re.search(r"saved for backward: \d+ B", picture.source)
+    # without detach the next chunk's graph reaches back into the first one: more memory
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3, dtype="float64")
+    x = tg.randn(6, 1, 2, dtype="float64")
+    with tg.scope("chunk1"):
+        out, h = rnn(x[0:3])
+    with tg.scope("chunk2"):
+        out2, _ = rnn(x[3:6], h)
+    whole = viz.memory_by_step((out2 ** 2).sum())
+    assert sum(whole.values()) > sum(m2.values())
+    assert any(label.startswith("chunk1") for label, _ in whole)
+    # backward frees them
+    loss = (out2 ** 2).sum()
+    loss.backward()
+    assert sum(viz.memory_by_step(loss).values()) == 0
+
+
+# ------------------------------------------------------------------------------------------ long sequences
+def test_timesteps_shows_first_and_last_with_an_ellipsis():
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3)
+    out, _ = rnn(tg.randn(10, 1, 2))
+    picture = viz.draw_bptt(out.sum(), level="cell", gradients=True, timesteps=2)
+    dot = parse_dot(picture.source)
+    assert [t for t, _ in time_clusters(dot)] == [0, 1, 8, 9]
+    etc = node_with(dot, "6 steps not drawn")
+    assert len(etc) == 1 and "(t = 2\u20267)" in dot["nodes"][etc[0]]["label"]
+    xs = [pos(dot["nodes"][n]) for n in dot["clusters"]["cluster_r0_t1"]["nodes"]]
+    assert xs[0][0] < pos(dot["nodes"][etc[0]])[0] < bb(dot["clusters"]["cluster_r0_t8"]["attrs"])[0]
+    w = node_with(dot, "<B>weight_hh_l0</B>")[0]
+    assert "used at 10 steps" in dot["nodes"][w]["label"]
+    assert len([e for e in visible_edges(dot) if e[0] == w]) == 5, "4 shown steps and the ellipsis"
+    assert "\u2016\u2202L/\u2202h_t\u2016 from" in dot["nodes"][etc[0]]["label"], "collapsed boxes keep their numbers"
+    assert [t for t, _ in time_clusters(parse_dot(viz.draw_bptt(out.sum(), timesteps=[0, 5]).source))] == [0, 5]
+
+
+def test_layer_level_keeps_the_per_step_gradient_norms():
+    loss, hs, W_hh, w = _hand_rnn(T=5)
+    picture = viz.draw_bptt(loss, level="layer", gradients=True)
+    box = next(n for n in picture.graph.nodes.values() if n.part == "layer")
+    values = [v for _, v in box.info["state_values"]]
+    for h in hs:                 # drawing ran backward once: retain_grad() kept that gradient too
+        h.grad = None
+    loss.backward(retain_graph=True)
+    np.testing.assert_allclose(values, [np.linalg.norm(h.grad.numpy()) for h in hs], rtol=1e-10)
+    assert box.info["state_norms"][0][0] != box.info["state_norms"][-1][0], "the strip shades from first to last"
+    assert f"from {S.fmt(min(values))} to {S.fmt(max(values))}" in picture.source
+
+
+def test_node_limit_collapses_and_says_so():
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3, num_layers=2)
+    out, _ = lstm(tg.randn(30, 1, 2))
+    loss = out.sum()
+    picture = viz.draw_bptt(loss, level="op", max_nodes=150)
+    assert len(picture.graph.nodes) <= 150
+    assert "exceed max_nodes=150: drawn at level \u201ccell\u201d" in picture.source
+    tight = viz.draw_bptt(loss, level="cell", max_nodes=60)
+    assert len(tight.graph.nodes) <= 60
+    assert "only the first and last" in tight.source and "steps not drawn" in tight.source
+
+
+def test_a_huge_graph_without_timesteps_never_hangs():
+    x = tg.ones(3, requires_grad=True, name="x")
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    start = time.time()
+    picture = viz.draw_bptt(y.sum(), max_nodes=100)
+    graph = viz.draw_graph(y.sum(), max_nodes=100)
+    assert time.time() - start < 10
+    for p in (picture, graph):
+        assert len(p.graph.nodes) <= 101
+        assert "exceed max_nodes=100" in p.source and "earlier nodes" in p.source
+
+
+@needs_dot
+@pytest.mark.slow
+def test_two_layer_lstm_over_50_steps_renders_at_cell_level_in_seconds(tmp_path):
+    tg.manual_seed(0)
+    lstm = nn.LSTM(8, 16, num_layers=2)
+    out, _ = lstm(tg.randn(50, 4, 8))
+    loss = (out ** 2).mean()
+    start = time.time()
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    path = viz.save(picture, tmp_path / "lstm50.svg")
+    elapsed = time.time() - start
+    assert elapsed < 8, f"{elapsed:.1f} s"
+    assert len(time_clusters(parse_dot(picture.source))) == 100
+    ET.parse(path)
+
+
+# ------------------------------------------------------------------------------------------ step-through, overlays
+def test_backward_frames_visit_one_node_per_frame(hello):
+    loss, model, h_0 = hello
+    frames = viz.backward_frames(loss, level="op")
+    rec = viz.draw_bptt(loss, gradients=True).recording
+    assert len(frames) == len(rec.events) + 1
+    assert "step 0 of" in frames[0].caption and "dL/dL = 1" in frames[0].caption
+    assert "\u2016\u2202L/\u2202h_1\u2016" not in frames[0].source
+    counts = []
+    for f in frames:
+        m = re.search(r"\u2202L/\u2202W_hh so far: (\d) of 4 terms added", f.source)
+        counts.append(int(m.group(1)) if m else 4)
+    assert counts == sorted(counts) and counts[0] == 0 and counts[-1] == 4
+    final = viz.draw_bptt(loss, level="op", gradients=True)
+    labels = re.findall(r"\u2016\u2202L/\u2202h_\d\u2016 = [0-9.e-]+", final.source)
+    assert labels and all(lab in frames[-1].source for lab in labels)
+    positions = [re.findall(r'pos="([^"]+!)"', f.source) for f in (frames[1], frames[-1])]
+    assert positions[0] == positions[1], "one layout for all frames"
+    assert len(viz.backward_frames(loss, level="cell")) < len(frames)
+    with pytest.raises(ValueError, match="exceed max_frames=5"):
+        viz.backward_frames(loss, max_frames=5)
+
+
+@needs_dot
+def test_stepthrough_html_is_one_self_contained_page(hello, tmp_path):
+    loss, model, h_0 = hello
+    page = viz.stepthrough_html(loss, tmp_path / "b.html", level="cell")
+    assert (tmp_path / "b.html").read_text(encoding="utf-8") == page
+    n = page.count('<div class="frame"')
+    assert n == len(viz.backward_frames(loss, level="cell"))
+    assert '<input type="range" id="slider" min="0" max="%d"' % (n - 1) in page
+    assert "<script src" not in page and "<link" not in page
+    assert page.count("<svg") == n
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # the NaNs are made on purpose
+def test_anomaly_marks_the_first_nonfinite_op_as_detect_anomaly_names_it():
+    def build():
+        tg.manual_seed(0)
+        W = nn.Parameter(tg.Tensor([[0.5, -0.3], [0.2, 0.4]], dtype="float64"), name="W")
+        h = tg.zeros(1, 2, dtype="float64")
+        losses = []
+        for t in range(1, 4):
+            with tg.scope(f"t={t}"):
+                x = tg.Tensor([[1.0, -1.0]], dtype="float64", name=f"x_{t}")
+                h = (tg.linear(h, W) + x).tanh()
+                shift = 5.0 if t == 2 else 0.0           # log of a negative number at t=2
+                losses.append((h - shift + 2.0).log().sum())
+        return tg.stack(losses).sum(), W
+    with tg.detect_anomaly():
+        with pytest.raises(tg.AnomalyError) as info:
+            build()
+    assert "log" in str(info.value) and "t=2" in str(info.value)
+    with tg.retain_values():
+        loss, W = build()
+    picture = viz.draw_anomaly(loss)
+    found = picture.anomaly
+    assert found["phase"] == "forward" and found["op"] == "log" and found["scope"] == ("t=2",)
+    g = picture.graph
+    assert g.nodes[found["node"]].info.get("border") == S.HIGHLIGHT
+    assert "first non-finite value: forward of log at t=2" in picture.source
+    marked = {n.op for n in g.nodes.values() if n.info.get("highlight")}
+    assert {"log", "sum", "stack"} <= marked and "tanh" not in marked, "the path from the NaN to the loss"
+    # without retain_values the loss is seen to be NaN, and the picture says how to find where
+    loss, W = build()
+    again = viz.draw_anomaly(loss)
+    assert again.anomaly["phase"] == "forward" and again.anomaly["located"] is False
+    assert "build the graph inside `with tg.retain_values():`" in again.source
+    # a backward anomaly: sqrt(0) is finite, its gradient is not
+    def build_sqrt():
+        W = nn.Parameter(tg.Tensor([[0.5, -0.3], [0.2, 0.4]], dtype="float64"), name="W")
+        h, losses = tg.zeros(1, 2, dtype="float64"), []
+        for t in range(1, 4):
+            with tg.scope(f"t={t}"):
+                h = (tg.linear(h, W) + tg.Tensor([[1.0, -1.0]], dtype="float64")).tanh()
+                losses.append((h * h * (0.0 if t == 2 else 1.0)).sum().sqrt())
+        return tg.stack(losses).sum()
+    with tg.detect_anomaly():
+        with pytest.raises(tg.AnomalyError, match="backward: sqrt at t=2 produced a NaN or inf gradient"):
+            build_sqrt().backward()
+    back = viz.draw_anomaly(build_sqrt())
+    assert back.anomaly["phase"] == "backward" and back.anomaly["op"] == "sqrt"
+    assert back.anomaly["scope"] == ("t=2",)
+    assert viz.find_anomaly(build_sqrt())["op"] == "sqrt"
+    assert "first non-finite value: backward of sqrt at t=2" in back.source
+    clean = viz.draw_anomaly(hello_rnn()[0])
+    assert clean.anomaly is None and "every value and gradient is finite" in clean.source
+
+
+class BadSquare(Function):
+    """y = x * x, with a wrong backward (the factor 2 is missing)"""
+    formula = "dx = dy * x   (wrong: should be 2 x dy)"
+
+    def forward(self, x):
+        self.save_for_backward(x)
+        return x * x
+
+    def backward(self, dy):
+        return dy * self.saved[0]
+
+
+def test_gradcheck_overlay_marks_the_wrong_gradient_and_its_op():
+    a = tg.Tensor([0.3, -0.7, 1.1], dtype="float64", requires_grad=True, name="a")
+    b = tg.Tensor([0.5, 0.2, -0.4], dtype="float64", requires_grad=True, name="b")
+
+    def f(a, b):
+        return (BadSquare.apply(a) + b * b).sum()
+    picture = viz.draw_gradcheck(f, [a, b])
+    assert [m[1] for m in picture.mismatches] == ["a"]
+    ops = {picture.graph.member_graph.nodes[s].op for s in picture.suspects}
+    assert ops == {"badsquare"}
+    assert "gradient check failed for &#x27;a&#x27;" in picture.source
+    ok = viz.draw_gradcheck(lambda a, b: (a * a + b * b).sum(), [a, b])
+    assert ok.mismatches == [] and "agrees with finite differences" in ok.source
+
+
+def test_draw_graph_shows_tensors_ops_values_and_formulas():
+    with tg.retain_values():
+        loss, model, h_0 = hello_rnn(text="he")
+    dot = parse_dot(viz.draw_graph(loss, show_grads=True, formulas=True).source)
+    assert dot["graph"].get("rankdir") == "BT"
+    tanh = [n for n, a in dot["nodes"].items() if a["label"].count("tanh")]
+    assert tanh and "dx = dy * (1 - y**2)" in dot["nodes"][tanh[0]]["tooltip"]
+    loss_node = node_with(dot, "<B>L  scalar</B>")
+    assert len(loss_node) == 1 and "grad 1.00" in dot["nodes"][loss_node[0]]["label"]
+    assert len(node_with(dot, "<B>rnn.weight_hh_l0</B>")) == 1
+    plain = viz.draw_graph(hello_rnn(text="he")[0]).source
+    assert "build the graph inside `with tg.retain_values():`" in plain
+
+
+def test_strict_backend_gives_the_same_numbers(backend):
+    loss, hs, W_hh, w = _hand_rnn(T=3)
+    g = viz.draw_bptt(loss, level="cell", gradients=True).graph
+    for h in hs:
+        h.grad = None
+    loss.backward(retain_graph=True)
+    drawn = [g.state_norms[((), t)][0][1] for t in (1, 2, 3)]
+    np.testing.assert_allclose(drawn, [np.linalg.norm(h.grad.numpy()) for h in hs], rtol=1e-10)
+    assert hs[0].device == backend
+    loss.backward()                      # frees the graph: draw_graph falls back to the leaves' .grad
+    picture = viz.draw_graph(loss, show_grads=True)
+    assert "only the leaves&#x27; .grad are shown" in picture.source
+    total = np.linalg.norm(W_hh.grad.numpy())
+    assert f"\u2016\u2202L/\u2202W_hh\u2016 = {S.fmt(total)}" in picture.source
+
+
+# ------------------------------------------------------------------------------------------ determinism, golden
+def _small_program():
+    """A fixed 2-step RNN from core ops only (the golden file must not depend on other modules)."""
+    W_ih = tg.Tensor([[0.5, -0.25], [0.125, 0.75]], dtype="float64", requires_grad=True, name="W_ih")
+    W_hh = tg.Tensor([[0.25, 0.5], [-0.5, 0.25]], dtype="float64", requires_grad=True, name="W_hh")
+    h = tg.Tensor([[0.0, 0.0]], dtype="float64", requires_grad=True, name="h_0")
+    losses = []
+    for t, (x0, x1) in enumerate([(1.0, 0.0), (0.0, 1.0)], start=1):
+        with tg.scope(f"t={t}"):
+            x = tg.Tensor([[x0, x1]], dtype="float64", name=f"x_{t}")
+            h = (tg.linear(x, W_ih) + tg.linear(h, W_hh)).tanh()
+            h.name = f"h_{t}"
+            loss_t = (h * h).sum()
+            loss_t.name = f"L_{t}"
+        losses.append(loss_t)
+    loss = losses[0] + losses[1]
+    loss.name = "L"
+    return loss
+
+
+@pytest.mark.parametrize("name, draw", [
+    ("golden_bptt_small.gv", lambda loss: viz.draw_bptt(loss, level="op", gradients=True)),
+    ("golden_graph_small.gv", lambda loss: viz.draw_graph(loss, show_grads=True)),
+])
+def test_golden_dot(name, draw):
+    source = draw(_small_program()).source
+    golden = (DATA / name).read_text(encoding="utf-8")
+    assert source == golden, f"the DOT of {name} changed; if on purpose, regenerate it and review the picture"
+
+
+def test_same_program_same_dot_in_one_process(hello):
+    loss, model, h_0 = hello
+    first = viz.draw_bptt(loss, level="cell", gradients=True, highlight="h_0").source
+    loss2, model2, _ = hello_rnn()
+    assert viz.draw_bptt(loss2, level="cell", gradients=True, highlight="h_0").source == first
+    assert viz.draw_graph(loss).source == viz.draw_graph(loss2).source
+
+
+def test_same_program_same_dot_in_two_processes():
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, %r)
+        import visualize as viz
+        from visualize.examples import hello_rnn
+        loss, model, h_0 = hello_rnn()
+        sys.stdout.write(viz.draw_bptt(loss, level="op", gradients=True).source)
+    """ % str(ROOT))
+    outs = []
+    for seed in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        outs.append(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                                   cwd=ROOT, check=True).stdout)
+    assert outs[0] == outs[1] and len(outs[0]) > 10_000
+    assert not re.search(r"0x[0-9a-f]{6,}|\b\d{12,}\b", outs[0]), "no addresses or id() values in the DOT"
+
+
+# ------------------------------------------------------------------------------------------ rendering
+def _pictures():
+    loss, model, h_0 = hello_rnn()
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3, num_layers=2, bidirectional=True)
+    out, _ = lstm(tg.randn(6, 1, 2))
+    losses, _ = _two_chunks()
+    return {
+        "graph": viz.draw_graph(loss),
+        "op": viz.draw_bptt(loss),
+        "cell_gradients": viz.draw_bptt(loss, level="cell", gradients=True),
+        "layer": viz.draw_bptt(loss, level="layer", gradients=True),
+        "highlight": viz.draw_bptt(loss, highlight="h_0"),
+        "lstm_ellipsis": viz.draw_bptt(out.sum(), level="cell", gradients=True, timesteps=1),
+        "tbptt_memory": viz.draw_bptt(losses, level="cell", gradients=True, memory=True),
+        "frame": viz.backward_frames(loss, level="cell")[3],
+        "anomaly": viz.draw_anomaly(loss),
+    }
+
+
+@needs_dot
+def test_every_picture_type_renders_to_svg_and_png(tmp_path):
+    for name, picture in _pictures().items():
+        svg = viz.save(picture, tmp_path / f"{name}.svg")
+        root = ET.parse(svg).getroot()
+        assert root.tag.endswith("svg")
+        assert (tmp_path / f"{name}.gv").read_text(encoding="utf-8") == picture.source
+        png = pathlib.Path(viz.save(picture, tmp_path / f"{name}.png"))
+        assert png.read_bytes()[:8] == PNG_SIGNATURE
+        assert picture.pipe(format="svg").startswith(b"<?xml"), name      # the Digraph renders itself too
+
+
+def test_without_graphviz_the_source_is_written_and_the_error_says_how_to_install(tmp_path, monkeypatch):
+    loss, model, h_0 = hello_rnn()
+    picture = viz.draw_bptt(loss)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert not viz.dot_available()
+    with pytest.raises(viz.GraphvizNotFound, match="apt-get install graphviz") as info:
+        viz.save(picture, tmp_path / "bptt.svg")
+    assert "written to" in str(info.value)
+    assert (tmp_path / "bptt.gv").read_text(encoding="utf-8") == picture.source
+    with pytest.raises(viz.GraphvizNotFound, match="apt-get install graphviz"):
+        picture.pipe(format="svg")
+    with pytest.raises(viz.GraphvizNotFound, match="apt-get install graphviz"):
+        picture.render(str(tmp_path / "direct"), format="png")
+    assert (tmp_path / "direct").read_text(encoding="utf-8") == picture.source
+    bundle = picture._repr_mimebundle_()
+    assert "apt-get install graphviz" in bundle["text/plain"]
+    assert isinstance(picture, __import__("graphviz").Digraph)
+
+
+# ------------------------------------------------------------------------------------------ escaping
+HOSTILE = ['"; ] } { node [shape=star] <b>', "</TD></TR></TABLE>><script>alert(1)</script>", "a & b &amp; &#0;",
+           "back\\slash\\N\\G \\", "new\nline\r\ttab", "\x00\x07\x1b control", "\u00e9\u4e2d\u6587 \U0001F600",
+           "x" * 500, "]]> <!-- --> <?xml ?>", "{braces}", "'single' \"double\""]
+
+
+def _hostile_program(name):
+    W = tg.Tensor([[0.5, -0.2], [0.1, 0.3]], dtype="float64", requires_grad=True, name=name)
+    h = tg.zeros(1, 2, dtype="float64", requires_grad=True, name=name + "0")
+    for t in range(2):
+        with tg.scope(f"t={t}", name):
+            x = tg.Tensor([[1.0, 2.0]], dtype="float64", name=name)
+            h = (tg.linear(h, W) + x).tanh()
+            h.name = name
+    loss = h.sum()
+    loss.name = name
+    return loss, W
+
+
+ALLOWED_SVG = {"svg", "g", "title", "text", "path", "polygon", "polyline", "ellipse", "a", "defs", "desc", "image"}
+
+
+def _check_svg(data, name):
+    root = ET.fromstring(data)
+    tags = {el.tag.split("}")[-1] for el in root.iter()}
+    assert tags <= ALLOWED_SVG, tags - ALLOWED_SVG
+    texts = " ".join(el.text or "" for el in root.iter() if el.tag.endswith("text"))
+    visible = name.split("\n")[0][:10].strip()
+    if visible and all(c.isprintable() for c in visible):
+        assert visible in texts or visible.replace(" ", "\u00a0") in texts
+
+
+@needs_dot
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(min_size=1, max_size=40))
+@example(HOSTILE[0])
+@example(HOSTILE[1])
+@example(HOSTILE[3])
+def test_hostile_names_cannot_break_the_dot_or_inject_into_the_svg(name):
+    loss, W = _hostile_program(name)
+    for picture in (viz.draw_bptt(loss, level="op", gradients=True, highlight=W), viz.draw_graph(loss)):
+        data = picture.pipe(format="svg")
+        _check_svg(data, name)
+
+
+@needs_dot
+def test_every_hostile_name_renders():
+    for name in HOSTILE:
+        loss, W = _hostile_program(name)
+        for picture in (viz.draw_bptt(loss, level="cell", gradients=True), viz.draw_graph(loss, show_grads=True)):
+            _check_svg(picture.pipe(format="svg"), name)
+
+
+def test_escaping_helpers():
+    assert esc('<b>&"\'</b>') == "&lt;b&gt;&amp;&quot;&#x27;&lt;/b&gt;"
+    assert esc("a\nb") == "a<BR/>b"
+    assert esc("\x00\x1b") == "\\x00\\x1b"
+    assert esc("x" * 100).endswith("\u2026") and len(esc("x" * 100)) == 72
+    assert esc("\ud800") == "?"
+    assert esc_attr('say "hi" \\N') == 'say \\"hi\\" \\\\N'
+
+
+def test_tensor_names_appear_as_given(hello):
+    loss, model, h_0 = hello
+    source = viz.draw_bptt(loss).source
+    for name in ("rnn.weight_hh_l0", "fc.weight", "x_1 = &#x27;h&#x27;", "target &#x27;e&#x27;", "h_0", "L_4"):
+        assert name in source
+    named = viz.draw_graph(loss, params={"my weight": model.fc.weight}).source
+    assert "my weight" in named

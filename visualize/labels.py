@@ -1,0 +1,290 @@
+"""The words and numbers inside each box: names, shapes, values, gradient norms, formulas.
+
+Labels are lists of rows ``(text, font)`` (fonts in render.py); render.py escapes them.
+"""
+import re
+
+import numpy as np
+
+from .bptt import array_norm, norm
+from .style import fmt, fmt_bytes
+from .trace import host
+
+PARAM = re.compile(r"^(?:(?P<module>.*)\.)?(?P<kind>weight|bias)(?:_(?P<which>ih|hh|cif|co)_l(?P<layer>\d+)(?P<rev>_reverse)?)?$")
+SUB = str.maketrans("0123456789", "\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089")
+OP_TITLES = {"logsoftmax": "log_softmax", "getitem": "index [ ]", "matmul": "matmul @"}
+STATE = re.compile(r"^(h|c|s|state|hidden|cell)(_?\{?-?\d+\}?|_t|_prev)?$")
+PART_TITLES = {"cell": "cell", "readout": "output + loss", "pre": "input projection", "post": "stack outputs"}
+
+
+def alias(name):
+    """A short name from the maths for a PyTorch parameter name: rnn.weight_hh_l0 -> W_hh."""
+    if not name:
+        return None
+    m = PARAM.match(name)
+    if not m:
+        return name
+    letter = "W" if m.group("kind") == "weight" else "b"
+    which = m.group("which")
+    if which is None:
+        module = (m.group("module") or "").split(".")[-1]
+        return f"{letter}_{module}" if module else letter
+    s = f"{letter}_{which}"
+    if m.group("layer") and m.group("layer") != "0":
+        s += f"\u207d{m.group('layer')}\u207e"
+    if m.group("rev"):
+        s += "\u2190"
+    return s
+
+
+def short(name, limit=14):
+    """A tensor's name for use inside another label ("x_1 = 'h'" -> "x_1")."""
+    if not name:
+        return None
+    s = str(name).split(" = ")[0]
+    return s if len(s) <= limit else s[:limit - 1] + "\u2026"
+
+
+def summarize(a, limit=6):
+    """A few numbers for a small tensor, a one-line summary for a big one."""
+    if a is None:
+        return None
+    a = np.asarray(host(a))
+    if a.size == 0:
+        return "[]"
+    flat = a.reshape(-1)
+    if a.dtype.kind == "b":
+        return f"{int(flat.sum())} of {a.size} true"
+    if a.size == 1:
+        return fmt(flat[0])
+    if a.size <= limit:
+        return "[" + ", ".join(fmt(x) for x in flat) + "]"
+    f = flat.astype(np.float64)
+    finite = f[np.isfinite(f)]
+    bad = f.size - finite.size
+    if finite.size == 0:
+        return f"all {f.size} non-finite"
+    s = f"mean {fmt(finite.mean())}, range [{fmt(finite.min())}, {fmt(finite.max())}]"
+    return s + (f", {bad} non-finite" if bad else "")
+
+
+def shape_text(shape):
+    return "scalar" if shape == () else "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def grad_symbol(name):
+    return f"\u2202L/\u2202{short(name) or 'y'}"
+
+
+def time_range(ts):
+    ts = sorted(ts)
+    if not ts:
+        return ""
+    if len(ts) == 1:
+        return f"t = {ts[0]}"
+    if ts == list(range(ts[0], ts[-1] + 1)):
+        return f"t = {ts[0]}\u2026{ts[-1]}"
+    return "t = " + ", ".join(str(t) for t in ts)
+
+
+def op_title(node, g):
+    """``linear(·, W_hh, b_hh)``: the op and the parameters it reads, so W_hh can be counted along a path."""
+    title = OP_TITLES.get(node.op, node.op)
+    names = []
+    for e in sorted((e for e in g.parents_of_cache.get(node.id, ())), key=lambda e: e.slot):
+        src = g.nodes[e.src]
+        if src.kind in ("param", "leaf"):
+            names.append(alias(src.name) or "leaf")
+        elif src.kind == "const":
+            names.append(summarize(src.outputs[0]["value"]) if src.outputs else "c")
+        else:
+            names.append("\u00b7")
+    if node.op in ("linear", "matmul", "mul", "add", "sub", "div", "embedding") and any(n != "\u00b7" for n in names):
+        return f"{title}({', '.join(names)})"
+    return title
+
+
+def op_lines(node, g, opts):
+    lines = [(op_title(node, g), "title")]
+    for i, out in enumerate(node.outputs):
+        name = out["name"]
+        shape = shape_text(out["shape"])
+        prefix = f"{name}  " if name else ""
+        lines.append((f"{prefix}{shape}" if name or len(node.outputs) == 1 else f"[{i}] {shape}",
+                      "main" if name else "small"))
+        if len(node.outputs) > 4 and i == 1:
+            lines.append((f"\u2026 {len(node.outputs) - 2} more outputs", "small"))
+            break
+    if opts.get("show_values"):
+        vals = [out["value"] for out in node.outputs]
+        if len(vals) == 1 and vals[0] is not None:
+            lines.append((summarize(vals[0]), "value"))
+    _grad_lines(node, lines, opts)
+    if opts.get("formulas") and node.formula:
+        lines.append((node.formula, "formula"))
+    return lines
+
+
+def _grad_lines(node, lines, opts):
+    if not opts.get("gradients"):
+        return
+    outs = node.outputs if len(node.outputs) <= 2 else []
+    for out in outs:
+        if out.get("grad") is not None:
+            lines.append((f"\u2016{grad_symbol(out['name'])}\u2016 = {fmt(array_norm(out['grad']))}", "grad"))
+    if len(node.outputs) > 2:
+        n = norm({i: out["grad"] for i, out in enumerate(node.outputs) if out.get("grad") is not None})
+        if n is not None:
+            lines.append((f"\u2016\u2202L/\u2202outputs\u2016 = {fmt(n)}", "grad"))
+
+
+def leaf_lines(node, g, opts):
+    out = node.outputs[0] if node.outputs else {"shape": (), "name": None, "value": None, "grad": None}
+    kind = node.kind
+    if kind in ("param", "leaf"):
+        name = node.name or "leaf"
+        a = alias(name)
+        lines = [(name, "title")]
+        lines.append((f"{a + '  ' if a and a != name else ''}{shape_text(out['shape'])}", "main"))
+        uses = node.info.get("uses_t", [])
+        n_uses = node.info.get("uses", 0)
+        steps = node.info.get("uses_steps", len(uses))
+        if steps > 1:
+            lines.append((f"shared: used at {steps} steps ({time_range(uses)})", "small"))
+        elif n_uses > 1:
+            lines.append((f"used by {n_uses} ops", "small"))
+        if opts.get("show_values") and out["value"] is not None and np.asarray(host(out["value"])).size <= 6:
+            lines.append((summarize(out["value"]), "value"))
+        if opts.get("gradients") or (opts.get("show_grads") and out.get("grad") is not None):
+            lines.extend(param_grad_lines(node, opts))
+        return lines
+    if kind == "cut":
+        cut = node.info.get("cut") or {}
+        where = "/".join(cut.get("scope", ())) or "top level"
+        what = cut.get("name") or "tensor"
+        lines = [(f"\u2702 detached {what}", "title"), (shape_text(out["shape"]), "small"),
+                 (f"cut from {cut.get('op', '?')} at {where}", "small"), ("no gradient flows back", "small")]
+        return lines
+    if kind == "const":
+        v = out["value"]
+        text = summarize(v) if v is not None and np.asarray(host(v)).size <= 6 else f"zeros {shape_text(out['shape'])}"
+        if v is not None and np.asarray(host(v)).size > 1 and not np.asarray(host(v)).any():
+            text = f"0  {shape_text(out['shape'])}"
+        return [(text, "small")]
+    # data input
+    name = node.name or "data"
+    lines = [(name, "title" if node.name else "main"), (shape_text(out["shape"]), "small")]
+    if opts.get("show_values", True) and out["value"] is not None:
+        a = np.asarray(host(out["value"]))
+        if a.size <= 8 or opts.get("show_values"):
+            lines.append((summarize(a, limit=8), "value"))
+    return lines
+
+
+def param_grad_lines(node, opts):
+    """The gradient of a leaf as the sum of its per-use contributions (BPTT's "+=")."""
+    terms = node.info.get("terms") or []
+    total = node.outputs[0].get("grad") if node.outputs else None
+    lines = []
+    sym = grad_symbol(alias(node.name) or node.name)
+    arrived = [(label, n) for label, n in terms if n is not None]
+    if len(terms) > 1:
+        if opts.get("stepping") and len(arrived) < len(terms):
+            lines.append((f"{sym} so far: {len(arrived)} of {len(terms)} terms added", "grad"))
+        elif opts.get("gradients") and len(arrived) < len(terms):
+            missing = len(terms) - len(arrived)
+            lines.append((f"{sym} = sum of {_plural(len(arrived), 'term')} "
+                          f"({_plural(missing, 'use')} get{'s' if missing == 1 else ''} no gradient):", "grad"))
+        else:
+            lines.append((f"{sym} = sum of {len(terms)} terms, one per use:", "grad"))
+        shown = arrived if opts.get("gradients") else terms
+        shown = shown if len(shown) <= 8 else shown[:3] + [("\u2026", None)] + shown[-3:]
+        parts = [f"{label}: {fmt(n)}" if n is not None else label for label, n in shown]
+        for k in range(0, len(parts), 4):
+            lines.append(("  " + ",  ".join(parts[k:k + 4]), "small"))
+    if total is not None:
+        lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}" + ("  (total)" if len(terms) > 1 else ""), "grad"))
+    elif opts.get("gradients"):
+        lines.append(("no gradient reached it", "small"))
+    return lines
+
+
+def group_lines(node, g, opts):
+    """A collapsed box: what it computes, its outputs, and the gradient flowing through it."""
+    members = [g.nodes[m] for m in node.members]
+    ops = [m.op for m in members if m.kind == "op"]
+    part = node.part
+    if node.kind == "ellipsis" and node.info.get("dropped"):
+        return [("\u22ef", "big"), (f"{node.info['dropped']} earlier nodes not drawn", "main")]
+    if node.kind == "ellipsis":
+        ts = node.info.get("elided", [])
+        lines = [("\u22ef", "big"), (f"{len(ts)} steps not drawn", "main"), (f"({time_range(ts)})", "small")]
+        strip = node.info.get("state_norms")
+        if strip:
+            vals = [n for _, n in strip if n is not None]
+            if vals:
+                lines.append((f"\u2016\u2202L/\u2202h_t\u2016 from {fmt(min(vals))} to {fmt(max(vals))}", "grad"))
+        return lines
+    if part == "layer":
+        times = sorted({m.t for m in members if m.t is not None})
+        title = node.name or "loop"
+        lines = [(title, "title"), (f"{len(times)} steps, {time_range(times)}", "main"),
+                 (f"{len(ops)} ops: {_op_summary(ops)}", "small")]
+        strip = node.info.get("state_norms")
+        if strip and opts.get("gradients"):
+            lines.append(("\u2016\u2202L/\u2202h_t\u2016 per step (left: first t):", "small"))
+            lines.append(("strip", [(c, "") for c, _ in strip]))
+            vals = [n for _, n in node.info.get("state_values", []) if n is not None]
+            if vals:
+                lines.append((f"from {fmt(min(vals))} to {fmt(max(vals))}", "grad"))
+        return lines
+    if part == "pre":
+        has = set(ops)
+        if "linear" in has and "unbind" in has:
+            title = "W_ih x_t + b for every t"
+            sub = "one matmul, then unbind into steps"
+        else:
+            title, sub = "input projection", _op_summary(ops)
+        lines = [(title, "title"), (sub, "small")]
+    elif part == "post":
+        lines = [("stack h_t \u2192 output", "title"), (_op_summary(ops), "small")]
+    else:
+        title = PART_TITLES.get(part, part or "cell")
+        lines = [(title, "title")]
+        if part in PART_TITLES or node.t is None:      # a named cell (LSTMCell) needs no op list
+            lines.append((_op_summary(ops), "small"))
+    outs = node.info.get("out_names") or []
+    if outs:
+        lines.append(("\u2192 " + ", ".join(outs), "main"))
+    if opts.get("show_values"):
+        for name, value in node.info.get("out_values", []):
+            lines.append((f"{name} = {summarize(value)}", "value"))
+    if opts.get("gradients"):
+        for name, n in node.info.get("out_grads", []):
+            if node.t is not None and STATE.match(name or ""):
+                continue        # the timestep's label shows it
+            lines.append((f"\u2016{grad_symbol(name)}\u2016 = {fmt(n)}", "grad"))
+    if opts.get("formulas"):
+        formulas = []
+        for m in members:
+            if m.kind == "op" and m.formula and (m.op, m.formula) not in formulas:
+                formulas.append((m.op, m.formula))
+        for op, f in formulas[:6]:
+            lines.append((f"{op}: {f}", "formula"))
+    if node.info.get("saved_bytes") is not None:
+        lines.append((f"saves {fmt_bytes(node.info['saved_bytes'])} for backward", "small"))
+    return lines
+
+
+def _plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _op_summary(ops, limit=6):
+    counts = {}
+    for op in ops:
+        counts[op] = counts.get(op, 0) + 1
+    parts = [(f"{n}\u00d7 " if n > 1 else "") + OP_TITLES.get(op, op) for op, n in counts.items()]
+    if len(parts) > limit:
+        parts = parts[:limit] + [f"+{len(parts) - limit} more"]
+    return ", ".join(parts) if parts else "(no ops)"

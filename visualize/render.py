@@ -1,0 +1,323 @@
+"""Graph -> graphviz.Digraph. The only module that imports graphviz.
+
+Every label is an HTML-like label built from escaped text: quotes, ``<``, ``>``, ``&``,
+braces, backslashes, newlines, control characters and overlong strings in a name
+can neither break the DOT nor put markup into the SVG. Attribute strings that are
+not HTML (tooltips) are escaped for DOT's escString rules as well.
+
+``Digraph`` (a ``graphviz.Digraph``) only changes what happens when Graphviz's
+``dot`` program is missing: the ``.gv`` source is still written, and the error
+says how to install Graphviz instead of showing a traceback from deep inside.
+"""
+import html
+import os
+import re
+
+import graphviz
+
+from . import style as S
+
+INSTALL_HINT = (
+    "Graphviz's `dot` program was not found on PATH, so the picture could not be rendered. "
+    "The DOT source is still available (digraph.source{where}). Install Graphviz with "
+    "`apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
+    "`conda install -c conda-forge graphviz`, or from https://graphviz.org/download/ "
+    "(the Python package `graphviz` alone is not enough).")
+
+
+class GraphvizNotFound(graphviz.ExecutableNotFound):
+    """``dot`` is not installed; the message says how to install it."""
+
+    def __init__(self, where=""):
+        RuntimeError.__init__(self, INSTALL_HINT.format(where=where))
+        self.args = (INSTALL_HINT.format(where=where),)
+
+    def __str__(self):
+        return self.args[0]
+
+
+class Digraph(graphviz.Digraph):
+    """A graphviz.Digraph whose render/pipe explain how to install Graphviz when ``dot`` is missing.
+
+    Unrolled pictures carry their own node positions (layout.py); for them ``engine`` is
+    "neato" and rendering passes ``-n2`` (keep the positions, route the edges)."""
+
+    positioned = False
+
+    def render(self, *args, **kwargs):
+        if self.positioned:
+            kwargs.setdefault("neato_no_op", 2)
+        try:
+            return super().render(*args, **kwargs)
+        except graphviz.ExecutableNotFound:
+            path = kwargs.get("filename") or (args[0] if args else None) or self.filename
+            directory = kwargs.get("directory") or self.directory or ""
+            where = f"; it was written to {os.path.join(directory, path)}" if path else ""
+            raise GraphvizNotFound(where) from None
+
+    def pipe(self, *args, **kwargs):
+        if self.positioned:
+            kwargs.setdefault("neato_no_op", 2)
+        try:
+            return super().pipe(*args, **kwargs)
+        except graphviz.ExecutableNotFound:
+            raise GraphvizNotFound("") from None
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        try:
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        except graphviz.ExecutableNotFound:
+            return {"text/plain": str(GraphvizNotFound("")) + "\n\n" + self.source}
+
+
+def write(digraph, path, format=None):
+    """Write ``path`` (.svg, .png, .pdf or .gv) from a Digraph. The .gv source is always
+    written next to it; without ``dot`` this raises GraphvizNotFound with the install hint."""
+    root, ext = os.path.splitext(str(path))
+    fmt = format or ext.lstrip(".") or "svg"
+    if fmt in ("gv", "dot"):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(digraph.source)
+        return str(path)
+    source_path = root + ".gv"
+    with open(source_path, "w", encoding="utf-8") as f:
+        f.write(digraph.source)
+    try:
+        if getattr(digraph, "positioned", False):
+            data = graphviz.Source(digraph.source, engine="neato").pipe(format=fmt, neato_no_op=2)
+        else:
+            data = graphviz.Source(digraph.source).pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise GraphvizNotFound(f"; it was written to {source_path}") from None
+    with open(root + "." + fmt, "wb") as f:
+        f.write(data)
+    return root + "." + fmt
+
+
+def dot_available():
+    try:
+        graphviz.version()
+        return True
+    except (graphviz.ExecutableNotFound, RuntimeError, OSError):
+        return False
+
+
+# --- escaping -----------------------------------------------------------------------------
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+MAX_TEXT = 72
+
+
+def clean(text, limit=MAX_TEXT):
+    """Text safe for any output: valid UTF-8, no control characters, at most ``limit`` chars."""
+    s = str(text)
+    s = s.encode("utf-8", "replace").decode("utf-8")            # lone surrogates -> '?'
+    s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+    if len(s) > limit:
+        s = s[:limit - 1] + "\u2026"
+    return s
+
+
+def esc(text, limit=MAX_TEXT):
+    """Text for an HTML-like label: escaped, newlines as line breaks."""
+    return html.escape(clean(text, limit), quote=True).replace("\n", "<BR/>")
+
+
+def esc_attr(text, limit=400):
+    """Text for a quoted DOT attribute (tooltip): backslashes doubled so no \\N, \\G... expands."""
+    s = clean(text, limit).replace("\\", "\\\\").replace("\n", "\\n")
+    return s.replace('"', '\\"')
+
+
+# --- labels ---------------------------------------------------------------------------------
+_FONTS = {
+    "title": (S.FONT_SIZE + 1, True, False, "#000000"),
+    "main": (S.FONT_SIZE, False, False, "#000000"),
+    "small": (S.SMALL, False, False, "#333333"),
+    "formula": (S.SMALL, False, True, "#333333"),
+    "grad": (S.SMALL + 1, True, False, "#1b1b5e"),
+    "value": (S.SMALL, False, False, "#1f4d2b"),
+    "warn": (S.SMALL + 1, True, False, S.HIGHLIGHT),
+    "big": (S.TITLE, True, False, "#000000"),
+    "legend": (S.SMALL + 2, False, False, "#222222"),
+    "legendwarn": (S.SMALL + 3, True, False, S.HIGHLIGHT),
+}
+
+
+def _font(text, kind, colour=None, limit=MAX_TEXT):
+    size, bold, italic, default = _FONTS.get(kind, _FONTS["main"])
+    body = esc(text, limit)
+    if bold:
+        body = f"<B>{body}</B>"
+    if italic:
+        body = f"<I>{body}</I>"
+    return f'<FONT POINT-SIZE="{size}" COLOR="{colour or default}">{body}</FONT>'
+
+
+def _row(item):
+    if item[0] == "strip":                  # a heat strip: ("strip", [(colour, tooltip-free text), ...])
+        cells = "".join(f'<TD BGCOLOR="{c}" WIDTH="9" HEIGHT="14" FIXEDSIZE="TRUE"></TD>' for c, _ in item[1])
+        return (f'<TR><TD><TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="0" COLOR="#ffffff">'
+                f"<TR>{cells}</TR></TABLE></TD></TR>")
+    if item[0] == "swatch":                 # ("swatch", colour, text): a legend row
+        _, colour, text = item
+        return (f'<TR><TD BGCOLOR="{colour}" WIDTH="28" FIXEDSIZE="FALSE"> </TD>'
+                f'<TD ALIGN="LEFT">{_font(text, "small")}</TD></TR>')
+    text, kind = item[0], item[1]
+    colour = item[2] if len(item) > 2 else None
+    return f"<TR><TD>{_font(text, kind, colour)}</TD></TR>"
+
+
+def html_label(lines, role, border=None, highlight=False, framed=True):
+    """The label of a node: one table row per line. ``framed=False`` leaves the frame to the node's shape."""
+    if not framed:
+        rows = "".join(_row(item) for item in lines)
+        return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">{rows}</TABLE>>'
+    fill, line_colour, width, table_style = S.NODE.get(role, S.NODE["op"])
+    if border is not None:
+        line_colour = border
+    if highlight:
+        width = max(width, 3)
+    style = f' STYLE="{table_style}"' if table_style else ""
+    rows = "".join(_row(item) for item in lines)
+    swatch = any(item[0] == "swatch" for item in lines)
+    if swatch:
+        rows = "".join(_row(item) if item[0] == "swatch" else
+                       _row(item).replace("<TD>", '<TD COLSPAN="2" ALIGN="LEFT">', 1) for item in lines)
+    return (f'<<TABLE BORDER="{width}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" '
+            f'BGCOLOR="{fill}" COLOR="{line_colour}"{style}>{rows}</TABLE>>')
+
+
+def cluster_label(lines):
+    rows = "".join(_row(item) for item in lines)
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">{rows}</TABLE>>'
+
+
+# --- the Digraph ------------------------------------------------------------------------------
+GRAPH_ATTRS = {"rankdir": "BT", "newrank": "true", "fontname": S.FONT, "nodesep": "0.3", "ranksep": "0.35",
+               "compound": "true", "outputorder": "edgesfirst", "bgcolor": "white", "pad": "0.2"}
+
+
+def to_digraph(g, name="bptt"):
+    """The Digraph of a laid-out Graph (nodes with ``lines`` and ``style``; see unroll.arrange)."""
+    positioned = bool(getattr(g, "layout_done", False))
+    dg = Digraph(name=name, comment="render with: neato -n2 -Tsvg file.gv  (the positions are precomputed)"
+                 if positioned else None)
+    attrs = dict(GRAPH_ATTRS)
+    if positioned:
+        dg.engine = "neato"
+        dg.positioned = True
+        attrs = {k: v for k, v in attrs.items() if k not in ("rankdir", "newrank", "nodesep", "ranksep")}
+        attrs.update({"splines": "true", "overlap": "true"})
+    attrs.update(g.attrs)
+    dg.attr("graph", **attrs)
+    dg.attr("node", shape="plain", fontname=S.FONT, fontsize=str(S.FONT_SIZE))
+    dg.attr("edge", fontname=S.FONT, fontsize=str(S.SMALL), arrowsize="0.7")
+    if g.title or g.legend or g.notes:
+        dg.attr("graph", label=_graph_label(g), labelloc="t", labeljust="l")
+
+    subgraphs = {}
+    for cid, c in sorted(g.clusters.items(), key=lambda kv: kv[1].order):
+        sub = graphviz.Digraph(name=cid)
+        fill, border = S.CLUSTER.get(c.style, S.CLUSTER["time"])
+        sub.attr("graph", label=cluster_label(c.label) if c.label else "", style="rounded,filled", fillcolor=fill,
+                 color=border, penwidth="1.2", labeljust="c", labelloc="t", margin="10")
+        if getattr(c, "bb", None) is not None:
+            sub.attr("graph", bb=",".join(f"{v:.1f}" for v in c.bb))
+        if c.tooltip:
+            sub.attr("graph", tooltip=esc_attr(c.tooltip))
+        subgraphs[cid] = sub
+    for node in g.nodes.values():
+        target = subgraphs.get(node.cluster, dg)
+        size = node.info.get("size") if positioned else None
+        if size is not None and node.style != "note":
+            attrs = _box_attrs(node, size)
+        else:
+            attrs = {"label": html_label(node.lines or [(node.id, "main")], node.style or "op",
+                                         border=node.info.get("border"), highlight=node.info.get("highlight"))}
+        if node.tooltip:
+            attrs["tooltip"] = esc_attr(node.tooltip)
+        if positioned and getattr(node, "pos", None) is not None:
+            attrs["pos"] = f"{node.pos[0]:.1f},{node.pos[1]:.1f}!"
+        target.node(node.id, **attrs)
+    # nest clusters, deepest first
+    depth = {}
+    for cid in subgraphs:
+        d, c = 0, g.clusters[cid]
+        while c.parent:
+            d += 1
+            c = g.clusters[c.parent]
+        depth[cid] = d
+    for cid in sorted(subgraphs, key=lambda c: (-depth[c], g.clusters[c].order)):
+        parent = g.clusters[cid].parent
+        (subgraphs[parent] if parent else dg).subgraph(subgraphs[cid])
+    for ids in g.same_rank:
+        with dg.subgraph() as s:
+            rank = "same"
+            if ids and ids[0] in ("__min__", "__max__", "__source__", "__sink__"):
+                rank, ids = ids[0].strip("_"), ids[1:]
+            s.attr(rank=rank)
+            for i in ids:
+                s.node(i)
+    for e in g.edges:
+        attrs = {k: str(v) for k, v in e.attrs.items() if v is not None}
+        if e.label:
+            attrs["label"] = f"<{_font(e.label, 'small', e.attrs.get('fontcolor'))}>"
+        attrs.pop("fontcolor", None)
+        if "tooltip" in attrs:
+            attrs["tooltip"] = esc_attr(attrs["tooltip"])
+        tail, head = e.src, e.dst
+        if attrs.pop("swap", None) == "True":
+            tail, head = head, tail
+        dg.edge(tail, head, **attrs)
+    for a, b, extra in g.invisible:
+        attrs = {"style": "invis"}
+        attrs.update({k: str(v) for k, v in extra.items()})
+        dg.edge(a, b, **attrs)
+    return dg
+
+
+def _box_attrs(node, size):
+    """A fixed-size box (so the precomputed layout and edge ends are exact) around a frameless label."""
+    fill, border, width, table_style = S.NODE.get(node.style or "op", S.NODE["op"])
+    if node.info.get("border"):
+        border = node.info["border"]
+    if node.info.get("highlight"):
+        width = max(width, 3)
+    style = {"rounded": "rounded,filled", "dashed": "dashed,filled"}.get(table_style, "filled")
+    if node.info.get("pending"):            # step-through: backward has not reached it yet
+        style, fill, border = style.replace("rounded", "rounded,dashed") if "rounded" in style else "dashed,filled", \
+            "#f7f7f7", "#aaaaaa"
+    return {"label": html_label(node.lines or [(node.id, "main")], None, framed=False), "shape": "box",
+            "style": style, "fillcolor": fill, "color": border, "penwidth": str(width),
+            "width": f"{size[0] / 72:.3f}", "height": f"{size[1] / 72:.3f}", "fixedsize": "true", "margin": "0"}
+
+
+def _graph_label(g):
+    rows = []
+    if g.title:
+        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(g.title, "big", limit=240)}</TD></TR>')
+    for note in g.notes:
+        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(note, "legendwarn", limit=200)}</TD></TR>')
+    for item in g.legend:
+        if item[0] == "swatch":
+            _, colour, width, text = item
+            bar = (f'<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0"><TR><TD BGCOLOR="{colour}" WIDTH="36" '
+                   f'HEIGHT="{max(1, int(round(width * 1.6)))}" FIXEDSIZE="TRUE"></TD></TR></TABLE>')
+            rows.append(f'<TR><TD ALIGN="RIGHT">{bar}</TD><TD ALIGN="LEFT">{_font(text, "legend", limit=160)}</TD></TR>')
+        elif item[0] == "box":
+            _, role, text, explanation = item
+            fill, border, width, tstyle = S.NODE.get(role, S.NODE["op"])
+            tstyle = f' STYLE="{tstyle}"' if tstyle else ""
+            box = (f'<TABLE BORDER="{width}" CELLBORDER="0" CELLPADDING="2" BGCOLOR="{fill}" COLOR="{border}"'
+                   f'{tstyle}><TR><TD>{_font(text, "small")}</TD></TR></TABLE>')
+            rows.append(f'<TR><TD ALIGN="RIGHT">{box}</TD><TD ALIGN="LEFT">{_font(explanation, "legend", limit=160)}</TD></TR>')
+        elif item[0] == "line":
+            _, colour, width, dashed, text = item
+            mark = "\u2504\u2504\u2504\u25b6" if dashed else "\u2501\u2501\u2501\u25b6"
+            rows.append(f'<TR><TD ALIGN="RIGHT"><FONT COLOR="{colour}" POINT-SIZE="{S.SMALL + 2 + int(width)}">'
+                        f'{mark}</FONT></TD><TD ALIGN="LEFT">{_font(text, "legend", limit=160)}</TD></TR>')
+        else:
+            kind = {"small": "legend", "warn": "legendwarn"}.get(item[0], item[0])
+            rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(item[1], kind, limit=200)}</TD></TR>')
+    return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1" CELLPADDING="1">{"".join(rows)}</TABLE>>'

@@ -1,0 +1,174 @@
+"""Backward, one node at a time: frames for teaching, and one HTML page with a slider.
+
+Frame 0 shows the seed dL/dL = 1. Each following frame is one node that backward
+visits (at ``level="cell"``: one cell or readout box): the node is outlined in
+vermillion, the gradients it sends to its inputs appear on its edges, and every
+tensor shows the gradient collected so far. A shared weight's box counts its
+"+=" terms as they arrive, one per timestep, so the sum of BPTT builds up in
+front of the class. All frames share one layout, so nothing jumps between them.
+"""
+import html
+import json
+
+from . import style as S
+from .bptt import _totals, record
+from .draw import _edge_styles, annotate, build, cluster_labels, legend
+from .render import to_digraph
+from .trace import trace
+from .unroll import place
+
+MAX_FRAMES = 150
+
+
+def backward_frames(loss, level="op", show_values=False, formulas=None, params=None, max_frames=MAX_FRAMES,
+                    title=None):
+    """A list of ``graphviz.Digraph``: backward of ``loss`` visiting one node per frame.
+
+    For small graphs (the "hello" RNN has 43 frames at level "op", 10 at level "cell").
+    Raises ValueError when there would be more than ``max_frames`` frames. The leaves'
+    ``.grad`` are left as they were."""
+    if formulas is None:
+        formulas = level == "op"      # each op's local derivative is what backward applies
+    roots = [loss]
+    g = trace(roots, params)
+    rec = record(g, roots)
+    rows = place(g)
+    opts = dict(show_values=show_values, gradients=True, formulas=formulas, edge_labels=True, level=level)
+    dg = build(g, rows, opts, level, None, 10 ** 6)
+    steps = []
+    for consumer, contributions in rec.events:
+        gid = dg.group_of.get(consumer, consumer)
+        if steps and steps[-1][0] == gid:
+            steps[-1][1].append(consumer)
+            steps[-1][2].extend(contributions)
+        else:
+            steps.append((gid, [consumer], list(contributions)))
+    if len(steps) + 1 > max_frames:
+        raise ValueError(f"backward_frames: {len(steps) + 1} frames exceed max_frames={max_frames}; the step-through "
+                         f"is meant for small graphs: draw a shorter sequence, use level=\"cell\", or raise max_frames")
+    full = {id(e): e.grads for e in g.edges}
+    scale = dg.scale
+    row_index = {r.key: i for i, r in enumerate(rows)}
+    opts_frame = dict(opts, scale=scale, stepping=True)
+    frames = []
+    done = set()
+    visited = set()
+    try:
+        for k in range(len(steps) + 1):
+            if k:
+                gid, consumers, contributions = steps[k - 1]
+                done.update(id(edge) for edge, _ in contributions)
+                visited.add(gid)
+            for e in g.edges:
+                e.grads = full[id(e)] if id(e) in done else None
+            _totals(g, rec.seeds)
+            for m in dg.edges:
+                members = m.info.get("members") or []
+                grads = {}
+                for e in members:
+                    for key, v in (e.grads or {}).items():
+                        grads[key] = v if key not in grads else grads[key] + v
+                m.grads = grads or None
+            annotate(dg, rows, opts_frame)
+            cluster_labels(dg, rows, opts_frame)
+            current = steps[k - 1][0] if k else None
+            for node in dg.nodes.values():
+                node.info.pop("border", None)
+                node.info.pop("highlight", None)
+                node.info["pending"] = node.kind in ("op", "group") and node.id not in visited and not (
+                    any(node.id == r for r, _ in dg.roots) and k == 0)
+            if current is not None:
+                dg.nodes[current].info["border"] = S.HIGHLIGHT
+                dg.nodes[current].info["highlight"] = True
+            _edge_styles(dg, rows, row_index, opts_frame)
+            dg.title = (title + " \u2014 " if title else "") + caption(dg, g, steps, k)
+            dg.legend = legend(dg, opts_frame)
+            frame = to_digraph(dg, name=f"frame{k}")
+            frame.caption = dg.title
+            frames.append(frame)
+    finally:
+        for e in g.edges:
+            e.grads = full[id(e)]
+        _totals(g, rec.seeds)
+    return frames
+
+
+def caption(dg, g, steps, k):
+    if k == 0:
+        root = g.nodes[g.roots[0][0]]
+        name = root.outputs[g.roots[0][1]]["name"] or "the output"
+        return f"step 0 of {len(steps)}: backward starts from {name} with dL/dL = 1"
+    gid, consumers, contributions = steps[k - 1]
+    node = dg.nodes[gid]
+    first = g.nodes[consumers[0]]
+    where = "/".join(first.scope) or "top level"
+    if node.kind == "op":
+        what = f"backward of {node.op} at {where}: {node.formula}"
+    else:
+        what = f"backward through {node.name or 'a group'} at {where} ({len(consumers)} ops)"
+    targets = []
+    for edge, _ in contributions:
+        src = g.nodes[edge.src]
+        name = src.outputs[edge.src_index]["name"] if src.outputs else None
+        label = name or src.name or src.op or src.kind
+        if label not in targets:
+            targets.append(label)
+    sends = ", ".join(targets[:5]) + (" ..." if len(targets) > 5 else "")
+    return f"step {k} of {len(steps)}: {what}; gradient sent to {sends}"
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: Helvetica, Arial, sans-serif; margin: 1em; }}
+#caption {{ font-size: 18px; margin: 0.5em 0; min-height: 2.5em; }}
+.frame {{ display: none; overflow: auto; }}
+.frame svg {{ max-width: 100%; height: auto; }}
+input[type=range] {{ width: 60%; }}
+button {{ font-size: 16px; }}
+</style></head><body>
+<h2>{title}</h2>
+<div><button id="prev">&#9664; back</button>
+<input type="range" id="slider" min="0" max="{last}" value="0">
+<button id="next">next &#9654;</button> <span id="count"></span></div>
+<div id="caption"></div>
+{frames}
+<script>
+const captions = {captions};
+const frames = document.querySelectorAll('.frame');
+const slider = document.getElementById('slider');
+function show(k) {{
+  k = Math.max(0, Math.min(frames.length - 1, k));
+  frames.forEach((f, i) => f.style.display = (i === k) ? 'block' : 'none');
+  slider.value = k;
+  document.getElementById('caption').textContent = captions[k];
+  document.getElementById('count').textContent = 'frame ' + k + ' / ' + (frames.length - 1);
+}}
+slider.addEventListener('input', () => show(parseInt(slider.value)));
+document.getElementById('prev').addEventListener('click', () => show(parseInt(slider.value) - 1));
+document.getElementById('next').addEventListener('click', () => show(parseInt(slider.value) + 1));
+document.addEventListener('keydown', (e) => {{
+  if (e.key === 'ArrowRight') show(parseInt(slider.value) + 1);
+  if (e.key === 'ArrowLeft') show(parseInt(slider.value) - 1);
+}});
+show(0);
+</script></body></html>
+"""
+
+
+def stepthrough_html(loss, path=None, level="op", title="Backpropagation, one node at a time", **kwargs):
+    """One self-contained HTML page (no scripts or files from elsewhere): a slider over the
+    backward frames, with a caption per frame. Needs Graphviz to draw the frames (raises
+    GraphvizNotFound with the install hint otherwise). Returns the HTML; writes it to ``path``."""
+    frames = backward_frames(loss, level=level, **kwargs)
+    svgs = []
+    for k, f in enumerate(frames):
+        svg = f.pipe(format="svg").decode("utf-8")
+        svg = svg[svg.index("<svg"):]
+        svgs.append(f'<div class="frame" id="frame{k}">{svg}</div>')
+    captions = json.dumps([f.caption for f in frames]).replace("</", "<\\/")
+    page = PAGE.format(title=html.escape(title), last=len(frames) - 1, frames="\n".join(svgs), captions=captions)
+    if path is not None:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(page)
+    return page

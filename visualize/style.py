@@ -1,0 +1,141 @@
+"""Colours, sizes and number formats: what every mark of the pictures means.
+
+Categories use light tints of the Okabe-Ito palette (safe for the common forms of
+colour blindness) and differ in border as well, so they survive black-and-white
+printing. Gradient magnitudes use one sequential ramp (viridis, reversed and
+trimmed so the faintest colour still shows on white): dark purple and thick =
+large, light green and thin = small, on a log scale. Never red against green.
+"""
+import math
+
+FONT = "Helvetica"
+FONT_SIZE = 14          # legible when projected
+SMALL = 11
+TITLE = 18
+
+# viridis at 0.0, 0.1, ..., 0.8 (its light yellow end is dropped: invisible on white)
+VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#22a884", "#44bf70", "#7ad151"]
+GRAD_BINS = len(VIRIDIS)
+MIN_WIDTH, MAX_WIDTH = 1.0, 7.0
+ZERO_GRAD = "#bbbbbb"
+
+# node roles: (fill, border colour, border width, table style)
+NODE = {
+    "op":         ("#ffffff", "#555555", 1, "rounded"),
+    "cell":       ("#e3ecf7", "#2f5d8a", 2, "rounded"),
+    "readout":    ("#f2ecf8", "#6a4c93", 1, "rounded"),
+    "group":      ("#f0f0f0", "#555555", 1, "rounded"),
+    "layer":      ("#e3ecf7", "#2f5d8a", 2, "rounded"),
+    "projection": ("#eef4ea", "#4d7a3a", 1, "rounded"),
+    "param":      ("#fde8c8", "#b86e00", 2, ""),
+    "leaf":       ("#fff3b0", "#9a8000", 2, ""),
+    "input":      ("#e6f4ea", "#3d7a4f", 1, ""),
+    "const":      ("#ffffff", "#aaaaaa", 1, ""),
+    "cut":        ("#ffffff", "#666666", 1, "dashed"),
+    "loss":       ("#f8dcea", "#a0467b", 2, "rounded"),
+    "root":       ("#f3c3da", "#7d2a5a", 3, "rounded"),
+    "ellipsis":   ("#ffffff", "#999999", 1, "dashed"),
+    "note":       ("#ffffff", "#999999", 0, ""),
+    "tensor":     ("#ffffff", "#555555", 1, ""),
+    "opnode":     ("#eeeeee", "#888888", 1, "rounded"),
+}
+HIGHLIGHT = "#D55E00"      # Okabe-Ito vermillion: the highlighted path, a non-finite value
+SUSPECT = "#CC79A7"        # reddish purple: a gradient that disagrees with finite differences
+FADED = "#cccccc"
+
+# edge roles: (colour, width, style)
+EDGE = {
+    "data":   ("#555555", 1.2, "solid"),
+    "param":  ("#b86e00", 1.0, "solid"),
+    "state":  ("#0072B2", 2.6, "solid"),
+    "accum":  ("#999999", 1.0, "solid"),
+    "cut":    ("#666666", 1.8, "dashed"),
+    "ellipsis": ("#999999", 1.2, "dotted"),
+}
+CLUSTER = {
+    "time":    ("#fafafa", "#9aa9bb"),
+    "reverse": ("#fbf8f3", "#b9a58c"),
+    "legend":  ("#ffffff", "#cccccc"),
+}
+
+
+def fmt(x):
+    """A number in at most 4 significant characters' worth of precision: 0.0312, 1.25, 3.1e-05."""
+    if x is None:
+        return "?"
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if 1e-2 <= a < 1e4:
+        digits = max(0, 2 - int(math.floor(math.log10(a))))
+        s = f"{x:.{digits}f}"
+        return s
+    return f"{x:.2e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def fmt_bytes(n):
+    n = int(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n} B"
+
+
+class GradScale:
+    """Log-scale mapping from a gradient norm to (colour, width), shared by the whole picture.
+
+    ``level(norm)`` is 0 for the smallest non-zero norm drawn and GRAD_BINS-1 for the
+    largest; colour and width grow monotonically with it."""
+
+    def __init__(self, norms):
+        finite = [n for n in norms if n is not None and n > 0 and math.isfinite(n)]
+        self.lo = min(finite) if finite else 1.0
+        self.hi = max(finite) if finite else 1.0
+        self.empty = not finite
+
+    def fraction(self, norm):
+        if norm is None or not norm > 0:
+            return None
+        if not math.isfinite(norm):
+            return 1.0
+        if self.hi <= self.lo * (1 + 1e-12):
+            return 1.0
+        f = (math.log10(norm) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
+        return min(1.0, max(0.0, f))
+
+    def level(self, norm):
+        f = self.fraction(norm)
+        if f is None:
+            return None
+        return min(GRAD_BINS - 1, int(f * GRAD_BINS))
+
+    def colour(self, norm):
+        k = self.level(norm)
+        return ZERO_GRAD if k is None else VIRIDIS[GRAD_BINS - 1 - k]
+
+    def width(self, norm):
+        f = self.fraction(norm)
+        if f is None:
+            return MIN_WIDTH * 0.8
+        k = self.level(norm)
+        return round(MIN_WIDTH + (MAX_WIDTH - MIN_WIDTH) * k / (GRAD_BINS - 1), 2)
+
+    def bins(self):
+        """(colour, width, low, high) for each level, smallest first: the legend's rows."""
+        if self.empty:
+            return []
+        out = []
+        lg_lo, lg_hi = math.log10(self.lo), math.log10(self.hi)
+        for k in range(GRAD_BINS):
+            a = 10 ** (lg_lo + (lg_hi - lg_lo) * k / GRAD_BINS)
+            b = 10 ** (lg_lo + (lg_hi - lg_lo) * (k + 1) / GRAD_BINS)
+            out.append((VIRIDIS[GRAD_BINS - 1 - k], round(MIN_WIDTH + (MAX_WIDTH - MIN_WIDTH) * k / (GRAD_BINS - 1), 2), a, b))
+        if self.hi <= self.lo * (1 + 1e-12):
+            return [out[-1][:2] + (self.lo, self.hi)]
+        return out
