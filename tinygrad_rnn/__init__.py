@@ -13,6 +13,8 @@ from .function import (Function, current_scope, detect_anomaly, enable_grad, is_
 from .functions import cat, concat, embedding, linear, stack, where
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor
+from . import data, nn, optim
+from .serialization import CheckpointError, load, save
 
 float32, float64, int64, int32 = "float32", "float64", "int64", "int32"
 bool_ = "bool"

@@ -72,7 +72,9 @@ def backward(root_node, root_index, grad, retain_graph=False):
     order = topological_order(root_node)
     grads = {id(root_node): [None] * root_node.n_outputs}
     grads[id(root_node)][root_index] = grad
-    owned = set()   # ids of gradient buffers this pass allocated, safe to add into in place
+    # Gradient buffers this pass allocated, safe to add into in place, by id. Holding them here
+    # keeps each id unique while it is in the dict (a freed array's id can be reused).
+    owned = {}
     observers = list(_edge_observers)
     anomaly = STATE.anomaly
     _check_repeated_backward(order)
@@ -85,7 +87,7 @@ def backward(root_node, root_index, grad, retain_graph=False):
             raise GraphFreedError(_freed_message(node))
         if owned:
             for dy in dys:
-                owned.discard(id(dy))
+                owned.pop(id(dy), None)
         if node.out_hooks:
             dys = _run_hooks(node, dys)
         node.passes += 1
@@ -120,22 +122,30 @@ def backward(root_node, root_index, grad, retain_graph=False):
                 slots[index] = dx
             elif id(prev) in owned:
                 prev += dx
+                slots[index] = prev   # a NumPy scalar (0-d result) is immutable: += made a new one
             else:
                 total = prev + dx
-                owned.add(id(total))
+                owned[id(total)] = total
                 slots[index] = total
         if not retain_graph:
             node.release()
 
 
 def _run_hooks(node, dys):
+    from .tensor import Tensor
     dys = list(dys)
     for index, hooks in node.out_hooks.items():
         for hook in hooks:
             if dys[index] is not None:
                 new = hook(dys[index])
-                if new is not None:
-                    dys[index] = new
+                if new is None:
+                    continue
+                if isinstance(new, Tensor):   # a hook may answer with a Tensor or an array
+                    new = new.data
+                if tuple(new.shape) != tuple(dys[index].shape):
+                    raise ValueError(f"a hook on {node.name} returned a gradient of shape {tuple(new.shape)}, "
+                                     f"expected {tuple(dys[index].shape)}")
+                dys[index] = new
     return dys
 
 
@@ -148,7 +158,12 @@ def _freed_message(node):
 
 
 def _check_repeated_backward(order):
-    worst = max((n.passes for n in order), default=0)
+    # A new output whose graph reaches into op nodes that earlier passes walked: the graph grows.
+    # Leaves (no parents) are walked by every pass of a training loop, and walking one graph
+    # again from the same output is what retain_graph is for: neither counts.
+    if order[0].passes:
+        return
+    worst = max((n.passes for n in order if n.parents), default=0)
     if worst >= REPEATED_BACKWARD_WARNING:
         warnings.warn(
             f"this backward pass walks through nodes already walked by {worst} earlier passes: the graph "

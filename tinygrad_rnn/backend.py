@@ -29,6 +29,7 @@ class Backend:
         self.xp = xp
         self.dtypes = {n: getattr(xp, n) for n in DTYPE_NAMES}
         self._dtype_names = {v: n for n, v in self.dtypes.items()}
+        self.float_dtypes = frozenset(self.dtypes[n] for n in FLOAT_DTYPES)  # for quick `in` tests
         self.seed(seed)
 
     def __repr__(self):
@@ -81,6 +82,7 @@ class NumpyBackend(Backend):
         # arrays report np.dtype objects, not the scalar types np.float32 etc.
         self.dtypes = {n: np.dtype(n) for n in DTYPE_NAMES}
         self._dtype_names = {v: n for n, v in self.dtypes.items()}
+        self.float_dtypes = frozenset(self.dtypes[n] for n in FLOAT_DTYPES)
 
     def asarray(self, data, dtype_name):
         return np.array(data, dtype=dtype_name, copy=True)
@@ -117,8 +119,12 @@ class StrictBackend(Backend):
         values = xp.moveaxis(values, axis, 0)
         n = values.shape[0]
         rest = values.shape[1:]
-        one_hot = xp.astype(xp.arange(shape[axis])[:, None] == index[None, :], values.dtype)
-        out = one_hot @ xp.reshape(values, (n, -1))
+        m = 1
+        for size in rest:
+            m *= size
+        index = index % shape[axis]   # -1 means the last row, as in x[idx]
+        one_hot = xp.astype(xp.arange(shape[axis], dtype=index.dtype)[:, None] == index[None, :], values.dtype)
+        out = one_hot @ xp.reshape(values, (n, m))
         return xp.moveaxis(xp.reshape(out, (shape[axis],) + rest), 0, axis)
 
 

@@ -72,8 +72,13 @@ class Function:
             if t.requires_grad:
                 requires_grad = True
             arrays.append(t.data)
-        out = fn.forward(*arrays, **attrs)
+        try:
+            out = fn.forward(*arrays, **attrs)
+        except (ValueError, TypeError, IndexError) as e:  # free when nothing is raised
+            raise _forward_error(fn, inputs, e) from e
         if not (requires_grad and STATE.grad_enabled):
+            if STATE.anomaly:
+                _observe_forward(fn, inputs, out)
             if cls.multi_output:
                 return tuple([_tensor(o, backend, None, 0) for o in out])
             return _tensor(out, backend, None, 0)
@@ -121,6 +126,10 @@ class Function:
             self.out_names = {}
         self.out_names[index] = name
 
+    def explain(self, arrays, error):
+        """Why ``forward`` failed on ``arrays``, in words (ops override it to be more specific)."""
+        return str(error)
+
     def __repr__(self):
         where = "/".join(self.scope)
         return f"<{type(self).__name__}{' in ' + where if where else ''}>"
@@ -162,6 +171,13 @@ def _observe_forward(fn, inputs, out):
     if STATE.anomaly:
         from .autograd import check_forward
         check_forward(fn, inputs, outs)
+
+
+def _forward_error(fn, inputs, error):
+    """An array library's error, re-raised with the op's name and what it was given."""
+    kind = IndexError if isinstance(error, IndexError) else TypeError if isinstance(error, TypeError) else ValueError
+    got = ", ".join(f"{tuple(t.shape)} {t.dtype}" for t in inputs)
+    return kind(f"{fn.name}: {fn.explain([t.data for t in inputs], error)} (inputs: {got})")
 
 
 def _mixed_backend_error(cls, inputs):

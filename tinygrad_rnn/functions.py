@@ -1,6 +1,6 @@
 """Ops that take several tensors, as module-level functions: concat, stack, where, linear, embedding."""
 from . import ops
-from .tensor import Tensor, _check_backends, _promote
+from .tensor import Tensor, _check_axis, _check_backends, _promote
 
 
 def _tensors(what, tensors):
@@ -22,7 +22,7 @@ def concat(tensors, axis=0, dim=None):
     tensors = _tensors("concat", tensors)
     axis = dim if dim is not None else axis
     ndim = tensors[0].ndim
-    axis = axis % ndim
+    axis = _check_axis("concat", axis, ndim)
     for i, t in enumerate(tensors):
         if t.ndim != ndim or t.shape[:axis] + t.shape[axis + 1:] != tensors[0].shape[:axis] + tensors[0].shape[axis + 1:]:
             raise ValueError(f"concat: shapes must match except along axis {axis}; "
@@ -40,7 +40,7 @@ def stack(tensors, axis=0, dim=None):
     for i, t in enumerate(tensors):
         if t.shape != tensors[0].shape:
             raise ValueError(f"stack: all tensors must have one shape; got {tensors[0].shape} and {t.shape} (position {i})")
-    return ops.Stack.apply(*tensors, axis=axis % (tensors[0].ndim + 1))
+    return ops.Stack.apply(*tensors, axis=_check_axis("stack", axis, tensors[0].ndim + 1))
 
 
 def where(cond, x, y):

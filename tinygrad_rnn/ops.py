@@ -73,15 +73,25 @@ class MatMul(Function):
         xp = self.xp
         self.vec_x, self.vec_w = x.ndim == 1, w.ndim == 1
         if self.vec_x:                      # (k,) @ w  ->  (1, k) @ w
-            x = xp.reshape(x, (1, -1))
+            x = xp.reshape(x, (1, x.shape[0]))
         if self.vec_w:                      # x @ (k,)  ->  x @ (k, 1)
-            w = xp.reshape(w, (-1, 1))
+            w = xp.reshape(w, (w.shape[0], 1))
         self.save_for_backward(x, w)
         y = x @ w
         self.y_shape = y.shape
         if self.vec_x or self.vec_w:
             y = xp.reshape(y, y.shape[:-2] + y.shape[y.ndim - 2 + self.vec_x:y.ndim - self.vec_w])
         return y
+
+    def explain(self, arrays, error):
+        x, w = arrays
+        if x.ndim == 0 or w.ndim == 0:
+            return f"cannot multiply {tuple(x.shape)} by {tuple(w.shape)}: @ needs at least one dimension on each side"
+        k_w = w.shape[0] if w.ndim == 1 else w.shape[-2]
+        if x.shape[-1] != k_w:
+            return (f"cannot multiply {tuple(x.shape)} by {tuple(w.shape)}: the inner dimensions "
+                    f"{x.shape[-1]} and {k_w} differ")
+        return f"cannot multiply {tuple(x.shape)} by {tuple(w.shape)}: {error}"
 
     def backward(self, dy):
         xp = self.xp
@@ -91,12 +101,12 @@ class MatMul(Function):
         dx = dw = None
         if need_x:
             dx = dy @ xp.matrix_transpose(w)
-            if self.vec_x:
-                dx = xp.reshape(dx, (-1,))
+            if self.vec_x:   # drop the row axis; batch axes (if w had them) are summed by the engine
+                dx = xp.reshape(dx, dx.shape[:-2] + dx.shape[-1:])
         if need_w:
             if w.ndim == 2 and x.ndim > 2:
                 # all batch rows at once: one (k, rows) @ (rows, m) product
-                dw = xp.matrix_transpose(xp.reshape(x, (-1, x.shape[-1]))) @ xp.reshape(dy, (-1, dy.shape[-1]))
+                dw = xp.matrix_transpose(_rows(xp, x)) @ _rows(xp, dy)
             else:
                 dw = xp.matrix_transpose(x) @ dy
             if self.vec_w:
@@ -129,7 +139,7 @@ class Linear(Function):
         dx = dy @ W if need[0] else None
         dW = None
         if need[1]:   # all rows (batch and time) in one (out, rows) @ (rows, in) product
-            dW = xp.matrix_transpose(xp.reshape(dy, (-1, dy.shape[-1]))) @ xp.reshape(x, (-1, x.shape[-1]))
+            dW = xp.matrix_transpose(_rows(xp, dy)) @ _rows(xp, x)
         if len(need) == 2:
             return dx, dW
         return dx, dW, dy
@@ -270,7 +280,35 @@ class Pow(Function):
         (x,) = self.saved
         if self.p == 2:
             return dy * (2 * x)
+        if self.p == 0:          # x**0 = 1 everywhere, also at x = 0 where x**(p-1) is inf
+            return dy * 0
         return dy * (self.p * x ** (self.p - 1))
+
+
+class Power(Function):
+    """y = x ** w  (w a tensor; broadcasting)"""
+    formula = "dx = dy * w * x**(w-1);  dw = dy * y * log(x)"
+
+    def forward(self, x, w):
+        y = x ** w
+        self.save_for_backward(x, w, y)
+        return y
+
+    def backward(self, dy):
+        xp = self.xp
+        x, w, y = self.saved
+        need_x, need_w = self.needs_input_grad
+        dx = dw = None
+        if need_x:   # 0 where w = 0: x**0 = 1 is flat, also at x = 0 (where x**(w-1) is inf)
+            flat = w == 0
+            x_safe = xp.where(flat, xp.ones((), dtype=x.dtype), x)
+            dx = dy * xp.where(flat, xp.zeros((), dtype=y.dtype), w * x_safe ** (w - 1))
+        if need_w:
+            # y * log(x) -> 0 at x = 0 (as PyTorch: 0**w does not move with w there)
+            at_zero = x == 0
+            log_x = xp.log(xp.where(at_zero, xp.ones((), dtype=x.dtype), x))
+            dw = dy * xp.where(at_zero, xp.zeros((), dtype=y.dtype), y * log_x)
+        return dx, dw
 
 
 class Clip(Function):
@@ -378,7 +416,7 @@ class Mean(Function):
 
     def backward(self, dy):
         xp = self.xp
-        dy = xp.reshape(dy / self.n, _keepdims_shape(self.in_shape, self.axis))
+        dy = xp.reshape(dy / max(self.n, 1), _keepdims_shape(self.in_shape, self.axis))  # n = 0: x is empty
         return xp.broadcast_to(dy, self.in_shape)
 
 
@@ -390,14 +428,16 @@ class Max(Function):
         xp = self.xp
         self.in_shape, self.axis = x.shape, axis
         y_keep = xp.max(x, axis=axis, keepdims=True)
-        mask = xp.astype(x == y_keep, x.dtype)
-        self.save_for_backward(mask / xp.sum(mask, axis=axis, keepdims=True))
+        self.save_for_backward(x, y_keep)
         return y_keep if keepdims else xp.reshape(y_keep, tuple(n for i, n in enumerate(x.shape)
                                                                if axis is not None and i not in axis))
 
     def backward(self, dy):
-        (share,) = self.saved
-        return self.xp.reshape(dy, _keepdims_shape(self.in_shape, self.axis)) * share
+        xp = self.xp
+        x, y_keep = self.saved
+        mask = xp.astype(x == y_keep, dy.dtype)
+        share = mask / xp.sum(mask, axis=self.axis, keepdims=True)
+        return xp.reshape(dy, _keepdims_shape(self.in_shape, self.axis)) * share
 
 
 # ---------------------------------------------------------------- shapes
@@ -435,6 +475,11 @@ class GetItem(Function):
     def forward(self, x, key):
         xp = self.xp
         self.in_shape, self.dtype = x.shape, x.dtype
+        n_indexed = sum(1 for k in key if k is not None and k is not Ellipsis)
+        if n_indexed > x.ndim:
+            raise IndexError(f"too many indices: {n_indexed} for a tensor with {x.ndim} dimensions")
+        if sum(1 for k in key if k is Ellipsis) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
         arrays = [i for i, k in enumerate(key) if not isinstance(k, (int, slice, type(None), type(Ellipsis)))]
         if not arrays:                      # basic indexing: a view
             self.kind = "basic"
@@ -579,6 +624,14 @@ def _split(xp, a, sizes, axis):
         out.append(a[lead + (slice(start, start + n), Ellipsis)])
         start += n
     return out
+
+
+def _rows(xp, a):
+    """``a`` as a matrix of rows (..., n) -> (rows, n); spelled out, since -1 is ambiguous for empty arrays."""
+    rows = 1
+    for size in a.shape[:-1]:
+        rows *= size
+    return xp.reshape(a, (rows, a.shape[-1]))
 
 
 def _first(arrays):

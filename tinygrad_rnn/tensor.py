@@ -24,10 +24,10 @@ def _dtype_name(dtype, backend):
         name = dtype
     else:
         try:
-            name = backend.dtype_name(dtype)
+            name = np.dtype(dtype).name          # NumPy and CuPy dtypes, np.float32, float, int, bool
         except TypeError:
             try:
-                name = np.dtype(dtype).name
+                name = backend.dtype_name(dtype)  # e.g. array_api_strict.float32
             except TypeError:
                 raise TypeError(f"dtype: expected one of {', '.join(_backends.DTYPE_NAMES)}, got {dtype!r}") from None
     if name == "float16":
@@ -43,7 +43,7 @@ class Tensor:
 
     ``data`` may be a Python scalar or (nested) list, a NumPy array or an array of a
     backend; it is copied. Python floats become float32 and Python ints int64;
-    arrays keep float32/float64 (as ``torch.tensor(np_array)``). ``dtype`` takes
+    arrays keep float32/float64 and int32 (as ``torch.tensor(np_array)``). ``dtype`` takes
     'float32', 'float64', 'int64', 'int32', 'bool' or a NumPy dtype.
     """
 
@@ -281,10 +281,16 @@ class Tensor:
     # --- moving and casting -----------------------------------------------
     def to(self, target):
         """A copy on another backend ('numpy'/'cpu', 'cupy'/'cuda', 'array_api_strict'), or a cast
-        when ``target`` is a dtype name. The copy is a leaf with the same requires_grad."""
-        if isinstance(target, str) and target in _backends.DTYPE_NAMES:
+        when ``target`` is a dtype ('float64', np.float64, ...). The copy is a leaf with the same
+        requires_grad."""
+        if not isinstance(target, (str, _backends.Backend)) or target in _backends.DTYPE_NAMES \
+                or target == "float16":
             return self.astype(target)
-        b = _backends.get_backend(target)
+        try:
+            b = _backends.get_backend(target)
+        except ValueError:
+            raise ValueError(f"to: expected a backend (numpy/cpu, cupy/cuda, array_api_strict) or a dtype "
+                             f"({', '.join(_backends.DTYPE_NAMES)}), got {target!r}") from None
         if b is self._backend:
             return self
         t = Tensor._wrap(b.asarray(self.numpy(), self.dtype), b)
@@ -300,6 +306,8 @@ class Tensor:
         dtype = _dtype_name(dtype, self._backend)
         if dtype == self.dtype:
             return self
+        if dtype not in _backends.FLOAT_DTYPES:   # integer and bool tensors never require grad
+            return Tensor._wrap(self._backend.xp.astype(self.data, self._backend.dtypes[dtype]), self._backend)
         return ops.Cast.apply(self, dtype=self._backend.dtypes[dtype])
 
     def float(self):
@@ -331,10 +339,10 @@ class Tensor:
         return _binary(ops.Mul, self._lift(other), self)
 
     def __truediv__(self, other):
-        return _binary(ops.Div, self, other)
+        return _divide(self, other)
 
     def __rtruediv__(self, other):
-        return _binary(ops.Div, self._lift(other), self)
+        return _divide(self._lift(other), self)
 
     def __matmul__(self, other):
         return _binary(ops.MatMul, self, other)
@@ -343,16 +351,16 @@ class Tensor:
         return _binary(ops.MatMul, self._lift(other), self)
 
     def __pow__(self, exponent):
-        if isinstance(exponent, Tensor):
-            if exponent.requires_grad:
-                return (exponent * self.log()).exp()
-            exponent = exponent.item()
-        if not isinstance(exponent, numbers.Real):
-            raise TypeError(f"** expects a real number exponent, got {type(exponent).__name__}")
-        return ops.Pow.apply(self, exponent=exponent)
+        if isinstance(exponent, (Tensor, list, tuple, np.ndarray)):
+            return _power(self, exponent)
+        if isinstance(exponent, (numbers.Integral, np.bool_)):
+            return ops.Pow.apply(self.astype("int64") if self.dtype == "bool" else self, exponent=int(exponent))
+        if isinstance(exponent, numbers.Real):  # int ** 0.5 is a float, as in PyTorch
+            return ops.Pow.apply(_float(self), exponent=float(exponent))
+        raise TypeError(f"** expects a number or a tensor exponent, got {type(exponent).__name__}")
 
     def __rpow__(self, base):
-        return (self * float(np.log(base))).exp()
+        return _power(self._lift(base), self)
 
     def __neg__(self):
         return ops.Neg.apply(self)
@@ -377,39 +385,64 @@ class Tensor:
         return self._compare("not_equal", other)
 
     def _compare(self, name, other):
-        other = self._lift(other)
-        _check_backends(name, self, other)
-        return Tensor._wrap(getattr(self._backend.xp, name)(self.data, other.data), self._backend)
+        a, b = self, self._lift(other)
+        _check_backends(name, a, b)
+        if a.data.dtype != b.data.dtype:
+            a, b = _promote(name, a, b)
+        try:
+            return Tensor._wrap(getattr(self._backend.xp, name)(a.data, b.data), self._backend)
+        except ValueError as e:
+            raise ValueError(f"{name}: cannot compare shapes {a.shape} and {b.shape} ({e})") from e
 
     def _lift(self, value):
-        """A Python number or array becomes a constant tensor of this tensor's dtype and backend."""
+        """A Python number or array becomes a constant tensor of this tensor's backend.
+
+        Numbers take this tensor's dtype, except that a float joining an integer tensor
+        makes it float32 and an int joining a bool tensor makes it int64 (PyTorch's rules)."""
         if isinstance(value, Tensor):
             return value
-        if isinstance(value, numbers.Number) or np.isscalar(value):
+        if isinstance(value, float):                 # the common case first: h * 0.5
             dtype = self.dtype
-            if isinstance(value, float) and dtype not in _backends.FLOAT_DTYPES:
+            if dtype not in _backends.FLOAT_DTYPES:
                 dtype = "float32"
-            return Tensor._wrap(self._backend.xp.asarray(value, dtype=self._backend.dtypes[dtype]), self._backend)
-        return Tensor(value, backend=self._backend, dtype=None)
+        elif isinstance(value, (numbers.Number, np.generic)):
+            dtype = self.dtype
+            if isinstance(value, (bool, np.bool_)):
+                value = bool(value)
+                if dtype != "bool":
+                    value = int(value)
+            elif isinstance(value, numbers.Integral):
+                value = int(value)
+                if dtype == "bool":
+                    dtype = "int64"
+            elif isinstance(value, numbers.Real):
+                value = float(value)
+                if dtype not in _backends.FLOAT_DTYPES:
+                    dtype = "float32"
+            else:
+                raise TypeError(f"expected a real number or a tensor, got {value!r}")
+        else:
+            return Tensor(value, backend=self._backend, dtype=None)
+        return Tensor._wrap(self._backend.xp.asarray(value, dtype=self._backend.dtypes[dtype]), self._backend)
 
     # --- elementwise functions --------------------------------------------
     def exp(self):
-        return ops.Exp.apply(self)
+        return ops.Exp.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
 
     def log(self):
-        return ops.Log.apply(self)
+        return ops.Log.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
 
     def tanh(self):
-        return ops.Tanh.apply(self)
+        return ops.Tanh.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
 
     def sigmoid(self):
-        return ops.Sigmoid.apply(self)
+        return ops.Sigmoid.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
 
     def relu(self):
         return ops.ReLU.apply(self)
 
     def sqrt(self):
-        return ops.Sqrt.apply(self)
+        return ops.Sqrt.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
 
     def abs(self):
         return ops.Abs.apply(self)
@@ -418,32 +451,49 @@ class Tensor:
         """Elementwise clamp to [min, max]; the gradient passes where min <= x <= max."""
         if min is None and max is None:
             raise ValueError("clip() needs min or max")
-        return ops.Clip.apply(self, lo=min, hi=max)
+        x = self
+        if isinstance(min, float) or isinstance(max, float):   # an int tensor clipped at 0.5 is float
+            x = _float(self)
+        return ops.Clip.apply(x, lo=min, hi=max)
 
     clamp = clip
 
     def softmax(self, axis=-1, dim=None):
-        return ops.Softmax.apply(self, axis=_axis(axis, dim, -1))
+        return ops.Softmax.apply(_float(self), axis=_axis(axis, dim, -1))
 
     def log_softmax(self, axis=-1, dim=None):
-        return ops.LogSoftmax.apply(self, axis=_axis(axis, dim, -1))
+        return ops.LogSoftmax.apply(_float(self), axis=_axis(axis, dim, -1))
 
     # --- reductions -------------------------------------------------------
     def sum(self, axis=None, keepdims=False, dim=None, keepdim=None):
-        return ops.Sum.apply(self, axis=_norm_axes(_axis(axis, dim), self.ndim), keepdims=_keep(keepdims, keepdim))
+        """Sum over ``axis`` (all axes by default); bools count as int64, as in PyTorch."""
+        x = self.astype("int64") if self.dtype == "bool" else self
+        return ops.Sum.apply(x, axis=_norm_axes(_axis(axis, dim), self.ndim), keepdims=_keep(keepdims, keepdim))
 
     def mean(self, axis=None, keepdims=False, dim=None, keepdim=None):
-        return ops.Mean.apply(self, axis=_norm_axes(_axis(axis, dim), self.ndim), keepdims=_keep(keepdims, keepdim))
+        """Mean over ``axis`` (all axes by default); integer tensors give float32."""
+        return ops.Mean.apply(_float(self), axis=_norm_axes(_axis(axis, dim), self.ndim),
+                              keepdims=_keep(keepdims, keepdim))
 
     def max(self, axis=None, keepdims=False, dim=None, keepdim=None):
         """Maximum over ``axis`` (all axes by default); ties share the gradient equally."""
         return ops.Max.apply(self, axis=_norm_axes(_axis(axis, dim), self.ndim), keepdims=_keep(keepdims, keepdim))
 
     def argmax(self, axis=None, dim=None, keepdims=False):
+        """Index of the maximum over ``axis`` (of the flattened tensor by default); int64, no gradient."""
         xp = self._backend.xp
         ax = _axis(axis, dim)
-        data = self.data if ax is not None else xp.reshape(self.data, (-1,))
-        return Tensor._wrap(xp.argmax(data, axis=ax if ax is not None else 0, keepdims=keepdims), self._backend)
+        data = self.data if self.dtype != "bool" else xp.astype(self.data, xp.int64)
+        if ax is None:
+            data, ax = xp.reshape(data, (self.numel(),)), 0
+        else:
+            ax = _check_axis("argmax", ax, self.ndim)
+        if data.shape[ax] == 0:
+            raise ValueError(f"argmax: the axis to search is empty (tensor of shape {self.shape})")
+        out = xp.argmax(data, axis=ax, keepdims=keepdims)
+        if keepdims and _axis(axis, dim) is None:
+            out = xp.reshape(out, (1,) * self.ndim)
+        return Tensor._wrap(out, self._backend)
 
     def any(self):
         return bool(self._backend.xp.any(self.data))
@@ -474,15 +524,16 @@ class Tensor:
         elif len(axes) == 0:
             perm = tuple(reversed(range(n)))
         elif len(axes) == 2:
-            a, b = (x % n for x in axes)
+            a, b = (_check_axis("transpose", x, n) for x in axes)
             perm = list(range(n))
             perm[a], perm[b] = perm[b], perm[a]
             perm = tuple(perm)
         else:
             perm = tuple(axes)
-        if sorted(p % n for p in perm) != list(range(n)):
+        perm = tuple(_check_axis("transpose", p, n) for p in perm)
+        if sorted(perm) != list(range(n)):
             raise ValueError(f"transpose: {axes} is not a permutation of the {n} axes of shape {self.shape}")
-        return ops.Permute.apply(self, perm=tuple(p % n for p in perm))
+        return ops.Permute.apply(self, perm=perm)
 
     def permute(self, *dims):
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
@@ -498,21 +549,28 @@ class Tensor:
         return self.transpose(-2, -1)
 
     def unsqueeze(self, axis):
-        axis = axis % (self.ndim + 1)
+        axis = _check_axis("unsqueeze", axis, self.ndim + 1)
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
     def squeeze(self, axis=None):
         if axis is None:
             return self.reshape(tuple(s for s in self.shape if s != 1))
-        axis = axis % self.ndim
+        if self.ndim == 0:
+            return self
+        axis = _check_axis("squeeze", axis, self.ndim)
         if self.shape[axis] != 1:
             return self
         return self.reshape(self.shape[:axis] + self.shape[axis + 1:])
 
     def expand(self, *shape):
-        """Broadcast to ``shape`` (the gradient is summed back)."""
+        """Broadcast to ``shape``; -1 keeps a size (the gradient is summed back)."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
+        lead = len(shape) - self.ndim
+        shape = tuple(int(s) for s in shape[:max(lead, 0)]) + tuple(
+            n if s == -1 else int(s) for s, n in zip(shape[max(lead, 0):], self.shape))
+        if lead < 0 or any(s < 0 for s in shape) or any(n not in (1, s) for s, n in zip(shape[lead:], self.shape)):
+            raise ValueError(f"expand: cannot expand shape {self.shape} to {shape}")
         xp = self._backend.xp
         return self + Tensor._wrap(xp.zeros(shape, dtype=self.data.dtype), self._backend)
 
@@ -526,7 +584,7 @@ class Tensor:
 
     def split(self, split_size_or_sections, axis=0, dim=None):
         """PyTorch's split: chunks of size ``n`` (the last may be smaller), or a list of sizes."""
-        axis = _axis(axis, dim, 0) % self.ndim
+        axis = _check_axis("split", _axis(axis, dim, 0), self.ndim)
         n = self.shape[axis]
         if isinstance(split_size_or_sections, int):
             size = split_size_or_sections
@@ -535,20 +593,23 @@ class Tensor:
             sizes = [size] * (n // size) + ([n % size] if n % size else [])
         else:
             sizes = [int(s) for s in split_size_or_sections]
-            if sum(sizes) != n:
-                raise ValueError(f"split: sizes {sizes} add up to {sum(sizes)}, but axis {axis} has length {n}")
+            if sum(sizes) != n or any(s < 0 for s in sizes):
+                raise ValueError(f"split: expected sizes >= 0 adding up to {n} (the length of axis {axis}), "
+                                 f"got {sizes}")
         return ops.Split.apply(self, sizes=tuple(sizes), axis=axis)
 
     def chunk(self, chunks, axis=0, dim=None):
         """Split into ``chunks`` pieces of equal size (the last may be smaller), as PyTorch."""
-        axis = _axis(axis, dim, 0) % self.ndim
+        if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks <= 0:
+            raise ValueError(f"chunk: the number of chunks must be a positive int, got {chunks!r}")
+        axis = _check_axis("chunk", _axis(axis, dim, 0), self.ndim)
         n = self.shape[axis]
         size = -(-n // chunks)
         return self.split(size, axis=axis)
 
     def unbind(self, axis=0, dim=None):
         """All slices along ``axis`` as a tuple, in one op (its backward stacks the gradients)."""
-        return ops.Unbind.apply(self, axis=_axis(axis, dim, 0) % self.ndim)
+        return ops.Unbind.apply(self, axis=_check_axis("unbind", _axis(axis, dim, 0), self.ndim))
 
     # --- misc ops -----------------------------------------------------------
     def dropout(self, p=0.5, training=True):
@@ -557,6 +618,8 @@ class Tensor:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         if not training or p == 0:
             return self
+        if not self.is_floating_point:
+            raise TypeError(f"dropout: expected a floating-point tensor, got {self.dtype}")
         b = self._backend
         keep = b.rand(self.shape, self.dtype) >= p
         mask = Tensor._wrap(b.xp.astype(keep, self.data.dtype) / (1 - p), b)
@@ -576,12 +639,15 @@ def _to_array(data, dtype, backend):
     if not isinstance(data, (np.ndarray, np.generic, list, tuple, numbers.Number)) and not hasattr(data, "__array__"):
         raise TypeError(f"Tensor: expected a number, a list, a NumPy array or a backend array, "
                         f"got {type(data).__name__}")
-    a = np.asarray(data)
+    try:
+        a = np.asarray(data)
+    except ValueError as e:   # ragged nested lists
+        raise ValueError(f"Tensor: nested lists must form a rectangular array ({e})") from None
     return backend.asarray(a, dtype or _infer_dtype(a, isinstance(data, np.ndarray) or hasattr(data, "__array__")))
 
 
 def _infer_dtype(a, is_array):
-    """float32 for Python floats; arrays keep float32/float64; integers become int64."""
+    """float32 for Python floats; arrays keep float32/float64 and int32; other integers become int64."""
     if a.dtype.kind == "f":
         if is_array and a.dtype.name in ("float32", "float64"):
             return a.dtype.name
@@ -589,7 +655,7 @@ def _infer_dtype(a, is_array):
             return _dtype_name("float16", None)  # raises the float16 message
         return "float32"
     if a.dtype.kind in "iu":
-        return "int64"
+        return "int32" if is_array and a.dtype.name == "int32" else "int64"
     if a.dtype.kind == "b":
         return "bool"
     raise TypeError(f"Tensor: expected numbers, got an array of dtype {a.dtype}")
@@ -610,17 +676,40 @@ def _check_backends(what, *tensors):
                          f"{' and '.join(repr(n) for n in sorted(names))}; move them with .to(name)")
 
 
+def _float(t):
+    """Integer and bool tensors become float32 for functions of the reals (exp, mean, ...), as in PyTorch."""
+    return t if t.data.dtype in t._backend.float_dtypes else t.astype("float32")
+
+
+def _divide(a, b):
+    """True division: integers divide to float32, as in PyTorch."""
+    if not isinstance(b, Tensor):
+        b = a._lift(b)
+    if a._backend is not b._backend or a.data.dtype != b.data.dtype:
+        a, b = _promote(ops.Div, a, b)
+    if a.data.dtype not in a._backend.float_dtypes:
+        a, b = a.astype("float32"), b.astype("float32")
+    return ops.Div.apply(a, b)
+
+
+def _power(x, w):
+    """x ** w with a tensor exponent; a bool base counts as int64 (NumPy would make int8)."""
+    if x.dtype == "bool":
+        x = x.astype("int64")
+    return _binary(ops.Power, x, w)
+
+
 def _binary(op, a, b):
     if not isinstance(b, Tensor):
         b = a._lift(b)
-    if a.data.dtype != b.data.dtype:
+    if a._backend is not b._backend or a.data.dtype != b.data.dtype:
         a, b = _promote(op, a, b)
     return op.apply(a, b)
 
 
 def _promote(op, a, b):
     """Mixed dtypes, as PyTorch: ints and bools join floats; float32 with float64 gives float64."""
-    _check_backends(op.__name__.lower(), a, b)
+    _check_backends(op if isinstance(op, str) else op.__name__.lower(), a, b)
     ka, kb = a.dtype, b.dtype
     order = ["bool", "int32", "int64", "float32", "float64"]
     target = max(ka, kb, key=order.index)
@@ -642,10 +731,20 @@ def _keep(keepdims, keepdim):
     return bool(keepdim) if keepdim is not None else bool(keepdims)
 
 
+def _check_axis(what, axis, ndim):
+    """``axis`` in [-ndim, ndim) as a non-negative int, or an IndexError naming both."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{what}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise IndexError(f"{what}: axis {axis} is out of range for a tensor with {ndim} dimensions "
+                         f"(expected {-ndim} <= axis < {ndim})")
+    return int(axis) % ndim
+
+
 def _norm_axes(axis, ndim):
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis)
     for a in axes:
         if not -ndim <= a < max(ndim, 1):
             raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
@@ -661,11 +760,16 @@ def _index_key(key, t):
         if isinstance(k, Tensor):
             if k.dtype == "bool":
                 raise IndexError("boolean-mask indexing gives a data-dependent shape; use where() instead")
+            if k.dtype not in ("int64", "int32"):
+                raise IndexError(f"index tensors must be integer, got {k.dtype}")
+            _check_backends("indexing", t, k)
             out.append(k.data)
         elif isinstance(k, (list, np.ndarray)):
             a = np.asarray(k)
             if a.dtype.kind == "b":
                 raise IndexError("boolean-mask indexing gives a data-dependent shape; use where() instead")
+            if a.size and a.dtype.kind not in "iu":
+                raise IndexError(f"index arrays must be integer, got {a.dtype}")
             out.append(t._backend.asarray(a, "int64"))
         elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
             out.append(int(k))

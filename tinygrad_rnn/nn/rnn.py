@@ -144,9 +144,15 @@ class RNNBase(Module):
                 raise ValueError(f"{name}: expected {which} of shape {expected}, got {s.shape}")
             if s.dtype != x.dtype:
                 raise TypeError(f"{name}: {which} is {s.dtype} but the input is {x.dtype}")
+            cut = s._cut
             if not batched:
                 s = s.unsqueeze(1)
-            states.append(list(s.unbind(0)) if L > 1 else [s.squeeze(0)])
+            pieces = list(s.unbind(0)) if L > 1 else [s.squeeze(0)]
+            if cut is not None:     # a detached state (truncated BPTT): pictures draw the cut
+                for piece in pieces:
+                    if piece._ctx is None:
+                        piece._cut = cut
+            states.append(pieces)
         return states
 
     def _run_direction(self, x, state, tag, reverse):
