@@ -1,16 +1,16 @@
 """Reverse-mode automatic differentiation: the backward pass.
 
-Backward is two steps (HIPS autograd's ``backward_pass`` and tinygrad's
-``gradient.py``, without recursion):
+Backward walks the graph from the output to the leaves without recursion
+(a 100,000-op chain is fine), in the order PyTorch and Chainer use:
 
-1. ``topological_order``: every node that the output depends on, each after all
-   the nodes that consume its outputs, found with an explicit stack (a 100,000-op
-   chain is fine).
-2. Walk that order from the output. At each node, pop the gradients that have
-   arrived at its outputs, call ``node.backward`` and add each input gradient
-   into the node it came from (``grads[parent][index] += dx``). A tensor used
-   many times (a shared RNN weight) therefore gets the sum of its per-use
-   gradients. Broadcasting is undone in one place, ``sum_to_shape``.
+1. ``count_consumers``: for every node the output depends on, count the edges
+   that will bring it a gradient (one explicit-stack walk over the graph).
+2. Start at the output. Process a node: pop the gradients that have arrived at
+   its outputs, call ``node.backward`` and add each input gradient into the node
+   it came from (``grads[parent][index] += dx``). A node whose count drops to
+   zero has all its gradient and is ready. A tensor used many times (a shared
+   RNN weight) therefore gets the sum of its per-use gradients before its own
+   backward runs. Broadcasting is undone in one place, ``sum_to_shape``.
 
 Anything can watch the walk: ``record_gradients()`` collects every gradient
 contribution on every edge (what the visualizer draws), ``detect_anomaly()``
@@ -30,14 +30,13 @@ class GraphFreedError(RuntimeError):
     """Backward through a graph whose saved values were already freed."""
 
 
-# Callbacks that see every gradient contribution: fn(source_node, source_index, consumer, input_index, grad)
+# Callbacks that see every gradient contribution: fn(source_node, source_index, consumer, grad)
 _edge_observers = []
 REPEATED_BACKWARD_WARNING = 4  # warn when a pass re-walks nodes walked by this many earlier passes
 
 
-def sum_to_shape(grad, shape):
+def sum_to_shape(grad, shape, xp):
     """Reduce a broadcast gradient back to ``shape``: sum the axes broadcasting added or stretched."""
-    xp = grad.__array_namespace__()
     extra = grad.ndim - len(shape)
     if extra:
         grad = xp.sum(grad, axis=tuple(range(extra)))
@@ -45,6 +44,43 @@ def sum_to_shape(grad, shape):
     if stretched:
         grad = xp.sum(grad, axis=stretched, keepdims=True)
     return grad
+
+
+class OuterProducts:
+    """A weight gradient  sum_k dy_k.T @ x_k, kept as its factors until every term is in.
+
+    In BPTT a weight used at every timestep receives one product per step:
+    dL/dW_hh = sum_t dL/da(t).T @ h(t-1), the notes' "+=". T small products and
+    T additions cost far more than stacking the factors and multiplying once,
+    which is how a hand-written BPTT computes dW_hh after its time loop. So
+    ``Linear.backward`` returns its weight gradient as one of these, the
+    backward pass joins them as they arrive, and ``value()`` multiplies once
+    when the total is needed. (Same numbers, up to float rounding.)
+    """
+    __slots__ = ("xp", "dys", "xs", "shape")
+
+    def __init__(self, xp, dy, x):
+        self.xp, self.dys, self.xs = xp, [dy], [x]
+        self.shape = (dy.shape[-1], x.shape[-1])
+
+    def join(self, other):
+        self.dys += other.dys
+        self.xs += other.xs
+
+    def value(self):
+        xp = self.xp
+        if len(self.dys) == 1:
+            dy, x = self.dys[0], self.xs[0]
+        else:
+            dy, x = xp.concat(self.dys, axis=0), xp.concat(self.xs, axis=0)
+        if dy.shape[0] == 1:   # one row: an outer product, which matmul does slowly (inner size 1)
+            return xp.reshape(dy, (-1, 1)) * x
+        return xp.matrix_transpose(dy) @ x
+
+
+def _value(g):
+    """An array, whatever form the gradient was kept in."""
+    return g.value() if type(g) is OuterProducts else g
 
 
 def topological_order(root):
@@ -67,59 +103,86 @@ def topological_order(root):
     return order
 
 
+def count_consumers(root):
+    """{node: number of edges from the graph below ``root`` that bring it a gradient}."""
+    pending = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        for parent, index in node.parents:
+            if index is None:
+                continue
+            if parent in pending:
+                pending[parent] += 1
+            else:
+                pending[parent] = 1
+                stack.append(parent)
+    return pending
+
+
 def backward(root_node, root_index, grad, retain_graph=False):
     """Backpropagate ``grad`` from output ``root_index`` of ``root_node`` to every leaf."""
-    order = topological_order(root_node)
-    grads = {id(root_node): [None] * root_node.n_outputs}
-    grads[id(root_node)][root_index] = grad
+    pending = count_consumers(root_node)
+    _check_repeated_backward(root_node, pending)
+    grads = {root_node: [None] * len(root_node.out_shapes)}
+    grads[root_node][root_index] = grad
     # Gradient buffers this pass allocated, safe to add into in place, by id. Holding them here
     # keeps each id unique while it is in the dict (a freed array's id can be reused).
     owned = {}
     observers = list(_edge_observers)
     anomaly = STATE.anomaly
-    _check_repeated_backward(order)
+    ready = [root_node]
 
-    for node in order:
-        dys = grads.pop(id(node), None)
-        if dys is None:          # no gradient reached it (e.g. a backward returned None)
-            continue
-        if node.freed:
+    while ready:
+        node = ready.pop()
+        dys = grads.pop(node, None)
+        if node.saved is None:
             raise GraphFreedError(_freed_message(node))
-        if owned:
-            for dy in dys:
-                owned.pop(id(dy), None)
-        if node.out_hooks:
-            dys = _run_hooks(node, dys)
-        node.passes += 1
-        if node.multi_output:
-            dxs = node.backward(dys)
-        else:
-            dy = dys[0]
-            if dy is None:
-                continue
-            dxs = node.backward(dy)
         parents = node.parents
-        if not isinstance(dxs, tuple):   # one-input ops return a bare array
-            dxs = (dxs,)
+        if dys is None:               # no gradient reached it: just pass the news on to its parents
+            dxs = (None,) * len(parents)
+        else:
+            if owned:
+                for dy in dys:
+                    owned.pop(id(dy), None)
+            if node.multi_output:
+                dys = [_value(dy) for dy in dys]
+            elif type(dys[0]) is OuterProducts:
+                dys[0] = dys[0].value()
+            if node.out_hooks:
+                dys = _run_hooks(node, dys)
+            node.passes += 1
+            dxs = node.backward(dys) if node.multi_output else node.backward(dys[0])
+            if not isinstance(dxs, tuple):   # one-input ops return a bare array
+                dxs = (dxs,)
         for (parent, index), dx in zip(parents, dxs):
-            if index is None or dx is None:
+            if index is None:
                 continue
-            shape = parent.out_shapes[index]
-            if dx.shape != shape:
-                dx = sum_to_shape(dx, shape)
-            if anomaly:
-                check_backward(node, dx)
-            if observers:
-                for observe in observers:
-                    observe(parent, index, node, dx)
-            slots = grads.get(id(parent))
+            left = pending[parent] - 1
+            pending[parent] = left
+            if left == 0:
+                ready.append(parent)
+            if dx is None:
+                continue
+            if dx.shape != parent.out_shapes[index]:
+                dx = sum_to_shape(dx, parent.out_shapes[index], node.xp)
+            if anomaly or observers:
+                _watch(node, parent, index, dx, anomaly, observers)
+            slots = grads.get(parent)
             if slots is None:
-                slots = grads[id(parent)] = [None] * len(parent.out_shapes)
+                slots = grads[parent] = [None] * len(parent.out_shapes)
                 slots[index] = dx
                 continue
             prev = slots[index]
             if prev is None:
                 slots[index] = dx
+            elif type(prev) is OuterProducts or type(dx) is OuterProducts:
+                if type(prev) is OuterProducts and type(dx) is OuterProducts:
+                    prev.join(dx)
+                else:
+                    total = _value(prev) + _value(dx)
+                    owned[id(total)] = total
+                    slots[index] = total
             elif id(prev) in owned:
                 prev += dx
                 slots[index] = prev   # a NumPy scalar (0-d result) is immutable: += made a new one
@@ -129,6 +192,15 @@ def backward(root_node, root_index, grad, retain_graph=False):
                 slots[index] = total
         if not retain_graph:
             node.release()
+
+
+def _watch(node, parent, index, dx, anomaly, observers):
+    """Anomaly checks and edge observers see every gradient as an array."""
+    dx = _value(dx)
+    if anomaly:
+        check_backward(node, dx)
+    for observe in observers:
+        observe(parent, index, node, dx)
 
 
 def _run_hooks(node, dys):
@@ -157,13 +229,13 @@ def _freed_message(node):
             f"without h = h.detach().")
 
 
-def _check_repeated_backward(order):
+def _check_repeated_backward(root, nodes):
     # A new output whose graph reaches into op nodes that earlier passes walked: the graph grows.
     # Leaves (no parents) are walked by every pass of a training loop, and walking one graph
     # again from the same output is what retain_graph is for: neither counts.
-    if order[0].passes:
+    if root.passes:
         return
-    worst = max((n.passes for n in order if n.parents), default=0)
+    worst = max((n.passes for n in nodes if n.parents), default=0)
     if worst >= REPEATED_BACKWARD_WARNING:
         warnings.warn(
             f"this backward pass walks through nodes already walked by {worst} earlier passes: the graph "
@@ -212,8 +284,7 @@ class GradientEdge:
 
 
 # --- anomaly detection --------------------------------------------------------
-def _all_finite(a):
-    xp = a.__array_namespace__()
+def _all_finite(a, xp):
     if not xp.isdtype(a.dtype, "real floating"):
         return True
     return bool(xp.all(xp.isfinite(a)))
@@ -226,12 +297,12 @@ def _where(fn):
 
 def check_forward(fn, inputs, outputs):
     for i, t in enumerate(inputs):
-        if not _all_finite(t.data):
+        if not _all_finite(t.data, fn.xp):
             raise AnomalyError(
                 f"forward: input {i} ({t.name or 'unnamed'}, shape {tuple(t.shape)}) of {fn.name} at "
                 f"{'/'.join(STATE.scope) or 'top level'} already contains NaN or inf")
     for o in outputs:
-        if not _all_finite(o):
+        if not _all_finite(o, fn.xp):
             shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
             raise AnomalyError(
                 f"forward: {fn.name} at {'/'.join(STATE.scope) or 'top level'} produced NaN or inf "
@@ -239,7 +310,7 @@ def check_forward(fn, inputs, outputs):
 
 
 def check_backward(fn, dx):
-    if not _all_finite(dx):
+    if not _all_finite(dx, fn.xp):
         raise AnomalyError(
             f"backward: {fn.name} at {_where(fn)} produced a NaN or inf gradient of shape "
             f"{tuple(dx.shape)} (its local derivative: {fn.formula})")

@@ -45,18 +45,20 @@ STATE = _State()
 
 
 class Function:
-    """Base class of all ops. Subclasses define ``forward``, ``backward`` and ``formula``."""
+    """Base class of all ops. Subclasses define ``forward``, ``backward`` and ``formula``.
 
+    A node keeps ``xp`` (the array namespace), ``parents`` (one edge per input),
+    ``scope``, ``out_shapes``, ``saved`` (None once freed) and ``passes`` in slots;
+    an op's own attributes (an axis, a shape) go in its ``__dict__``.
+    """
+
+    __slots__ = ("xp", "parents", "scope", "out_shapes", "saved", "passes", "__dict__")
     formula = ""            # the local derivative, for humans and for the graph renderer
     multi_output = False    # True when forward returns a tuple of arrays
-    # Defaults that most nodes never change (instances override only when needed).
-    saved = ()
-    freed = False
-    passes = 0              # how many backward passes went through this node
+    # Rarely set, so class-level defaults (an instance sets its own only when needed).
     out_hooks = None        # {output index: [hook, ...]}
     out_names = None        # {output index: name}
     values = None           # output arrays, kept only under retain_values()
-    scope = ()
 
     @classmethod
     def apply(cls, *inputs, **attrs):
@@ -64,6 +66,7 @@ class Function:
         fn = _new(cls)
         backend = inputs[0]._backend
         fn.xp = backend.xp
+        fn.saved = ()
         requires_grad = False
         arrays = []
         for t in inputs:
@@ -82,8 +85,17 @@ class Function:
             if cls.multi_output:
                 return tuple([_tensor(o, backend, None, 0) for o in out])
             return _tensor(out, backend, None, 0)
-        fn.parents = tuple([t._edge() for t in inputs])
+        parents = []
+        for t in inputs:   # an edge per input (see the module docstring)
+            if not t.requires_grad:
+                parents.append((t, None))
+            elif t._ctx is not None:
+                parents.append((t._ctx, t._out_idx))
+            else:
+                parents.append(t._edge())
+        fn.parents = tuple(parents)
         fn.scope = STATE.scope
+        fn.passes = 0
         if STATE.anomaly or STATE.retain_values:
             _observe_forward(fn, inputs, out)
         if cls.multi_output:
@@ -99,7 +111,7 @@ class Function:
     @property
     def needs_input_grad(self):
         """One bool per input: does a gradient have to flow into it?"""
-        return tuple(index is not None for _, index in self.parents)
+        return tuple([index is not None for _, index in self.parents])
 
     # --- what the engine and the visualizer use ---------------------------
     @property
@@ -111,10 +123,14 @@ class Function:
     def n_outputs(self):
         return len(self.out_shapes)
 
+    @property
+    def freed(self):
+        """True once a backward pass without retain_graph has freed what was saved."""
+        return self.saved is None
+
     def release(self):
         """Free what was saved for backward (after a backward pass without retain_graph)."""
         self.saved = None
-        self.freed = True
 
     def add_hook(self, index, hook):
         if self.out_hooks is None:
@@ -146,8 +162,12 @@ class AccumulateGrad(Function):
 
     def __init__(self, tensor):
         self.tensor_ref = weakref.ref(tensor)
+        self.xp = tensor._backend.xp
         self.parents = ()
+        self.scope = ()
         self.out_shapes = (tensor.shape,)
+        self.saved = ()
+        self.passes = 0
         self.label = tensor.name
 
     @property

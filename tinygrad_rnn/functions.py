@@ -58,10 +58,11 @@ def where(cond, x, y):
 
 def linear(x, weight, bias=None):
     """``x @ weight.T + bias`` as one op (PyTorch's F.linear): x (..., in), weight (out, in), bias (out,)."""
-    if weight.ndim != 2 or x.shape[-1:] != weight.shape[1:]:
+    xs, ws = x.data.shape, weight.data.shape   # the arrays' own shapes: this runs at every RNN step
+    if len(ws) != 2 or not xs or xs[-1] != ws[1]:
         raise ValueError(f"linear: expected x (..., {weight.shape[-1] if weight.ndim == 2 else 'in'}) and "
                          f"weight (out, in), got x {x.shape} and weight {weight.shape}")
-    if x.dtype != weight.dtype or (bias is not None and bias.dtype != weight.dtype):
+    if x.data.dtype != weight.data.dtype or (bias is not None and bias.data.dtype != weight.data.dtype):
         raise TypeError(f"linear: x, weight and bias must share a dtype, got {x.dtype}, {weight.dtype}"
                         f"{', ' + bias.dtype if bias is not None else ''}")
     if bias is None:

@@ -10,6 +10,7 @@ the array namespace; only Python Array API functions are called on it.
 Each op's ``formula`` is its local derivative as a student would write it; the
 graph renderer shows it.
 """
+from .autograd import OuterProducts
 from .function import Function
 
 
@@ -123,10 +124,13 @@ class Linear(Function):
     formula = "dx = dy @ W;  dW = dy.T @ x;  db = dy"
 
     def forward(self, x, W, b=None):
+        xp = self.xp
         self.save_for_backward(x, W)
-        y = x @ self.xp.matrix_transpose(W)
+        y = _rows(xp, x) @ xp.matrix_transpose(W)     # one product for all rows (batch and time)
+        if x.ndim != 2:
+            y = xp.reshape(y, x.shape[:-1] + (W.shape[0],))
         if b is not None:
-            if b.ndim <= y.ndim and all(n in (1, m) for n, m in zip(b.shape[::-1], y.shape[::-1])):
+            if b.shape == y.shape[y.ndim - b.ndim:]:
                 y += b        # in place: the product is ours, skip one temporary
             else:
                 y = y + b
@@ -136,10 +140,10 @@ class Linear(Function):
         xp = self.xp
         x, W = self.saved
         need = self.needs_input_grad
-        dx = dy @ W if need[0] else None
-        dW = None
-        if need[1]:   # all rows (batch and time) in one (out, rows) @ (rows, in) product
-            dW = xp.matrix_transpose(_rows(xp, dy)) @ _rows(xp, x)
+        dx = xp.reshape(_rows(xp, dy) @ W, x.shape) if need[0] else None
+        # dW = dy.T @ x over all rows (batch and time); kept as factors so that the engine can
+        # sum a weight's gradients from every timestep with one product (autograd.OuterProducts)
+        dW = OuterProducts(xp, _rows(xp, dy), _rows(xp, x)) if need[1] else None
         if len(need) == 2:
             return dx, dW
         return dx, dW, dy

@@ -47,8 +47,12 @@ class Tensor:
     'float32', 'float64', 'int64', 'int32', 'bool' or a NumPy dtype.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_ctx", "_out_idx", "_accum", "_name", "_backend",
-                 "_cut", "__weakref__")
+    # What every tensor sets lives in slots; what only some set lives in __dict__ with a class default,
+    # so making an op's output costs five stores.
+    __slots__ = ("data", "requires_grad", "_ctx", "_out_idx", "_backend", "_name", "__dict__", "__weakref__")
+    grad = None     # a Tensor after backward (leaves, and retain_grad())
+    _accum = None   # a leaf's AccumulateGrad node, made at its first recorded use
+    _cut = None     # for a detach()ed tensor: (op name, scope, name) of where the graph was cut
     __array_priority__ = 100  # numpy scalars/arrays on the left defer to our operators
 
     def __init__(self, data, requires_grad=False, dtype=None, backend=None, name=None):
@@ -60,13 +64,10 @@ class Tensor:
         self._backend = backend
         dtype = _dtype_name(dtype, backend)
         self.data = _to_array(data, dtype, backend)
-        self.grad = None
         self.requires_grad = False
         self._ctx = None
         self._out_idx = 0
-        self._accum = None
         self._name = name
-        self._cut = None
         if requires_grad:
             self.requires_grad_(True)
 
@@ -75,14 +76,11 @@ class Tensor:
         """Fast path: a leaf around an existing backend array (no copy, no checks)."""
         t = _new(cls)
         t.data = array
-        t.grad = None
         t.requires_grad = requires_grad
         t._ctx = None
         t._out_idx = 0
-        t._accum = None
-        t._name = None
         t._backend = backend
-        t._cut = None
+        t._name = None
         return t
 
     def _edge(self):
@@ -99,7 +97,7 @@ class Tensor:
     # --- properties -------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return self.data.shape
 
     @property
     def ndim(self):
@@ -600,7 +598,8 @@ class Tensor:
 
     def chunk(self, chunks, axis=0, dim=None):
         """Split into ``chunks`` pieces of equal size (the last may be smaller), as PyTorch."""
-        if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks <= 0:
+        if type(chunks) is not int and (isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral)) \
+                or chunks <= 0:
             raise ValueError(f"chunk: the number of chunks must be a positive int, got {chunks!r}")
         axis = _check_axis("chunk", _axis(axis, dim, 0), self.ndim)
         n = self.shape[axis]
@@ -733,7 +732,7 @@ def _keep(keepdims, keepdim):
 
 def _check_axis(what, axis, ndim):
     """``axis`` in [-ndim, ndim) as a non-negative int, or an IndexError naming both."""
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+    if type(axis) is not int and (isinstance(axis, bool) or not isinstance(axis, (int, np.integer))):
         raise TypeError(f"{what}: axis must be an int, got {axis!r}")
     if not -ndim <= axis < ndim:
         raise IndexError(f"{what}: axis {axis} is out of range for a tensor with {ndim} dimensions "
@@ -784,14 +783,11 @@ def _from_op(array, backend, ctx, index):
     """The tensor for output ``index`` of op node ``ctx`` (``ctx`` None: the op was not recorded)."""
     t = _new(Tensor)
     t.data = array
-    t.grad = None
     t.requires_grad = ctx is not None
     t._ctx = ctx
     t._out_idx = index
-    t._accum = None
-    t._name = None
     t._backend = backend
-    t._cut = None
+    t._name = None
     return t
 
 

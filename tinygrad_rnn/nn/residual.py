@@ -115,8 +115,9 @@ class ResidualRNN(RNNBase):
 
     cell_name = "ResidualRNNCell"
 
-    def _step(self, xw, state, tag):
-        return [residual_step(xw, state[0], self._param("weight_hh", tag))]
+    def _cell(self, tag):
+        W_hh = self._param("weight_hh", tag)
+        return lambda xw, state: (residual_step(xw, state[0], W_hh),)
 
 
 class GatedResidualRNN(RNNBase):
@@ -141,8 +142,9 @@ class GatedResidualRNN(RNNBase):
         if self.forget_bias is not None:
             _open_forget_gate(self._param("bias_ih", tag), self._param("bias_hh", tag), H, self.forget_bias)
 
-    def _step(self, xw, state, tag):
-        return [gated_residual_step(xw, state[0], self._param("weight_hh", tag))]
+    def _cell(self, tag):
+        W_hh = self._param("weight_hh", tag)
+        return lambda xw, state: (gated_residual_step(xw, state[0], W_hh),)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if self.forget_bias is None else f", forget_bias={self.forget_bias}")

@@ -160,10 +160,11 @@ class RNNBase(Module):
         T = x.shape[0]
         xw = linear(x, self._param("weight_ih", tag), self._input_bias(tag))
         xw_t = xw.unbind(0)
+        step = self._cell(tag)
         hs = [None] * T
         for t in (reversed(range(T)) if reverse else range(T)):
             with scope(f"t={t}", self.cell_name):
-                state = self._step(xw_t[t], state, tag)
+                state = step(xw_t[t], state)
             hs[t] = state[0]
         return stack(hs, axis=0), state
 
@@ -173,7 +174,9 @@ class RNNBase(Module):
             return None
         return self._param("bias_ih", tag) + self._param("bias_hh", tag)
 
-    def _step(self, xw, state, tag):
+    def _cell(self, tag):
+        """The step of one layer and direction, its weights looked up once:
+        ``step(xw_t, state) -> new state`` (a tuple: (h,), or (h, c) for the LSTM)."""
         raise NotImplementedError
 
     def extra_repr(self):
@@ -197,8 +200,9 @@ class RNN(RNNBase):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, **kw)
 
-    def _step(self, xw, state, tag):
-        return [rnn_step(xw, state[0], self._param("weight_hh", tag), self.nonlinearity)]
+    def _cell(self, tag):
+        W_hh, nonlinearity = self._param("weight_hh", tag), self.nonlinearity
+        return lambda xw, state: (rnn_step(xw, state[0], W_hh, nonlinearity),)
 
 
 class LSTM(RNNBase):
@@ -217,10 +221,9 @@ class LSTM(RNNBase):
             setattr(self, f"weight_cif_{tag}", Parameter(uniform((2 * H, H), k, dtype)))
             setattr(self, f"weight_co_{tag}", Parameter(uniform((H, H), k, dtype)))
 
-    def _step(self, xw, state, tag):
-        h, c = state
-        return list(lstm_step(xw, h, c, self._param("weight_hh", tag),
-                              self._param("weight_cif", tag), self._param("weight_co", tag)))
+    def _cell(self, tag):
+        W_hh, W_cif, W_co = (self._param(name, tag) for name in ("weight_hh", "weight_cif", "weight_co"))
+        return lambda xw, state: lstm_step(xw, state[0], state[1], W_hh, W_cif, W_co)
 
     def extra_repr(self):
         return super().extra_repr() + (", peephole=True" if self.peephole else "")
@@ -240,9 +243,9 @@ class GRU(RNNBase):
     def _input_bias(self, tag):  # b_hh stays inside the step: b_hn is multiplied by r
         return self._param("bias_ih", tag) if self.bias else None
 
-    def _step(self, xw, state, tag):
-        return [gru_step(xw, state[0], self._param("weight_hh", tag), self._param("bias_hh", tag),
-                         self.reset_after)]
+    def _cell(self, tag):
+        W_hh, b_hh, reset_after = self._param("weight_hh", tag), self._param("bias_hh", tag), self.reset_after
+        return lambda xw, state: (gru_step(xw, state[0], W_hh, b_hh, reset_after),)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")
