@@ -126,9 +126,6 @@ def backward(root_node, root_index, grad, retain_graph=False):
     _check_repeated_backward(root_node, pending)
     grads = {root_node: [None] * len(root_node.out_shapes)}
     grads[root_node][root_index] = grad
-    # Gradient buffers this pass allocated, safe to add into in place, by id. Holding them here
-    # keeps each id unique while it is in the dict (a freed array's id can be reused).
-    owned = {}
     observers = list(_edge_observers)
     anomaly = STATE.anomaly
     ready = [root_node]
@@ -142,9 +139,6 @@ def backward(root_node, root_index, grad, retain_graph=False):
         if dys is None:               # no gradient reached it: just pass the news on to its parents
             dxs = (None,) * len(parents)
         else:
-            if owned:
-                for dy in dys:
-                    owned.pop(id(dy), None)
             if node.multi_output:
                 dys = [_value(dy) for dy in dys]
             elif type(dys[0]) is OuterProducts:
@@ -176,20 +170,10 @@ def backward(root_node, root_index, grad, retain_graph=False):
             prev = slots[index]
             if prev is None:
                 slots[index] = dx
-            elif type(prev) is OuterProducts or type(dx) is OuterProducts:
-                if type(prev) is OuterProducts and type(dx) is OuterProducts:
-                    prev.join(dx)
-                else:
-                    total = _value(prev) + _value(dx)
-                    owned[id(total)] = total
-                    slots[index] = total
-            elif id(prev) in owned:
-                prev += dx
-                slots[index] = prev   # a NumPy scalar (0-d result) is immutable: += made a new one
+            elif type(prev) is OuterProducts and type(dx) is OuterProducts:
+                prev.join(dx)                       # a shared weight: one more timestep's product
             else:
-                total = prev + dx
-                owned[id(total)] = total
-                slots[index] = total
+                slots[index] = _value(prev) + _value(dx)   # the "+=" of a tensor used more than once
         if not retain_graph:
             node.release()
 

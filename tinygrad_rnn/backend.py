@@ -64,6 +64,10 @@ class Backend:
     def randint(self, low, high, shape):
         return self.xp.asarray(self.rng.integers(low, high, size=shape, dtype=np.int64))
 
+    def transposed_copy(self, a):
+        """a.T as a row-major array (the Array API has no memory order: a plain transpose)."""
+        return self.xp.matrix_transpose(a)
+
     # --- scatter-add ------------------------------------------------------
     def index_add(self, shape, axis, index, values):
         """zeros(shape) with ``values`` added at positions ``index`` along ``axis``.
@@ -99,6 +103,9 @@ class NumpyBackend(Backend):
         out = np.zeros(shape, dtype=values.dtype)
         np.add.at(out, (slice(None),) * axis + (index,), values)
         return out
+
+    def transposed_copy(self, a):
+        return np.ascontiguousarray(a.T)
 
 
 class StrictBackend(Backend):
@@ -168,6 +175,9 @@ class CupyBackend(Backend):
 
     def randint(self, low, high, shape):
         return self.rng.integers(low, high, size=shape, dtype=self.cupy.int64)
+
+    def transposed_copy(self, a):
+        return self.cupy.ascontiguousarray(a.T)
 
     def index_add(self, shape, axis, index, values):
         import cupyx

@@ -39,6 +39,7 @@ class _State:
     scope = ()            # e.g. ("LSTM", "layer0", "t=3", "LSTMCell")
     anomaly = False       # check every op output for NaN/inf
     retain_values = False  # keep every op's output arrays on the graph, for pictures
+    weight_transposes = None  # {id(W): (W, row-major W.T)} inside reuse_weight_transposes()
 
 
 STATE = _State()
@@ -265,6 +266,22 @@ def detect_anomaly():
         yield
     finally:
         STATE.anomaly = old
+
+
+@contextmanager
+def reuse_weight_transposes():
+    """Inside, ``linear`` makes a row-major copy of each weight's transpose once and reuses it.
+
+    An RNN layer multiplies by the same W_hh at every timestep. BLAS computes x @ W.T
+    about 1.5x slower than x @ (a row-major copy of W.T) at RNN sizes, so a layer's time
+    loop runs inside this context (as hand-written BPTT transposes W_hh once per
+    forward). Weights cannot change inside one forward, so the copies stay valid;
+    they are dropped on exit."""
+    old, STATE.weight_transposes = STATE.weight_transposes, {}
+    try:
+        yield
+    finally:
+        STATE.weight_transposes = old
 
 
 @contextmanager

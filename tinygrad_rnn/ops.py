@@ -11,7 +11,7 @@ Each op's ``formula`` is its local derivative as a student would write it; the
 graph renderer shows it.
 """
 from .autograd import OuterProducts
-from .function import Function
+from .function import STATE, Function
 
 
 # ---------------------------------------------------------------- binary (broadcasting)
@@ -126,7 +126,7 @@ class Linear(Function):
     def forward(self, x, W, b=None):
         xp = self.xp
         self.save_for_backward(x, W)
-        y = _rows(xp, x) @ xp.matrix_transpose(W)     # one product for all rows (batch and time)
+        y = _rows(xp, x) @ _transposed(xp, W)          # one product for all rows (batch and time)
         if x.ndim != 2:
             y = xp.reshape(y, x.shape[:-1] + (W.shape[0],))
         if b is not None:
@@ -628,6 +628,17 @@ def _split(xp, a, sizes, axis):
         out.append(a[lead + (slice(start, start + n), Ellipsis)])
         start += n
     return out
+
+
+def _transposed(xp, W):
+    """W.T, or its reused row-major copy inside ``reuse_weight_transposes()`` (function.py)."""
+    cache = STATE.weight_transposes
+    if cache is None:
+        return xp.matrix_transpose(W)
+    hit = cache.get(id(W))
+    if hit is None or hit[0] is not W:
+        hit = cache[id(W)] = (W, _backend_of(xp).transposed_copy(W))
+    return hit[1]
 
 
 def _rows(xp, a):

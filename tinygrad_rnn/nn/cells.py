@@ -61,14 +61,20 @@ def gru_step(xw, h_prev, W_hh, b_hh=None, reset_after=True):
         r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
         n = (x_n + r * h_n).tanh()
     else:
-        W_hrz, W_hn = W_hh.split([2 * H, H], axis=0)
-        b_hrz, b_hn = b_hh.split([2 * H, H], axis=0) if b_hh is not None else (None, None)
+        W_hrz, W_hn = split_reset_before(W_hh, H) if isinstance(W_hh, Tensor) else W_hh
+        b_hrz, b_hn = split_reset_before(b_hh, H) if isinstance(b_hh, Tensor) else (b_hh or (None, None))
         h_r, h_z = linear(h_prev, W_hrz, b_hrz).chunk(2, axis=-1)
         r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
         n = (x_n + linear(r * h_prev, W_hn, b_hn)).tanh()
     h = n + z * (h_prev - n)
     h.name = "h"
     return h
+
+
+def split_reset_before(W_hh, H):
+    """(W_hr and W_hz rows, W_hn rows) of W_hh (or of b_hh). A GRU layer with reset_after=False
+    splits once per forward and passes the pair to ``gru_step`` instead of W_hh."""
+    return W_hh.split([2 * H, H], axis=0)
 
 
 class _CellBase(Module):

@@ -19,10 +19,10 @@ in the input, so the reverse direction's first step is t=T-1.
 import math
 
 from ..creation import zeros
-from ..function import scope
+from ..function import reuse_weight_transposes, scope
 from ..functions import concat, linear, stack
 from ..tensor import Tensor
-from .cells import gru_step, lstm_step, rnn_step
+from .cells import gru_step, lstm_step, rnn_step, split_reset_before
 from .init import recurrent_matrix, uniform
 from .module import Module, Parameter
 
@@ -162,10 +162,11 @@ class RNNBase(Module):
         xw_t = xw.unbind(0)
         step = self._cell(tag)
         hs = [None] * T
-        for t in (reversed(range(T)) if reverse else range(T)):
-            with scope(f"t={t}", self.cell_name):
-                state = step(xw_t[t], state)
-            hs[t] = state[0]
+        with reuse_weight_transposes():     # W_hh.T made row-major once, not at every step
+            for t in (reversed(range(T)) if reverse else range(T)):
+                with scope(f"t={t}", self.cell_name):
+                    state = step(xw_t[t], state)
+                hs[t] = state[0]
         return stack(hs, axis=0), state
 
     def _input_bias(self, tag):
@@ -245,6 +246,9 @@ class GRU(RNNBase):
 
     def _cell(self, tag):
         W_hh, b_hh, reset_after = self._param("weight_hh", tag), self._param("bias_hh", tag), self.reset_after
+        if not reset_after:   # W_hh's (r, z) and n rows are used apart: split them once, not at every step
+            W_hh = split_reset_before(W_hh, self.hidden_size)
+            b_hh = split_reset_before(b_hh, self.hidden_size) if b_hh is not None else None
         return lambda xw, state: (gru_step(xw, state[0], W_hh, b_hh, reset_after),)
 
     def extra_repr(self):
