@@ -136,7 +136,8 @@ class StrictBackend(Backend):
 
 
 class CupyBackend(Backend):
-    """CuPy on an NVIDIA GPU. Every array stays on the device; ``to_numpy`` copies to the host."""
+    """CuPy on an NVIDIA GPU, through ``array_api_compat.cupy`` (the Array API over CuPy's arrays).
+    Every array stays on the device; ``to_numpy`` copies to the host."""
 
     name = "cupy"
 
@@ -153,8 +154,16 @@ class CupyBackend(Backend):
             raise RuntimeError(f"the 'cupy' backend found no usable CUDA device ({e})") from e
         if n_gpus == 0:
             raise RuntimeError("the 'cupy' backend found no CUDA device on this machine")
+        try:  # CuPy's own namespace follows NumPy; array_api_compat makes it the Array API standard
+            import array_api_compat.cupy as xp
+        except ImportError as e:
+            raise RuntimeError("the 'cupy' backend needs array-api-compat: pip install 'tinygrad_rnn[cuda12]'") from e
         self.cupy = cupy
-        super().__init__(cupy, seed)
+        super().__init__(xp, seed)
+        # arrays report NumPy dtype objects, as on the numpy backend
+        self.dtypes = {n: np.dtype(n) for n in DTYPE_NAMES}
+        self._dtype_names = {v: n for n, v in self.dtypes.items()}
+        self.float_dtypes = frozenset(self.dtypes[n] for n in FLOAT_DTYPES)
 
     def asarray(self, data, dtype_name):
         if isinstance(data, self.cupy.ndarray):
