@@ -1,0 +1,100 @@
+"""Long unrolls and long training loops with the real layers (issue "Robustness").
+
+The engine-level versions (a 100,000-op chain, graph freeing, weakrefs) live in test_autograd.py;
+these run nn.LSTM the way a user does."""
+import gc
+import sys
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import tinygrad_rnn as tg
+from tinygrad_rnn import nn
+from tinygrad_rnn.nn import functional as F
+
+
+def test_lstm_over_10000_timesteps_backs_up_without_recursion():
+    tg.set_backend("numpy")
+    lstm = nn.LSTM(2, 4)
+    x = tg.randn(10_000, 1, 2)
+    h0 = tg.zeros(1, 1, 4, requires_grad=True)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)          # any recursion through the graph would fail at once
+    try:
+        out, (h_n, c_n) = lstm(x, (h0, tg.zeros(1, 1, 4)))
+        loss = out[-1].sum()
+        loss.backward()
+    finally:
+        sys.setrecursionlimit(limit)
+    assert out.shape == (10_000, 1, 4)
+    g = lstm.weight_hh_l0.grad.numpy()
+    assert np.isfinite(g).all() and np.abs(g).sum() > 0
+    assert h0.grad is not None and np.isfinite(h0.grad.numpy()).all()   # the gradient reached t=0
+
+
+def _lstm_tbptt(chunks, detach=True, retain_graph=False):
+    """A char-model loop: LSTM + Linear + cross-entropy over consecutive chunks, state carried over."""
+    tg.manual_seed(0)
+    lstm, head = nn.LSTM(5, 8), nn.Linear(8, 5)
+    opt = tg.optim.SGD(list(lstm.parameters()) + list(head.parameters()), lr=0.1)
+    rng = np.random.default_rng(0)
+    stream = rng.integers(0, 5, size=(chunks * 4 + 1, 2))
+    state = None
+
+    def chunk(k):
+        nonlocal state
+        ids = tg.Tensor(stream[4 * k:4 * k + 4])
+        targets = tg.Tensor(stream[4 * k + 1:4 * k + 5])
+        out, state = lstm(F.one_hot(ids, 5), state)
+        loss = F.cross_entropy(head(out).reshape(-1, 5), targets.reshape(-1))
+        opt.zero_grad()
+        loss.backward(retain_graph=retain_graph)
+        opt.step()
+        if detach:
+            state = (state[0].detach(), state[1].detach())
+        return loss.item()
+
+    return chunk
+
+
+@pytest.mark.slow
+def test_1000_truncated_bptt_iterations_keep_memory_flat():
+    tg.set_backend("numpy")
+    chunk = _lstm_tbptt(1_100)
+    for k in range(50):                                     # warm up free lists and caches
+        chunk(k)
+    gc.collect()
+    objects = len(gc.get_objects())
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                  # no "graph keeps growing" warning either
+            chunk(50)
+            start = tracemalloc.get_traced_memory()[0]
+            for k in range(51, 1_051):
+                chunk(k)
+            growth = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    gc.collect()
+    # one chunk's graph is about 40 kB; keeping them would grow memory by tens of megabytes
+    assert growth < 300_000, f"memory grew by {growth} bytes over 1,000 chunks"
+    assert len(gc.get_objects()) - objects < 100
+
+
+def test_forgetting_detach_with_an_lstm_is_reported_with_the_fix():
+    tg.set_backend("numpy")
+    chunk = _lstm_tbptt(3, detach=False)
+    chunk(0)
+    with pytest.raises(tg.GraphFreedError, match=r"h = h\.detach\(\)"):
+        chunk(1)
+
+
+def test_papering_over_it_with_retain_graph_warns_naming_detach():
+    tg.set_backend("numpy")
+    chunk = _lstm_tbptt(10, detach=False, retain_graph=True)
+    with pytest.warns(RuntimeWarning, match=r"detach\(\)"):
+        for k in range(8):
+            chunk(k)
