@@ -70,7 +70,15 @@ class MatMul(Function):
     """y = x @ w  (x: (..., n, k), w: (k, m) or batched; 1-D operands as in NumPy)"""
     formula = "dx = dy @ w.T;  dw = x.T @ dy"
 
+    vec_x = vec_w = False      # set when an operand was a 1-D vector (treated as a row / a column)
+
     def forward(self, x, w):
+        if x.ndim == 1 or w.ndim == 1:
+            return self._vector_forward(x, w)
+        self.save_for_backward(x, w)
+        return x @ w
+
+    def _vector_forward(self, x, w):
         xp = self.xp
         self.vec_x, self.vec_w = x.ndim == 1, w.ndim == 1
         if self.vec_x:                      # (k,) @ w  ->  (1, k) @ w
@@ -80,9 +88,7 @@ class MatMul(Function):
         self.save_for_backward(x, w)
         y = x @ w
         self.y_shape = y.shape
-        if self.vec_x or self.vec_w:
-            y = xp.reshape(y, y.shape[:-2] + y.shape[y.ndim - 2 + self.vec_x:y.ndim - self.vec_w])
-        return y
+        return xp.reshape(y, y.shape[:-2] + y.shape[y.ndim - 2 + self.vec_x:y.ndim - self.vec_w])
 
     def explain(self, arrays, error):
         x, w = arrays
@@ -97,7 +103,8 @@ class MatMul(Function):
     def backward(self, dy):
         xp = self.xp
         x, w = self.saved
-        dy = xp.reshape(dy, self.y_shape)
+        if self.vec_x or self.vec_w:
+            dy = xp.reshape(dy, self.y_shape)
         need_x, need_w = self.needs_input_grad
         dx = dw = None
         if need_x:
