@@ -8,8 +8,15 @@ import os
 import pathlib
 
 import pytest
+from hypothesis import settings
 
 import tinygrad_rnn as tg
+
+# The same examples on every run (CI included): a failure is reproducible, not a roll of the dice.
+# HYPOTHESIS_PROFILE=explore draws new ones, to hunt for bugs.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKENDS = ["numpy", "array_api_strict"]
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -579,3 +579,49 @@ def test_gradcheck_refuses_float32_and_nothing_to_check(backend):
         tg.gradcheck(lambda x: x * 2.0, [tg.ones(2, requires_grad=True)])
     with pytest.raises(ValueError, match="no input requires grad"):
         tg.gradcheck(lambda x: x * 2.0, [tg.ones(2, dtype="float64")])
+
+
+# --- review fixes: a failed backward changes nothing; retain_grad as PyTorch's ----------------------
+def test_backward_into_a_freed_graph_changes_nothing_before_raising(backend):
+    x = tg.Tensor([1.0, 2.0], requires_grad=True)
+    w = tg.Tensor([3.0, 4.0], requires_grad=True)
+    s = (x * 2).tanh()
+    l1, l2 = s.sum(), (s * w).sum()
+    l1.backward()
+    x_grad = x.grad.numpy()
+    with pytest.raises(tg.GraphFreedError, match="retain_graph=True"):
+        l2.backward()
+    assert w.grad is None                                  # nothing accumulated before the error
+    np.testing.assert_array_equal(x.grad.numpy(), x_grad)
+    assert l2.grad_fn.saved is not None                    # and the new part of the graph is intact
+
+
+def test_retain_grad_copies_is_idempotent_and_runs_after_hooks(backend):
+    a = tg.Tensor([1.0, 2.0], requires_grad=True)
+    b = tg.Tensor([3.0, 4.0], requires_grad=True)
+    c = a * 1 + b * 1
+    y = c * 2
+    for t in (c, y):
+        t.retain_grad()
+        t.retain_grad()                                    # twice: still kept once
+    y.register_hook(lambda g: g * 10)                      # registered after retain_grad: still seen by it
+    y.sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [10.0, 10.0])
+    np.testing.assert_array_equal(c.grad.numpy(), [20.0, 20.0])
+    np.testing.assert_array_equal(a.grad.numpy(), [20.0, 20.0])
+    c.grad.data[0] = -1.0                                  # its own buffer: nothing else changes
+    assert y.grad.numpy()[0] == 10.0 and a.grad.numpy()[0] == 20.0
+
+
+def test_per_timestep_losses_over_one_graph_do_not_warn(backend):
+    """One graph, built once, backed up from each step's loss in turn: not a growing graph."""
+    W = tg.Tensor(np.eye(3) * 0.5, requires_grad=True, dtype="float64")
+    h, hs = tg.zeros(1, 3, dtype="float64"), []
+    for t in range(8):
+        h = (h @ W + 1.0).tanh()
+        hs.append(h)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for h in hs:
+            (h * h).sum().backward(retain_graph=True)      # each loss made after earlier passes, too
+    assert W.grad is not None

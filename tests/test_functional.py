@@ -76,16 +76,26 @@ def test_cross_entropy_gradient_is_softmax_minus_one_hot_over_n(backend):
     np.testing.assert_allclose(x.grad.numpy(), expected / 4, rtol=1e-12, atol=1e-15)
 
 
-def test_cross_entropy_is_three_ops_after_the_logits(backend):
-    """log_softmax, mul by the constant mask, sum: the lecture's formula and nothing else."""
+def test_cross_entropy_is_four_ops_after_the_logits(backend):
+    """log_softmax, where [t = true], sum, times -1/n: the lecture's formula and nothing else."""
     x = t64(np.zeros((4, 3)), requires_grad=True)
     loss = F.cross_entropy(x, ids([0, 1, 2, 0]))
     node, chain = loss.grad_fn, []
     while node is not None and node.parents:
         chain.append(node.name)
         node = next((p for p, i in node.parents if i is not None), None)
-    assert chain == ["sum", "mul", "logsoftmax"]
+    assert chain == ["mul", "sum", "where", "logsoftmax"]
     assert loss.item() == pytest.approx(np.log(3), rel=1e-14)
+
+
+def test_minus_infinity_at_another_class_is_not_nan(backend):
+    """PyTorch gives 0 here; 0 * -inf in a mask product would give NaN."""
+    x = t64(np.array([[1.0, -np.inf], [0.0, 0.0]]), requires_grad=True)
+    assert F.nll_loss(x, ids([0, 1]), reduction="none").numpy().tolist() == [-1.0, -0.0]
+    loss = F.cross_entropy(x, ids([0, 0]))
+    assert loss.item() == pytest.approx(np.log(2) / 2, rel=1e-14)
+    loss.backward()
+    assert np.isfinite(x.grad.numpy()).all()
 
 
 def test_cross_entropy_all_ignored(backend):

@@ -1,7 +1,7 @@
 """Reverse-mode automatic differentiation: the backward pass.
 
 Backward walks the graph from the output to the leaves without recursion
-(a 100,000-op chain is fine), in the order PyTorch and Chainer use:
+(a 100,000-op chain is fine), by counting dependencies as PyTorch's engine does:
 
 1. ``count_consumers``: for every node the output depends on, count the edges
    that will bring it a gradient (one explicit-stack walk over the graph).
@@ -32,7 +32,7 @@ class GraphFreedError(RuntimeError):
 
 # Callbacks that see every gradient contribution: fn(source_node, source_index, consumer, grad)
 _edge_observers = []
-REPEATED_BACKWARD_WARNING = 4  # warn when a pass re-walks nodes walked by this many earlier passes
+REPEATED_BACKWARD_WARNING = 4  # warn when one graph was built across more backward passes than this
 
 
 def sum_to_shape(grad, shape, xp):
@@ -104,8 +104,14 @@ def topological_order(root):
 
 
 def count_consumers(root):
-    """{node: number of edges from the graph below ``root`` that bring it a gradient}."""
+    """{node: number of edges from the graph below ``root`` that bring it a gradient}.
+
+    The same walk checks, before backward changes anything, that no node's saved values were
+    freed by an earlier pass, and warns when the graph was built across many backward passes."""
+    if root.saved is None:
+        raise GraphFreedError(_freed_message(root))
     pending = {}
+    built_after = {root.born}     # how many backward passes had run when each node was made
     stack = [root]
     while stack:
         node = stack.pop()
@@ -114,16 +120,22 @@ def count_consumers(root):
                 continue
             if parent in pending:
                 pending[parent] += 1
-            else:
-                pending[parent] = 1
-                stack.append(parent)
+                continue
+            if parent.saved is None:
+                raise GraphFreedError(_freed_message(parent))
+            pending[parent] = 1
+            if parent.parents:
+                built_after.add(parent.born)
+            stack.append(parent)
+    if len(built_after) > REPEATED_BACKWARD_WARNING:
+        _warn_growing_graph(len(built_after))
     return pending
 
 
 def backward(root_node, root_index, grad, retain_graph=False):
     """Backpropagate ``grad`` from output ``root_index`` of ``root_node`` to every leaf."""
     pending = count_consumers(root_node)
-    _check_repeated_backward(root_node, pending)
+    STATE.backward_passes += 1
     grads = {root_node: [None] * len(root_node.out_shapes)}
     grads[root_node][root_index] = grad
     observers = list(_edge_observers)
@@ -133,8 +145,6 @@ def backward(root_node, root_index, grad, retain_graph=False):
     while ready:
         node = ready.pop()
         dys = grads.pop(node, None)
-        if node.saved is None:
-            raise GraphFreedError(_freed_message(node))
         parents = node.parents
         if dys is None:               # no gradient reached it: just pass the news on to its parents
             dxs = (None,) * len(parents)
@@ -143,13 +153,13 @@ def backward(root_node, root_index, grad, retain_graph=False):
                 dys = [_value(dy) for dy in dys]
             elif type(dys[0]) is OuterProducts:
                 dys[0] = dys[0].value()
-            if node.out_hooks:
+            if node.out_hooks or node.out_retained:
                 dys = _run_hooks(node, dys)
             node.passes += 1
             dxs = node.backward(dys) if node.multi_output else node.backward(dys[0])
             if not isinstance(dxs, tuple):   # one-input ops return a bare array
                 dxs = (dxs,)
-        for (parent, index), dx in zip(parents, dxs):
+        for (parent, index), dx in zip(parents, dxs, strict=True):
             if index is None:
                 continue
             left = pending[parent] - 1
@@ -188,9 +198,10 @@ def _watch(node, parent, index, dx, anomaly, observers):
 
 
 def _run_hooks(node, dys):
+    """The user's hooks may replace a gradient; then retain_grad() keeps the result on its tensor."""
     from .tensor import Tensor
     dys = list(dys)
-    for index, hooks in node.out_hooks.items():
+    for index, hooks in (node.out_hooks or {}).items():
         for hook in hooks:
             if dys[index] is not None:
                 new = hook(dys[index])
@@ -202,6 +213,10 @@ def _run_hooks(node, dys):
                     raise ValueError(f"a hook on {node.name} returned a gradient of shape {tuple(new.shape)}, "
                                      f"expected {tuple(dys[index].shape)}")
                 dys[index] = new
+    for index, ref in (node.out_retained or {}).items():
+        t = ref()
+        if t is not None and dys[index] is not None:
+            t._accumulate_grad(dys[index])
     return dys
 
 
@@ -213,18 +228,12 @@ def _freed_message(node):
             f"without h = h.detach().")
 
 
-def _check_repeated_backward(root, nodes):
-    # A new output whose graph reaches into op nodes that earlier passes walked: the graph grows.
-    # Leaves (no parents) are walked by every pass of a training loop, and walking one graph
-    # again from the same output is what retain_graph is for: neither counts.
-    if root.passes:
-        return
-    worst = max((n.passes for n in nodes if n.parents), default=0)
-    if worst >= REPEATED_BACKWARD_WARNING:
-        warnings.warn(
-            f"this backward pass walks through nodes already walked by {worst} earlier passes: the graph "
-            f"keeps growing across iterations. If a hidden state is carried between truncated-BPTT "
-            f"chunks, cut it with h = h.detach() (and drop retain_graph=True).", RuntimeWarning, stacklevel=3)
+def _warn_growing_graph(n_passes):
+    warnings.warn(
+        f"this backward pass walks a graph whose parts were built across {n_passes} different backward "
+        f"passes: the graph keeps growing across iterations. If a hidden state is carried between "
+        f"truncated-BPTT chunks, cut it with h = h.detach() (and drop retain_graph=True).",
+        RuntimeWarning, stacklevel=4)
 
 
 @contextmanager

@@ -231,6 +231,14 @@ def set_backend(name):
     return _default
 
 
+def backend_of(xp):
+    """The backend whose array namespace is ``xp`` (ops use it for the extras: index_add, ...)."""
+    for backend in _instances.values():
+        if backend.xp is xp:
+            return backend
+    raise RuntimeError(f"no backend computes with the namespace {xp!r}; make backends with get_backend(name)")
+
+
 def manual_seed(n):
     """Seed the random generator of every backend, so every random draw is reproducible."""
     global _seed

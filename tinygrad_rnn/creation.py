@@ -59,21 +59,28 @@ def arange(start, stop=None, step=1, dtype=None, backend=None, requires_grad=Fal
     return _make(b.xp.arange(start, stop, step, dtype=b.dtypes[dt]), b, requires_grad)
 
 
+def _float_setup(what, dtype, backend):
+    b, dt = _setup(dtype, backend)
+    if dt not in _backends.FLOAT_DTYPES:
+        raise TypeError(f"{what}: random floats need dtype float32 or float64, got {dt} (for integers: randint)")
+    return b, dt
+
+
 def randn(*shape, dtype=None, backend=None, requires_grad=False, name=None):
     """Standard normal samples."""
-    b, dt = _setup(dtype, backend)
+    b, dt = _float_setup("randn", dtype, backend)
     return _make(b.randn(_shape(shape), dt), b, requires_grad, name)
 
 
 def rand(*shape, dtype=None, backend=None, requires_grad=False, name=None):
     """Uniform samples in [0, 1)."""
-    b, dt = _setup(dtype, backend)
+    b, dt = _float_setup("rand", dtype, backend)
     return _make(b.rand(_shape(shape), dt), b, requires_grad, name)
 
 
 def uniform(shape, low, high, dtype=None, backend=None, requires_grad=False, name=None):
     """Uniform samples in [low, high)."""
-    b, dt = _setup(dtype, backend)
+    b, dt = _float_setup("uniform", dtype, backend)
     return _make(low + (high - low) * b.rand(_shape((shape,)), dt), b, requires_grad, name)
 
 

@@ -15,9 +15,9 @@ Every primitive op is a subclass with ``forward`` and ``backward`` side by side
 
 ``Tanh.apply(x)`` runs ``forward`` on the arrays inside the tensors and, when a
 gradient is wanted, records the node: its ``parents`` (one edge per input), the
-``scope`` it ran in, and the shapes of its outputs. Tensors are not kept by the
-graph; only the arrays an op saved for its backward are, as in PyTorch, so
-memory holds what backward needs and nothing more.
+``scope`` it ran in, and the shapes of its outputs. The outputs of ops are not
+kept by the graph, only the arrays an op saved for its backward (as in PyTorch),
+so memory holds what backward needs.
 
 An edge is a pair ``(node, index)``: gradient for this input flows into output
 ``index`` of ``node``. A leaf tensor that requires grad is represented by its
@@ -30,7 +30,9 @@ import weakref
 from contextlib import contextmanager
 
 _new = object.__new__
-_tensor = None  # tensor.py sets this to Tensor._from_op (a function breaks the import cycle)
+# How apply makes output tensors: tensor.py sets it to its _from_op when it loads (tensor.py imports
+# this module, so this one cannot import tensor.py at the top).
+_tensor = None
 
 
 class _State:
@@ -40,6 +42,7 @@ class _State:
     anomaly = False       # check every op output for NaN/inf
     retain_values = False  # keep every op's output arrays on the graph, for pictures
     weight_transposes = None  # {id(W): (W, row-major W.T)} inside reuse_weight_transposes()
+    backward_passes = 0   # how many backward passes have run (nodes record it when made)
 
 
 STATE = _State()
@@ -49,15 +52,17 @@ class Function:
     """Base class of all ops. Subclasses define ``forward``, ``backward`` and ``formula``.
 
     A node keeps ``xp`` (the array namespace), ``parents`` (one edge per input),
-    ``scope``, ``out_shapes``, ``saved`` (None once freed) and ``passes`` in slots;
+    ``scope``, ``out_shapes``, ``saved`` (None once freed), ``passes`` (backward passes through
+    it) and ``born`` (backward passes run before it was made) in slots;
     an op's own attributes (an axis, a shape) go in its ``__dict__``.
     """
 
-    __slots__ = ("xp", "parents", "scope", "out_shapes", "saved", "passes", "__dict__")
+    __slots__ = ("xp", "parents", "scope", "out_shapes", "saved", "passes", "born", "__dict__")
     formula = ""            # the local derivative, for humans and for the graph renderer
     multi_output = False    # True when forward returns a tuple of arrays
     # Rarely set, so class-level defaults (an instance sets its own only when needed).
     out_hooks = None        # {output index: [hook, ...]}
+    out_retained = None     # {output index: weakref to a tensor that retain_grad()}
     out_names = None        # {output index: name}
     values = None           # output arrays, kept only under retain_values()
 
@@ -97,6 +102,7 @@ class Function:
         fn.parents = tuple(parents)
         fn.scope = STATE.scope
         fn.passes = 0
+        fn.born = STATE.backward_passes
         if STATE.anomaly or STATE.retain_values:
             _observe_forward(fn, inputs, out)
         if cls.multi_output:
@@ -121,10 +127,6 @@ class Function:
         return type(self).__name__.lower()
 
     @property
-    def n_outputs(self):
-        return len(self.out_shapes)
-
-    @property
     def freed(self):
         """True once a backward pass without retain_graph has freed what was saved."""
         return self.saved is None
@@ -137,6 +139,12 @@ class Function:
         if self.out_hooks is None:
             self.out_hooks = {}
         self.out_hooks.setdefault(index, []).append(hook)
+
+    def retain(self, index, tensor):
+        """Keep the gradient of output ``index`` on ``tensor`` (Tensor.retain_grad)."""
+        if self.out_retained is None:
+            self.out_retained = {}
+        self.out_retained[index] = weakref.ref(tensor)
 
     def set_output_name(self, index, name):
         if self.out_names is None:
@@ -169,6 +177,7 @@ class AccumulateGrad(Function):
         self.out_shapes = (tensor.shape,)
         self.saved = ()
         self.passes = 0
+        self.born = 0
         self.label = tensor.name
 
     @property

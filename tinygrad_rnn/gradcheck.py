@@ -46,22 +46,24 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
             outs = _as_tuple(fn(*inputs))
         return sum(float(np.sum(o.numpy().astype(np.float64) * v)) for o, v in zip(outs, directions))
 
-    # analytic: one backward of L = sum_k <out_k, v_k>
+    # analytic: one backward of L = sum_k <out_k, v_k> (the inputs' own .grad put back afterwards)
     saved_grads = {i: inputs[i].grad for i in checked}
-    for i in checked:
-        inputs[i].grad = None
-    total = None
-    for o, v in zip(outputs, directions):
-        if not o.requires_grad:
-            continue
-        term = (o * Tensor(v, dtype=o.dtype, backend=o.backend)).sum()
-        total = term if total is None else total + term
-    if total is not None:
-        total.backward()
-    analytic = {i: (inputs[i].grad.numpy() if inputs[i].grad is not None
-                    else np.zeros(inputs[i].shape)) for i in checked}
-    for i in checked:
-        inputs[i].grad = saved_grads[i]
+    try:
+        for i in checked:
+            inputs[i].grad = None
+        total = None
+        for o, v in zip(outputs, directions):
+            if not o.requires_grad:
+                continue
+            term = (o * Tensor(v, dtype=o.dtype, backend=o.backend)).sum()
+            total = term if total is None else total + term
+        if total is not None:
+            total.backward()
+        analytic = {i: (inputs[i].grad.numpy() if inputs[i].grad is not None
+                        else np.zeros(inputs[i].shape)) for i in checked}
+    finally:
+        for i in checked:
+            inputs[i].grad = saved_grads[i]
 
     # numeric: central differences, one element at a time
     for i in checked:
@@ -69,14 +71,16 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
         original = x.data
         base = x.numpy()
         numeric = np.zeros(base.shape)
-        for j in range(base.size):
-            for sign in (1, -1):
-                bumped = base.copy()
-                bumped.flat[j] += sign * eps
-                x.data = x.backend.asarray(bumped, "float64")
-                numeric.flat[j] += sign * objective_value()
-            numeric.flat[j] /= 2 * eps
-        x.data = original
+        try:
+            for j in range(base.size):
+                for sign in (1, -1):
+                    bumped = base.copy()
+                    bumped.flat[j] += sign * eps
+                    x.data = x.backend.asarray(bumped, "float64")
+                    numeric.flat[j] += sign * objective_value()
+                numeric.flat[j] /= 2 * eps
+        finally:
+            x.data = original
 
         err = np.abs(analytic[i] - numeric)
         excess = err - (atol + rtol * np.abs(numeric))

@@ -3,14 +3,18 @@
 ``forward`` receives backend arrays and returns the output array (a tuple for
 the multi-output ops ``Split`` and ``Unbind``); ``backward`` receives the output
 gradient ``dy`` and returns one gradient per input (``None`` where none is
-needed): a bare array for one-input ops, a tuple otherwise. Gradients may keep a broadcast shape: the engine sums them back to
-each input's shape in one place (``autograd.sum_to_shape``). ``self.xp`` is
-the array namespace; only Python Array API functions are called on it.
+needed): a bare array for one-input ops, a tuple otherwise. Gradients may keep
+a broadcast shape: the engine sums them back to each input's shape in one place
+(``autograd.sum_to_shape``). One exception to "an array": ``Linear`` returns its
+weight's gradient as ``autograd.OuterProducts`` (the factors of dy.T @ x), so a
+weight shared by every timestep gets its gradient from one product.
 
-Each op's ``formula`` is its local derivative as a student would write it; the
-graph renderer shows it.
+``self.xp`` is the array namespace; only Python Array API functions are called
+on it. Each op's ``formula`` is its local derivative as a student would write
+it; the graph renderer shows it.
 """
 from .autograd import OuterProducts
+from .backend import backend_of
 from .function import STATE, Function
 
 
@@ -34,7 +38,7 @@ class Sub(Function):
         return x - w
 
     def backward(self, dy):
-        return dy, -dy
+        return dy, (-dy if self.needs_input_grad[1] else None)
 
 
 class Mul(Function):
@@ -133,9 +137,10 @@ class Linear(Function):
     def forward(self, x, W, b=None):
         xp = self.xp
         self.save_for_backward(x, W)
-        y = _rows(xp, x) @ _transposed(xp, W)          # one product for all rows (batch and time)
-        if x.ndim != 2:
-            y = xp.reshape(y, x.shape[:-1] + (W.shape[0],))
+        if x.ndim == 2:
+            y = x @ _transposed(xp, W)
+        else:                                          # one product for all rows (batch and time)
+            y = xp.reshape(_rows(xp, x) @ _transposed(xp, W), x.shape[:-1] + (W.shape[0],))
         if b is not None:
             if b.shape == y.shape[y.ndim - b.ndim:]:
                 y += b        # in place: the product is ours, skip one temporary
@@ -147,10 +152,13 @@ class Linear(Function):
         xp = self.xp
         x, W = self.saved
         need = self.needs_input_grad
-        dx = xp.reshape(_rows(xp, dy) @ W, x.shape) if need[0] else None
+        dy_rows = dy if dy.ndim == 2 else _rows(xp, dy)
+        dx = None
+        if need[0]:
+            dx = dy_rows @ W if x.ndim == 2 else xp.reshape(dy_rows @ W, x.shape)
         # dW = dy.T @ x over all rows (batch and time); kept as factors so that the engine can
         # sum a weight's gradients from every timestep with one product (autograd.OuterProducts)
-        dW = OuterProducts(xp, _rows(xp, dy), _rows(xp, x)) if need[1] else None
+        dW = OuterProducts(xp, dy_rows, x if x.ndim == 2 else _rows(xp, x)) if need[1] else None
         if len(need) == 2:
             return dx, dW
         return dx, dW, dy
@@ -348,9 +356,7 @@ class Cast(Function):
         self.in_dtype = x.dtype
         return self.xp.astype(x, dtype)
 
-    def backward(self, dy):
-        if not self.xp.isdtype(self.in_dtype, "real floating"):
-            return None
+    def backward(self, dy):          # only float casts are recorded: ints never require grad
         return self.xp.astype(dy, self.in_dtype)
 
 
@@ -496,6 +502,7 @@ class GetItem(Function):
             self.kind = "basic"
             if Ellipsis not in key:
                 key = key + (Ellipsis,)
+            key = _bounded_slices(key, x.shape)
             self.key = key
             self.set_key = tuple(k for k in key if k is not None)
             self.base_shape = x[self.set_key].shape
@@ -512,6 +519,10 @@ class GetItem(Function):
             axis = pos if Ellipsis not in key[:pos] else x.ndim - (len(key) - pos)
             idx = key[pos]
             self.axis, self.idx_shape = axis, idx.shape
+            n = x.shape[axis]
+            if 0 in x.shape and idx.size and bool(xp.any((idx >= n) | (idx < -n))):
+                # take() checks the range only where it reads something; an empty x reads nothing
+                raise IndexError(f"index out of range for axis {axis} of size {n}")
             flat = xp.reshape(idx, (-1,))
             self.save_for_backward(flat)
             y = xp.take(x, flat, axis=axis)
@@ -530,7 +541,7 @@ class GetItem(Function):
             (flat,) = self.saved
             axis = self.axis
             values = xp.reshape(dy, self.in_shape[:axis] + (flat.shape[0],) + self.in_shape[axis + 1:])
-            return _backend_of(xp).index_add(self.in_shape, axis, flat, values)
+            return backend_of(xp).index_add(self.in_shape, axis, flat, values)
         # points: turn the index tuple into one flat index and scatter-add
         arrays = list(self.saved)
         parts = [xp.asarray(k, dtype=xp.int64) if isinstance(k, int) else arrays.pop(0) for k in self.key]
@@ -541,7 +552,7 @@ class GetItem(Function):
         size = 1
         for n in self.in_shape:
             size *= n
-        dx = _backend_of(xp).index_add((size,), 0, xp.reshape(flat, (-1,)), xp.reshape(dy, (-1,)))
+        dx = backend_of(xp).index_add((size,), 0, xp.reshape(flat, (-1,)), xp.reshape(dy, (-1,)))
         return xp.reshape(dx, self.in_shape)
 
 
@@ -623,10 +634,31 @@ class Embedding(Function):
     def backward(self, dy):
         (flat,) = self.saved
         values = self.xp.reshape(dy, (flat.shape[0],) + self.weight_shape[1:])
-        return _backend_of(self.xp).index_add(self.weight_shape, 0, flat, values), None
+        return backend_of(self.xp).index_add(self.weight_shape, 0, flat, values), None
 
 
 # ---------------------------------------------------------------- helpers
+def _bounded_slices(key, shape):
+    """Slices with start and stop inside the axis (x[0:10] of a 3-long axis is x[0:3]): NumPy
+    clips them itself, the Array API leaves out-of-range bounds unspecified."""
+    out, axis = [], 0
+    for i, k in enumerate(key):
+        if k is Ellipsis:
+            axis = len(shape) - sum(1 for j in key[i + 1:] if j is not None)
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(shape[axis])
+            if not range(start, stop, step):           # nothing selected
+                out.append(slice(0, 0, 1))
+            else:                                       # a reverse slice down to index 0 stops at None
+                out.append(slice(start, None if stop < 0 else stop, step))
+            axis += 1
+            continue
+        elif k is not None:
+            axis += 1
+        out.append(k)
+    return tuple(out)
+
+
 def _split(xp, a, sizes, axis):
     """Consecutive slices of ``a`` along ``axis`` with the given sizes (views where possible)."""
     out, start = [], 0
@@ -644,7 +676,7 @@ def _transposed(xp, W):
         return xp.matrix_transpose(W)
     hit = cache.get(id(W))
     if hit is None or hit[0] is not W:
-        hit = cache[id(W)] = (W, _backend_of(xp).transposed_copy(W))
+        hit = cache[id(W)] = (W, backend_of(xp).transposed_copy(W))
     return hit[1]
 
 
@@ -658,11 +690,3 @@ def _rows(xp, a):
 
 def _first(arrays):
     return next(a for a in arrays if a is not None)
-
-
-def _backend_of(xp):
-    from .backend import _instances
-    for b in _instances.values():
-        if b.xp is xp:
-            return b
-    raise RuntimeError(f"no backend for namespace {xp}")

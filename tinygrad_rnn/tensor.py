@@ -48,7 +48,7 @@ class Tensor:
     """
 
     # What every tensor sets lives in slots; what only some set lives in __dict__ with a class default,
-    # so making an op's output costs five stores.
+    # so making an op's output is six stores.
     __slots__ = ("data", "requires_grad", "_ctx", "_out_idx", "_backend", "_name", "__dict__", "__weakref__")
     grad = None     # a Tensor after backward (leaves, and retain_grad())
     _accum = None   # a leaf's AccumulateGrad node, made at its first recorded use
@@ -251,17 +251,10 @@ class Tensor:
             self.grad = Tensor._wrap(self.grad.data + dx, self._backend)
 
     def retain_grad(self):
-        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs)."""
-        if self._ctx is None:
-            return self
-        import weakref
-        ref = weakref.ref(self)
-
-        def keep(dy):
-            t = ref()
-            if t is not None:
-                t.grad = Tensor._wrap(dy if t.grad is None else t.grad.data + dy, t._backend)
-        self._ctx.add_hook(self._out_idx, keep)
+        """Keep ``.grad`` on this non-leaf tensor after backward (leaves always keep theirs).
+        It is the gradient after any hooks registered on this tensor."""
+        if self._ctx is not None:
+            self._ctx.retain(self._out_idx, self)
         return self
 
     def register_hook(self, hook):
@@ -449,6 +442,10 @@ class Tensor:
         """Elementwise clamp to [min, max]; the gradient passes where min <= x <= max."""
         if min is None and max is None:
             raise ValueError("clip() needs min or max")
+        for bound in (min, max):
+            if bound is not None and not isinstance(bound, (numbers.Real, np.generic)):
+                raise TypeError(f"clip: min and max must be numbers, got {type(bound).__name__} "
+                                f"(for elementwise bounds use where())")
         x = self
         if isinstance(min, float) or isinstance(max, float):   # an int tensor clipped at 0.5 is float
             x = _float(self)
@@ -482,14 +479,15 @@ class Tensor:
         xp = self._backend.xp
         ax = _axis(axis, dim)
         data = self.data if self.dtype != "bool" else xp.astype(self.data, xp.int64)
-        if ax is None:
+        flat = ax is None or (self.ndim == 0 and ax in (0, -1))   # a 0-d tensor takes axis 0, as PyTorch
+        if flat:
             data, ax = xp.reshape(data, (self.numel(),)), 0
         else:
             ax = _check_axis("argmax", ax, self.ndim)
         if data.shape[ax] == 0:
             raise ValueError(f"argmax: the axis to search is empty (tensor of shape {self.shape})")
         out = xp.argmax(data, axis=ax, keepdims=keepdims)
-        if keepdims and _axis(axis, dim) is None:
+        if keepdims and flat:
             out = xp.reshape(out, (1,) * self.ndim)
         return Tensor._wrap(out, self._backend)
 
@@ -603,7 +601,7 @@ class Tensor:
             raise ValueError(f"chunk: the number of chunks must be a positive int, got {chunks!r}")
         axis = _check_axis("chunk", _axis(axis, dim, 0), self.ndim)
         n = self.shape[axis]
-        size = -(-n // chunks)
+        size = max(-(-n // chunks), 1)     # an empty axis gives no pieces
         return self.split(size, axis=axis)
 
     def unbind(self, axis=0, dim=None):
@@ -745,7 +743,7 @@ def _norm_axes(axis, ndim):
         return None
     axes = (int(axis),) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axis)
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -max(ndim, 1) <= a < max(ndim, 1):     # a 0-d tensor takes axis 0 or -1, as in PyTorch
             raise IndexError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
     return tuple(sorted(a % ndim for a in axes)) if ndim else ()
 

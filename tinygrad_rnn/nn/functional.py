@@ -6,15 +6,15 @@ Cross-entropy is the lecture's
     Loss = - sum_i log P(t_i) * [t_i = true]
 
 written literally: ``log_softmax`` (one fused, stable op) gives log P, a
-constant one-hot mask [t_i = true] picks the true class, and a sum adds the
-picks up. The mask also carries the reduction's weight (-1, or -1/n for the
-mean), so the whole loss is three ops: log_softmax, mul, sum.
+constant one-hot mask [t_i = true] picks the true class (``where``), a sum adds
+the picks up, and the sign (or -1/n for the mean) comes last: after the logits,
+four ops.
 
 Shapes: N is the batch, C the classes; ``d1, ...`` are extra axes (e.g. time),
 as in PyTorch's (N, C, d1, ...) convention.
 """
 from ..backend import host as np
-from ..functions import embedding as _embedding, linear as _linear, stack
+from ..functions import embedding as _embedding, linear as _linear, stack, where
 from ..tensor import Tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "softmax",
@@ -95,27 +95,26 @@ def nll_loss(input, target, reduction="mean", ignore_index=-100):
 def _nll(input, target, reduction, ignore_index):
     """nll_loss after the checks."""
     C = input.shape[1] if input.ndim >= 2 else input.shape[0]
-    # The mask [t_i = true] times the reduction's weight: a constant, so no gradient flows into it.
+    # The mask [t_i = true]: a constant, so no gradient flows into it.
     xp = input.backend.xp
     t = target.data
     class_axis = 1 if input.ndim >= 2 else 0
     ids = xp.reshape(t, t.shape[:class_axis] + (1,) + t.shape[class_axis:])
     classes = xp.reshape(xp.arange(C, dtype=t.dtype), (C,) + (1,) * (input.ndim - class_axis - 1))
-    hit = (ids == classes) & (ids != ignore_index)
-    mask = xp.astype(hit, input.data.dtype)
-    if reduction == "mean":
-        n = xp.sum(mask)     # the number of elements not ignored
-        weight = xp.where(n > 0, -1 / xp.maximum(n, xp.ones_like(n)), xp.full_like(n, xp.nan))
-        mask = mask * weight
-    else:
-        mask = -mask
-    mask = Tensor._wrap(mask, input.backend)
-    mask._name = "-[t = true]" if reduction != "mean" else "-[t = true] / n"
+    hit = Tensor._wrap((ids == classes) & (ids != ignore_index), input.backend)
+    hit._name = "[t = true]"
 
-    picked = input * mask                                   # log P(t_i) * [t_i = true], weighted
+    # log P(t_i) * [t_i = true], as where(): a log P of -inf at another class gives 0, not NaN
+    picked = where(hit, input, 0.0)
     if reduction == "none":
-        return picked.sum(axis=class_axis)
-    return picked.sum()
+        return -picked.sum(axis=class_axis)
+    if reduction == "sum":
+        return -picked.sum()
+    n = xp.sum(xp.astype(hit.data, input.data.dtype))     # the number of elements not ignored
+    weight = Tensor._wrap(xp.where(n > 0, -1 / xp.maximum(n, xp.ones_like(n)), xp.full_like(n, xp.nan)),
+                          input.backend)
+    weight._name = "-1 / n"
+    return picked.sum() * weight
 
 
 def cross_entropy(input, target, reduction="mean", ignore_index=-100):

@@ -42,11 +42,11 @@ def identity(n, gain=1.0, dtype="float32", backend=None):
 def recurrent_matrix(kind, hidden_size, n_blocks, gain=1.0, dtype="float32", backend=None):
     """W_hh of shape (n_blocks * H, H): one (H, H) block per gate, each built by ``kind``.
 
-    kind: "default" (U(-1/sqrt(H), 1/sqrt(H)), PyTorch), "orthogonal" or "identity"
-    (each block times ``gain``, so its spectral radius is ``gain``)."""
+    kind: "default" (U(-1/sqrt(H), 1/sqrt(H)), PyTorch's), "orthogonal" or "identity" (each block
+    then has spectral radius exactly ``gain``). ``gain`` multiplies the default one too."""
     H = hidden_size
     if kind == "default":
-        return uniform((n_blocks * H, H), 1 / math.sqrt(H), dtype, backend)
+        return uniform((n_blocks * H, H), gain / math.sqrt(H), dtype, backend)
     if kind not in ("orthogonal", "identity"):
         raise ValueError(f"init: expected 'default', 'orthogonal' or 'identity', got {kind!r}")
     make = orthogonal if kind == "orthogonal" else identity

@@ -34,7 +34,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         raise ValueError(f"clip_grad_norm_: norm_type must be positive or inf, got {norm_type}")
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return Tensor(0.0)
+        return Tensor(0.0, backend=params[0].backend if params else None)
     _same_backend("clip_grad_norm_", grads)
     backend = grads[0].backend
     xp = backend.xp
