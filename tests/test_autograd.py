@@ -436,7 +436,7 @@ def test_detect_anomaly_names_op_and_scope_in_backward(backend):
         loss = (y * 2.0).sum()
         with pytest.raises(tg.AnomalyError, match=r"backward: sqrt at t=7 produced a NaN or inf gradient") as err:
             loss.backward()
-    assert "dx = dy / (2 * y)" in str(err.value)
+    assert "dx = dy / (2 * y)" in str(err.value) and "of shape (2,)" in str(err.value)
 
 
 # ------------------------------------------------------------------ backward's own errors
@@ -568,10 +568,31 @@ def test_gradcheck_reports_the_worst_element(backend):
     assert tg.gradcheck(_WrongSquare.apply, [x], raise_exception=False) is False
 
 
+class _WrongTanh(tg.Function):
+    """tanh with a wrong derivative (1 - y instead of 1 - y**2)."""
+    formula = "wrong"
+
+    def forward(self, x):
+        y = self.xp.tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, dy):
+        return dy * (1 - self.saved[0])
+
+
 def test_gradcheck_checks_every_output_and_only_inputs_with_grad(backend):
     x, w = t64([0.3, -0.7]), t64([2.0, 1.0], requires_grad=False)
     assert tg.gradcheck(lambda x, w, k: (x * w * k, (x.tanh(),)), [x, w, 3.0])
     assert x.grad is None      # gradcheck leaves .grad as it found it
+    # a wrong gradient in the second (nested) output is caught, not just the first
+    with pytest.raises(tg.GradcheckError, match="input 0"):
+        tg.gradcheck(lambda x, w, k: (x * w * k, (_WrongTanh.apply(x),)), [x, w, 3.0])
+    # and w, which does not require grad, is never perturbed: a function that fails if it is passes
+    def strict(x, w, k):
+        assert w.numpy().tolist() == [2.0, 1.0], "w was perturbed"
+        return x * w * k
+    assert tg.gradcheck(strict, [x, w, 3.0])
 
 
 def test_gradcheck_refuses_float32_and_nothing_to_check(backend):

@@ -4,6 +4,8 @@ Each test takes the ``backend`` fixture, so it runs on NumPy and on array_api_st
 Binary ops draw broadcast-compatible shapes with hypothesis; the gradient of a
 broadcast input must come back summed to that input's shape.
 """
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -700,5 +702,8 @@ def test_every_op_documents_its_formula():
                if isinstance(c, type) and issubclass(c, tg.Function) and c is not tg.Function]
     assert len(classes) > 25
     for c in classes:
-        assert c.formula and "d" in c.formula, c
+        # "d<input> = <expression in dy>", and one such rule per differentiable input
+        assert re.match(r"^d\w+ = ", c.formula) and "dy" in c.formula, (c, c.formula)
+        if c.__name__ in ("Add", "Sub", "Mul", "Div", "MatMul", "Linear", "Power", "Where"):
+            assert c.formula.count(";") >= 1, (c, c.formula)
         assert c.__doc__ and c.__doc__.strip(), c

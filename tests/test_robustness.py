@@ -98,3 +98,26 @@ def test_papering_over_it_with_retain_graph_warns_naming_detach():
     with pytest.warns(RuntimeWarning, match=r"detach\(\)"):
         for k in range(8):
             chunk(k)
+
+
+def test_embedding_module_names_the_out_of_range_token(backend):
+    emb = nn.Embedding(5, 2)
+    for bad, pos in ((7, "(1,)"), (-1, "(0,)")):
+        ids = tg.Tensor([bad, 1] if pos == "(0,)" else [1, bad])
+        with pytest.raises(IndexError, match=rf"Embedding: token id {bad} at position \({pos[1:-1]}\) is out of "
+                                             rf"range; expected ids in \[0, 5\)"):
+            emb(ids)
+    with pytest.raises(TypeError, match="expected integer token ids, got dtype float32"):
+        emb(tg.Tensor([1.0]))
+
+
+def test_batch_first_confusion_is_named(backend):
+    """A (B, T, I) batch given to a time-major layer with an initial state for B streams: the state's
+    batch size disagrees with the input's second axis, and the error says which shapes."""
+    lstm = nn.LSTM(3, 4)                       # batch_first=False
+    x = tg.randn(2, 7, 3)                      # meant as 2 sequences of 7 steps
+    h0 = (tg.zeros(1, 2, 4), tg.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match=r"expected h_0 of shape \(1, 7, 4\), got \(1, 2, 4\)"):
+        lstm(x, h0)
+    out, _ = nn.LSTM(3, 4, batch_first=True)(x, h0)
+    assert out.shape == (2, 7, 4)

@@ -27,10 +27,14 @@ class Backend:
 
     def __init__(self, xp, seed=0):
         self.xp = xp
-        self.dtypes = {n: getattr(xp, n) for n in DTYPE_NAMES}
+        self.dtypes = {n: self.dtype_of(n) for n in DTYPE_NAMES}
         self._dtype_names = {v: n for n, v in self.dtypes.items()}
         self.float_dtypes = frozenset(self.dtypes[n] for n in FLOAT_DTYPES)  # for quick `in` tests
         self.seed(seed)
+
+    def dtype_of(self, name):
+        """The dtype object this backend's arrays report for ``name``."""
+        return getattr(self.xp, name)
 
     def __repr__(self):
         return f"<backend {self.name}>"
@@ -64,6 +68,9 @@ class Backend:
     def randint(self, low, high, shape):
         return self.xp.asarray(self.rng.integers(low, high, size=shape, dtype=np.int64))
 
+    def uniform(self, shape, low, high, dtype_name):
+        return self.xp.asarray(self.rng.uniform(low, high, size=shape).astype(dtype_name))
+
     def transposed_copy(self, a):
         """a.T as a row-major array (the Array API has no memory order: a plain transpose)."""
         return self.xp.matrix_transpose(a)
@@ -83,10 +90,9 @@ class NumpyBackend(Backend):
 
     def __init__(self, seed=0):
         super().__init__(np, seed)
-        # arrays report np.dtype objects, not the scalar types np.float32 etc.
-        self.dtypes = {n: np.dtype(n) for n in DTYPE_NAMES}
-        self._dtype_names = {v: n for n, v in self.dtypes.items()}
-        self.float_dtypes = frozenset(self.dtypes[n] for n in FLOAT_DTYPES)
+
+    def dtype_of(self, name):   # arrays report np.dtype objects, not the scalar types np.float32 etc.
+        return np.dtype(name)
 
     def asarray(self, data, dtype_name):
         return np.array(data, dtype=dtype_name, copy=True)
@@ -160,10 +166,9 @@ class CupyBackend(Backend):
             raise RuntimeError("the 'cupy' backend needs array-api-compat: pip install 'tinygrad_rnn[cuda12]'") from e
         self.cupy = cupy
         super().__init__(xp, seed)
-        # arrays report NumPy dtype objects, as on the numpy backend
-        self.dtypes = {n: np.dtype(n) for n in DTYPE_NAMES}
-        self._dtype_names = {v: n for n, v in self.dtypes.items()}
-        self.float_dtypes = frozenset(self.dtypes[n] for n in FLOAT_DTYPES)
+
+    def dtype_of(self, name):   # CuPy arrays report NumPy dtype objects, as on the numpy backend
+        return np.dtype(name)
 
     def asarray(self, data, dtype_name):
         if isinstance(data, self.cupy.ndarray):
@@ -184,6 +189,9 @@ class CupyBackend(Backend):
 
     def randint(self, low, high, shape):
         return self.rng.integers(low, high, size=shape, dtype=self.cupy.int64)
+
+    def uniform(self, shape, low, high, dtype_name):
+        return self.rng.uniform(low, high, size=shape, dtype=dtype_name)
 
     def transposed_copy(self, a):
         return self.cupy.ascontiguousarray(a.T)

@@ -81,7 +81,7 @@ def rand(*shape, dtype=None, backend=None, requires_grad=False, name=None):
 def uniform(shape, low, high, dtype=None, backend=None, requires_grad=False, name=None):
     """Uniform samples in [low, high)."""
     b, dt = _float_setup("uniform", dtype, backend)
-    return _make(low + (high - low) * b.rand(_shape((shape,)), dt), b, requires_grad, name)
+    return _make(b.uniform(_shape((shape,)), low, high, dt), b, requires_grad, name)
 
 
 def randint(low, high, shape, backend=None):

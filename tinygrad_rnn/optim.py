@@ -131,6 +131,11 @@ class Optimizer:
         states = list(state_dict["state"])
         if len(states) != len(self.params):
             raise ValueError(f"{who}: the state has {len(states)} parameters, this optimizer {len(self.params)}")
+        names = state_dict.get("param_names")
+        if names is not None and list(names) != list(self.param_names):
+            wrong = [(a, b) for a, b in zip(names, self.param_names) if a != b]
+            raise ValueError(f"{who}: the state was saved for parameters in another order or with other names: "
+                             f"first mismatch {wrong[0][0]!r} (saved) vs {wrong[0][1]!r} (here)")
         new_states = []
         for p, name, s in zip(self.params, self.param_names, states):
             unknown = set(s) - set(self.state_keys) - {"step"}

@@ -418,22 +418,22 @@ class Tensor:
 
     # --- elementwise functions --------------------------------------------
     def exp(self):
-        return ops.Exp.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
+        return ops.Exp.apply(_float(self))
 
     def log(self):
-        return ops.Log.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
+        return ops.Log.apply(_float(self))
 
     def tanh(self):
-        return ops.Tanh.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
+        return ops.Tanh.apply(_float(self))
 
     def sigmoid(self):
-        return ops.Sigmoid.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
+        return ops.Sigmoid.apply(_float(self))
 
     def relu(self):
         return ops.ReLU.apply(self)
 
     def sqrt(self):
-        return ops.Sqrt.apply(self if self.data.dtype in self._backend.float_dtypes else _float(self))
+        return ops.Sqrt.apply(_float(self))
 
     def abs(self):
         return ops.Abs.apply(self)

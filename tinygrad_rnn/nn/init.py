@@ -15,8 +15,7 @@ from ..tensor import Tensor
 def uniform(shape, bound, dtype="float32", backend=None):
     """U(-bound, bound): PyTorch's default for Linear and the recurrent layers (bound = 1/sqrt(fan))."""
     b = get_backend(backend)
-    return Tensor._wrap(b.xp.asarray(b.rng.uniform(-bound, bound, size=shape).astype(dtype)) if b.name != "cupy"
-                        else b.rng.uniform(-bound, bound, size=shape, dtype=dtype), b)
+    return Tensor._wrap(b.uniform(shape, -bound, bound, dtype), b)
 
 
 def normal(shape, std=1.0, dtype="float32", backend=None):

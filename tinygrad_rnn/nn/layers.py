@@ -2,6 +2,7 @@
 import math
 
 from ..functions import embedding, linear
+from .functional import _check_ids
 from .init import normal, uniform
 from .module import Module, Parameter
 
@@ -38,13 +39,7 @@ class Embedding(Module):
     def forward(self, ids):
         if ids.dtype not in ("int64", "int32"):
             raise TypeError(f"Embedding: expected integer token ids, got dtype {ids.dtype}")
-        if ids.device != "cupy" and ids.numel():  # on a GPU this check would stall the device
-            a = ids.numpy()
-            lo, hi = int(a.min()), int(a.max())
-            if lo < 0 or hi >= self.num_embeddings:
-                bad = lo if lo < 0 else hi
-                raise IndexError(f"Embedding: token id {bad} is out of range; expected ids in "
-                                 f"[0, {self.num_embeddings})")
+        _check_ids("Embedding", ids, 0, self.num_embeddings, noun="token id")
         return embedding(self.weight, ids)
 
     def extra_repr(self):
