@@ -14,11 +14,14 @@ Typical use (run as ``python examples/foo.py``; the script's directory is on
 ``sys.path``, so ``import _common`` just works). Import it first, before numpy:
 it limits BLAS to one thread (see below) and puts this checkout on ``sys.path``::
 
-    from _common import make_parser, setup
+    from _common import fill_defaults, make_parser, positive_int, setup
+
+    DEFAULTS = dict(steps=500)
+    QUICK = dict(steps=50)     # what --quick changes; an option given on the command line wins
 
     parser = make_parser(__doc__, out="out/foo")
-    parser.add_argument("--steps", type=int, default=500)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=positive_int, help="training steps (default: 500; --quick: 50)")
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
     out = setup(args)          # seeds, selects the device, creates ``out``
 
 API (stable: other examples import it)::
@@ -35,9 +38,15 @@ API (stable: other examples import it)::
     load_corpus(path=None, max_chars=None) -> (text, description)
     progress(iterable=None, **kw)      a tqdm progress bar (a plain fallback without tqdm)
     write_json(path, obj)              pretty JSON, written atomically
+    save_picture(picture, path)        write a visualize picture; without Graphviz, its .gv source
+                                       and (once) how to install Graphviz, and carry on
+    graphviz_missing(note)             print ``note`` and (once) the install hint
     fail(message)                      exit with "error: message" (status 2), no traceback
     positive_int, non_negative_int, positive_float, probability
                                        argparse ``type=`` checkers with clear messages
+    fill_defaults(args, defaults, quick)
+                                       options left unset (None) get their --quick or normal default
+    seconds(s) -> str                  "0.42 s", "3.1 s", "95 s": a duration, readably
 """
 import argparse
 import json
@@ -122,6 +131,17 @@ def positive_float(text):
 def probability(text):
     """argparse type: a float in [0, 1) (a dropout rate, a validation fraction)."""
     return _number(text, float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def fill_defaults(args, defaults, quick=None):
+    """Give every option that was not on the command line (still None) its default: from
+    ``quick`` when ``--quick`` is on and it has one, else from ``defaults``. So
+    ``--quick --steps 3`` runs 3 steps: what the user typed always wins. Returns ``args``."""
+    values = dict(defaults, **(quick or {})) if args.quick else defaults
+    for name, value in values.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    return args
 
 
 def _number(text, kind, ok, expected):
@@ -263,6 +283,43 @@ class _NoBar:
         print(s)
 
 
+def seconds(s):
+    """A duration for people: "0.42 s", "3.1 s", "95 s" (never "0 s" for a quick run)."""
+    return f"{s:.2f} s" if s < 1 else f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+
+
+# --- pictures -------------------------------------------------------------------------------
+GRAPHVIZ_HINT = ("Graphviz's `dot` program is not installed, so the pictures are written as DOT source (.gv) "
+                 "only. To draw them, install Graphviz (sudo apt-get install graphviz; macOS: brew install "
+                 "graphviz) and run this again.")
+_hint_shown = False
+
+
+def graphviz_missing(note):
+    """Say what could not be drawn (``note``) and, the first time, how to install Graphviz."""
+    global _hint_shown
+    if not _hint_shown:
+        print(GRAPHVIZ_HINT)
+        _hint_shown = True
+    print(note)
+
+
+def save_picture(picture, path):
+    """Write a visualize picture (a graphviz Digraph) to ``path`` (.svg, .png, .pdf); the DOT
+    source ``.gv`` is always written next to it. Without Graphviz's ``dot`` only the ``.gv`` is
+    written: say so, print how to install Graphviz (once), and carry on. Returns the path written."""
+    import visualize as viz
+    path = pathlib.Path(path)
+    try:
+        return pathlib.Path(viz.save(picture, path))
+    except viz.GraphvizNotFound:
+        source = path.with_suffix(".gv")            # viz.save writes it before calling dot
+        if not source.exists():
+            source.write_text(picture.source, encoding="utf-8")
+        graphviz_missing(f"  no {path.name}: wrote its DOT source {source}")
+        return source
+
+
 def write_json(path, obj):
     """Write ``obj`` as indented JSON to ``path`` atomically (a temporary file, then a rename)."""
     path = pathlib.Path(path)
@@ -273,4 +330,5 @@ def write_json(path, obj):
 
 __all__ = ["make_parser", "add_common_args", "setup", "fail", "seed_everything", "set_device",
            "make_out_dir", "stdlib_files", "stdlib_corpus", "read_text", "load_corpus", "progress",
-           "write_json", "positive_int", "non_negative_int", "positive_float", "probability", "DEVICES"]
+           "write_json", "positive_int", "non_negative_int", "positive_float", "probability", "DEVICES",
+           "fill_defaults", "seconds", "save_picture", "graphviz_missing", "GRAPHVIZ_HINT"]

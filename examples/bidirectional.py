@@ -20,27 +20,33 @@ x_t..x_T, backwards, and knows.
     tags   ...^^......^.       ^ = inside, . = outside
 
 Both models are 2-layer LSTMs of the same width, trained the same way; only the
-direction differs. bptt.svg draws the bidirectional one, unrolled on a short
-string at cell level: each layer has a forward row (left to right) and a reverse
-row (right to left), and the gradient on each edge.
+direction differs. bptt.svg draws a bidirectional LSTM unrolled on the short
+string "a(b)c" at cell level: a forward row (left to right), a reverse row (right
+to left), and the gradient on each edge. It draws a 1-layer model, untrained (the
+gradients of a first training step), because two layers of two rows are too
+many boxes to read; the picture is about the structure, the table about accuracy.
 
 Run:    python examples/bidirectional.py            (about 30 s)
         python examples/bidirectional.py --quick    (a few seconds)
-Writes: out/bidirectional/bptt.svg (+ .gv; + .png without --quick), loss.png, results.json
+Writes: out/bidirectional/bptt.svg (+ .gv; + .png without --quick; without Graphviz
+        only the .gv), loss.png, results.json
 """
 import time
 
+import _common  # first: one BLAS thread, and this checkout's tinygrad_rnn and visualize on the path
 import numpy as np
-
 import tinygrad_rnn as tg
+import visualize as viz
+from _common import (fill_defaults, make_parser, positive_float, positive_int, save_picture, setup,
+                     write_json)
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
-import visualize as viz
-
-from _common import make_parser, setup, write_json
 
 ALPHABET = "abc()"
 P_BRACKET = 0.25          # probability that a character is a bracket ("(" or ")", equally likely)
+PICTURE_TEXT = "a(b)c"    # the string the picture is unrolled on
+DEFAULTS = dict(steps=400, length=20)
+QUICK = dict(steps=100, length=12)     # what --quick changes (an option given on the command line wins)
 
 
 def random_strings(rng, batch, length):
@@ -79,7 +85,8 @@ class Tagger(nn.Module):
         self.out = nn.Linear(hidden_size * (2 if bidirectional else 1), 2)
 
     def forward(self, ids):                  # ids: (B, T) -> logits (T, B, 2)
-        x = F.one_hot(tg.Tensor(ids.T), len(ALPHABET))
+        x = F.one_hot(tg.Tensor(ids.T), len(ALPHABET))     # (T, B, 5)
+        x.name = "x"                                         # (for the picture)
         h, _ = self.lstm(x)
         return self.out(h)
 
@@ -123,14 +130,12 @@ def plot_losses(curves, path):
 
 def main():
     parser = make_parser(__doc__, out="out/bidirectional")
-    parser.add_argument("--hidden", type=int, default=16, help="hidden units per direction (default: 16)")
-    parser.add_argument("--layers", type=int, default=2, help="LSTM layers (default: 2)")
-    parser.add_argument("--length", type=int, default=20, help="characters per training string (default: 20)")
-    parser.add_argument("--steps", type=int, default=400, help="training steps of each model (default: 400)")
-    parser.add_argument("--lr", type=float, default=0.02, help="Adam's learning rate (default: 0.02)")
-    args = parser.parse_args()
-    if args.quick:
-        args.steps, args.length = 100, 12
+    parser.add_argument("--hidden", type=positive_int, default=16, help="hidden units per direction (default: 16)")
+    parser.add_argument("--layers", type=positive_int, default=2, help="LSTM layers (default: 2)")
+    parser.add_argument("--length", type=positive_int, help="characters per training string (default: 20; --quick: 12)")
+    parser.add_argument("--steps", type=positive_int, help="training steps of each model (default: 400; --quick: 100)")
+    parser.add_argument("--lr", type=positive_float, default=0.02, help="Adam's learning rate (default: 0.02)")
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
     out = setup(args)
     rng = np.random.default_rng(args.seed)
 
@@ -146,7 +151,7 @@ def main():
         models[name] = model
         print(f"{name:>14} LSTM ({args.layers} layers, {model.num_parameters()} parameters): loss "
               f"{losses[name][0]:.3f} -> {np.mean(losses[name][-20:]):.3f} in {args.steps} steps "
-              f"({time.time() - t0:.1f} s)")
+              f"({_common.seconds(time.time() - t0)})")
 
     # accuracy on new strings, on every letter and on the letters that follow an open bracket
     ids = random_strings(rng, 500, 40)
@@ -179,19 +184,20 @@ def main():
             print(f"  {name:>14}  {show(ids[row], guess)[1]}")
         print()
 
-    # the picture: the bidirectional model unrolled on a short string, at cell level
-    short = np.array([[ALPHABET.index(c) for c in "a(b)c"]])
-    loss = loss_fn(models["bidirectional"], short, inside_tags(short))
+    # the picture: a 1-layer bidirectional LSTM (untrained: the gradients of a first step) unrolled
+    # on a short string at cell level. Two layers would double the rows: too many boxes to read.
+    short = np.array([[ALPHABET.index(c) for c in PICTURE_TEXT]])
+    loss = loss_fn(Tagger(args.hidden, 1, bidirectional=True), short, inside_tags(short))
     loss.name = "L"
     dg = viz.draw_bptt(loss, level="cell", gradients=True,
-                       title=f"{args.layers}-layer bidirectional LSTM on \u201ca(b)c\u201d, with gradients")
-    viz.save(dg, out / "bptt.svg")
+                       title=f"A bidirectional LSTM (1 layer, untrained) on \u201c{PICTURE_TEXT}\u201d: "
+                             f"the forward row reads left to right, the reverse row right to left")
+    written = [save_picture(dg, out / "bptt.svg")]
     if not args.quick:                       # a PNG of a big graph takes a while
-        viz.save(dg, out / "bptt.png")
+        written.append(save_picture(dg, out / "bptt.png"))
     plot_losses({f"{name} LSTM": losses[name] for name in models}, out / "loss.png")
     write_json(out / "results.json", {"accuracy": results, "loss": losses})
-    print(f"wrote {out / 'bptt.svg'}{'' if args.quick else ' (and .png)'}, {out / 'loss.png'} and "
-          f"{out / 'results.json'}")
+    print(f"wrote {', '.join(map(str, written))}, {out / 'loss.png'} and {out / 'results.json'}")
 
 
 if __name__ == "__main__":

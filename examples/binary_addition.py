@@ -17,7 +17,7 @@ its input layer has no place for a 9th bit.
 
     a =  1 0 1 1 0 0 0 0  (13, LSB first)     input at step t: (a_t, b_t)
     b =  1 1 1 0 0 0 0 0  ( 7)                target at step t: s_t
-    s =  0 1 0 1 1 0 0 0 0  (20)              (one extra step with input (0, 0) for the last carry)
+    s =  0 0 1 0 1 0 0 0 0  (20)              (one extra step with input (0, 0) for the last carry)
 
 Run:    python examples/binary_addition.py            (about 10 s)
         python examples/binary_addition.py --quick    (a few seconds)
@@ -26,15 +26,16 @@ Writes: out/binary_addition/loss.png (the training loss of both models),
 """
 import time
 
+import _common  # first: one BLAS thread, and this checkout's tinygrad_rnn and visualize on the path
 import numpy as np
-
 import tinygrad_rnn as tg
+from _common import fill_defaults, make_parser, positive_int, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
 
-from _common import make_parser, setup, write_json
-
 TEST_LENGTHS = (8, 16, 32, 64)
+DEFAULTS = dict(steps=1000, mlp_steps=4000)
+QUICK = dict(steps=400, mlp_steps=1500)    # what --quick changes (an option given on the command line wins)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -161,18 +162,18 @@ def plot_losses(curves, title, path):
 
 def main():
     parser = make_parser(__doc__, out="out/binary_addition")
-    parser.add_argument("--hidden", type=int, default=8, help="hidden units of the RNN (default: 8)")
-    parser.add_argument("--train-bits", type=int, default=8, help="longest numbers seen in training (default: 8)")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps of the RNN (default: 1000)")
-    parser.add_argument("--mlp-hidden", type=int, default=64, help="hidden units of the MLP (default: 64)")
-    parser.add_argument("--mlp-steps", type=int, default=4000, help="training steps of the MLP (default: 4000)")
-    parser.add_argument("--mlp-train-pairs", type=int, default=4000,
+    parser.add_argument("--hidden", type=positive_int, default=8, help="hidden units of the RNN (default: 8)")
+    parser.add_argument("--train-bits", type=positive_int, default=8,
+                        help="longest numbers seen in training (default: 8)")
+    parser.add_argument("--steps", type=positive_int, help="training steps of the RNN (default: 1000; --quick: 400)")
+    parser.add_argument("--mlp-hidden", type=positive_int, default=64, help="hidden units of the MLP (default: 64)")
+    parser.add_argument("--mlp-steps", type=positive_int,
+                        help="training steps of the MLP (default: 4000; --quick: 1500)")
+    parser.add_argument("--mlp-train-pairs", type=positive_int, default=4000,
                         help="size of the MLP's training set of N-bit pairs (default: 4000)")
-    args = parser.parse_args()
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
     if not 1 <= args.train_bits <= 64:
         parser.error(f"--train-bits must be between 1 and 64, got {args.train_bits}")
-    if args.quick:
-        args.steps, args.mlp_steps = 400, 1500
     out = setup(args)
     rng = np.random.default_rng(args.seed)
     N = args.train_bits
@@ -182,7 +183,7 @@ def main():
     rnn = AdderRNN(args.hidden)
     rnn_losses = train_rnn(rnn, rng, args.steps, N, batch=64, lr=0.02)
     print(f"RNN: loss {rnn_losses[0]:.3f} -> {np.mean(rnn_losses[-20:]):.4f} in {args.steps} steps "
-          f"({time.time() - t0:.1f} s)")
+          f"({_common.seconds(time.time() - t0)})")
 
     t0 = time.time()
     mlp = AdderMLP(N, args.mlp_hidden)
@@ -190,7 +191,7 @@ def main():
     train_a, train_b = random_pairs(rng, N, args.mlp_train_pairs)
     mlp_losses = train_mlp(mlp, train_a, train_b, rng, args.mlp_steps, batch=64, lr=0.01)
     print(f"MLP: loss {mlp_losses[0]:.3f} -> {np.mean(mlp_losses[-20:]):.4f} in {args.mlp_steps} steps "
-          f"on {args.mlp_train_pairs} pairs ({time.time() - t0:.1f} s)\n")
+          f"on {args.mlp_train_pairs} pairs ({_common.seconds(time.time() - t0)})\n")
 
     # --- the table: exact-match accuracy on 1000 new pairs of each length ---------------------------
     results = {"train_bits": N, "rnn": {"parameters": rnn.num_parameters(), "steps": args.steps, "accuracy": {}},

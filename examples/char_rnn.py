@@ -71,7 +71,8 @@ loss, gradient norm and sample), ``loss.png`` (train and validation),
 ``grad_norm.png`` (the gradient norm per step, before clipping) and
 ``grad_histograms.png`` (each parameter's gradient norm early, mid and late),
 ``bptt.svg``/``.png`` (the cell-level unrolled graph of one 8-character chunk,
-with the gradient on every edge), and ``checkpoint.npz`` (every
+with the gradient on every edge; without Graphviz only its DOT source
+``bptt.gv``), and ``checkpoint.npz`` (every
 ``--checkpoint-every`` steps, at the end, and on Ctrl-C).
 
 Checkpoints hold everything needed to continue *exactly*: the parameters, the
@@ -133,6 +134,7 @@ class CharRNN(nn.Module):
 
     def forward(self, ids, state=None):
         x = F.one_hot(ids, self.vocab_size)          # (T, B, V): 1.0 at each character's id
+        x.name = "x"                                 # (for the pictures)
         out, state = self.rnn(x, state)              # (T, B, H): the top layer's h_t for every t
         return self.head(self.drop(out)), state      # (T, B, V): scores for the next character
 
@@ -144,6 +146,13 @@ def detach(state):
 
 def make_model(config):
     return CharRNN(len(config["vocab"]), config["model"], config["hidden"], config["layers"], config["dropout"])
+
+
+def initial_model(config, seed):
+    """The untrained model of a run with this seed: its weights are the first numbers the seeded
+    generator draws (interpretability.py rebuilds them this way, as its control)."""
+    tg.manual_seed(seed)
+    return make_model(config)
 
 
 def make_optimizer(name, model, lr):
@@ -276,8 +285,10 @@ def train(args):
     text, description, train_ids, val_ids, vocab = load_data(args)
     out = _common.setup(args)          # seed, device, output directory
     config = dict(model=args.model, hidden=args.hidden, layers=args.layers, dropout=args.dropout,
-                  vocab="".join(vocab.chars), corpus_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
-    model = make_model(config)
+                  vocab="".join(vocab.chars), corpus_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                  # whose random generator drew the initial weights (NumPy's and CuPy's differ)
+                  init_device=resumed["config"].get("init_device") if resumed else args.device)
+    model = initial_model(config, args.seed)
     opt = make_optimizer(args.optimizer, model, args.lr)
     params = list(model.parameters())
 
@@ -324,7 +335,6 @@ def train(args):
         while not stop:
             # one pass over the text (an epoch), T characters of every stream at a time
             for x, y in itertools.islice(tbptt_batches(streams, args.seq_len), chunk, None):
-                t0 = time.perf_counter()
                 logits, state = model(x.T, state)        # x: (B, T) ids; start from the previous chunk's state
                 loss = F.cross_entropy(logits.reshape(-1, len(vocab)), y.T.reshape(-1))
                 opt.zero_grad()
@@ -348,9 +358,10 @@ def train(args):
                     history["val_step"].append(step)
                     history["val_loss"].append(val_loss)
                 bar.update(1)
-                bar.set_postfix(loss=f"{smooth:.3f}", val=f"{val_loss:.3f}", gnorm=f"{grad_norm:.2f}",
-                                chars_s=f"{x.numel() / (time.perf_counter() - t0):,.0f}", refresh=False)
-                if step % args.sample_every == 0 or step in EARLY_SAMPLES and step < args.sample_every:
+                chars_per_s = (step - start_step) * x.numel() / (time.perf_counter() - start)   # average so far
+                bar.set_postfix({"loss": f"{smooth:.3f}", "val loss": f"{val_loss:.3f}",
+                                 "chars/s": f"{chars_per_s:,.0f}", "grad norm": f"{grad_norm:.2f}"}, refresh=False)
+                if step % args.sample_every == 0 or (step in EARLY_SAMPLES and step < args.sample_every):
                     show_sample()
                 if step % args.checkpoint_every == 0:
                     save()
@@ -379,8 +390,9 @@ def train(args):
     if not args.no_plots:
         draw_pictures(out, model, vocab, val_ids, history, args)
     save()
-    print(f"{step} steps ({final['epochs']} epochs) in {seconds:.0f} s, {final['chars_per_second']:,} chars/s; "
-          f"validation loss {final['val_loss']:.3f} nats/char; outputs in {out}/")
+    print(f"{step} steps ({final['epochs']} epochs) in {_common.seconds(seconds)}, "
+          f"{final['chars_per_second']:,} chars/s; validation loss {final['val_loss']:.3f} nats/char; "
+          f"outputs in {out}/")
 
 
 def restore(ckpt, model, opt):
@@ -410,7 +422,7 @@ def write_log(out, args, config, history, final):
     _common.write_json(out / "log.json", dict(
         args={k: (str(v) if k in ("out", "data", "resume") and v is not None else v) for k, v in vars(args).items()
               if k != "func"},
-        config={k: v for k, v in config.items()},
+        config=config,
         final=final, **{k: v for k, v in history.items() if k != "param_grad_norms"}))
 
 
@@ -432,16 +444,13 @@ def draw_pictures(out, model, vocab, val_ids, history, args):
     model.eval()
     logits, _ = model(tg.Tensor(ids[:-1, None]))
     loss = F.cross_entropy(logits.reshape(-1, len(vocab)), tg.Tensor(ids[1:]))
+    loss.name = "L"
     model.train()
     text = vocab.decode(ids)
     graph = viz.draw_bptt(loss, level="cell", gradients=True, params=dict(model.named_parameters()),
                           title=f"BPTT through 8 characters: {text[:-1]!r} -> {text[1:]!r}")
     for ext in ("svg", "png"):
-        try:
-            viz.save(graph, out / f"bptt.{ext}")
-        except viz.GraphvizNotFound as e:
-            print(f"could not render bptt.{ext}: {e}")
-            break
+        _common.save_picture(graph, out / f"bptt.{ext}")
 
 
 def plot_grad_norm(steps, norms, clip, path):
@@ -477,10 +486,8 @@ def sample_command(args):
 
 # ============================================================================ command line
 def build_parsers():
-    train_p = _common.make_parser(
-        "Train a character-level RNN/LSTM/GRU language model with truncated BPTT.\n"
-        "To generate text from a checkpoint instead: char_rnn.py sample --help",
-        out="out/char_rnn")
+    train_p = _common.make_parser(__doc__ + "\nTo generate text from a checkpoint instead: char_rnn.py sample --help",
+                                  out="out/char_rnn")
     a = train_p.add_argument
     default = lambda k: f"(default: {DEFAULTS[k]}" + (f"; --quick: {QUICK[k]})" if k in QUICK else ")")
     a("--model", choices=["rnn", "lstm", "gru"], default=None, help=f"the recurrent layer {default('model')}")

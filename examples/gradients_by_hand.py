@@ -20,15 +20,14 @@ The loss is L = sum_t <R_t, h_t> + <R_n, h_n> (+ <Q_n, c_n> for the LSTM) with
 fixed random R, Q: then dL/dh_t = R_t, so every output gets a gradient and the
 backward pass is exactly the BPTT of the notes, with nothing else mixed in.
 
-Run:    python examples/gradients_by_hand.py [--quick] [--cell rnn lstm gru]
+Run:    python examples/gradients_by_hand.py [--quick] [--cell rnn lstm gru] [--timesteps T]
 Writes: out/gradients_by_hand/results.json (the differences, per cell and gradient)
 """
+import _common  # noqa: F401  (first: one BLAS thread, and this checkout's tinygrad_rnn on the path)
 import numpy as np
-
 import tinygrad_rnn as tg
+from _common import make_parser, positive_int, setup, write_json
 from tinygrad_rnn import by_hand, nn
-
-from _common import make_parser, setup, write_json
 
 LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -118,13 +117,13 @@ def main():
     parser = make_parser(__doc__, out="out/gradients_by_hand")
     parser.add_argument("--cell", nargs="+", choices=sorted(LAYERS), default=["rnn", "lstm", "gru"],
                         help="which cells to compare (default: rnn lstm gru)")
-    parser.add_argument("--steps", type=int, default=5, help="timesteps T (default: 5)")
-    parser.add_argument("--hidden", type=int, default=3, help="hidden units H (default: 3)")
+    parser.add_argument("--timesteps", type=positive_int, default=5, help="timesteps T (default: 5)")
+    parser.add_argument("--hidden", type=positive_int, default=3, help="hidden units H (default: 3)")
     args = parser.parse_args()
     out = setup(args)
     rng = np.random.default_rng(args.seed)
     # --quick changes nothing: the comparison already takes a fraction of a second
-    results = {cell: compare(cell, rng, args.steps, 2, 4, args.hidden) for cell in args.cell}
+    results = {cell: compare(cell, rng, args.timesteps, 2, 4, args.hidden) for cell in args.cell}
     worst = max(r["max_difference"] for r in results.values())
     print(f"Largest difference between autodiff and the hand-derived gradients, over all cells: {worst:.1e}")
     print("(float64 carries about 16 significant digits: these are rounding errors, not mistakes)")

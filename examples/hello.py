@@ -19,39 +19,52 @@ cross-entropy, summed over the four steps:
 
 The model is written out with primitive ops (no nn.RNN), so the pictures show
 exactly the equations above, with the parameters named W_xh, W_hh and W_hy. As
-in the notes there are no biases, and h_0 = 0.
+in the notes there are no biases, and h_0 = 0. (visualize/examples.py has another
+"hello" RNN, the one of the visualize gallery: it uses nn.RNN's weights with
+PyTorch's names W_ih, W_fc and biases, to sit beside torchviz's picture of the
+PyTorch version. This one follows the notes' equations exactly.) h_0 is a leaf
+that requires grad, like a parameter, only so that the pictures can show the
+gradient that reaches it.
 
 Pictures (under out/hello/):
   graph_op.svg     (a) the unrolled graph at op level: every matmul, tanh, log_softmax,
-                   one cluster per timestep, each parameter drawn once with one edge per use
+                   one cluster per timestep, each parameter drawn once with one edge per use;
+                   in vermillion the path from the last loss L_4 back to h_0: through
+                   y_4 = W_hy h_4, then h_4, h_3, h_2, h_1 to h_0, one W_hh @ h per step,
+                   so the gradient is multiplied by W_hh^T four times on its way
   bptt_cell.svg    (b) one box per step, the gradient on every edge of the backward
-                   pass, and in vermillion every path from the loss back to h_1
+                   pass, and the same path from L_4 to h_0 in vermillion
   backward.html    (c) the backward pass one box at a time, with a slider (open it in a
-                   browser): the seed dL/dL = 1, the four readouts, then the cells from
-                   t=4 back to t=1, while the boxes of W_hh, W_xh and W_hy count their
-                   "+=" terms as they arrive (the notes' "note the addition")
+                   browser): the seed dL/dL = 1, the sum and stack of the four losses,
+                   then output 4 (y_4 and L_4), cell 4, output 3, cell 3, ... down to cell 1
+                   (backward reaches cell t once both output t and cell t+1 have sent their
+                   part of dL/dh_t), while the boxes of W_hh, W_xh and W_hy count their "+="
+                   terms as they arrive (the notes' "note the addition")
   backward_ops.html, backward/frame_*.svg   the same one op at a time, and the frames
                    as files for slides (not with --quick)
                    (b) and (c) show the gradients of the untrained network, the ones
                    the first training step uses; (a) shows the values after training
   loss.png         the training loss
+Without Graphviz's `dot` program the pictures are written as DOT source (.gv) and
+the step-through pages are skipped (it says how to install Graphviz).
 
 Run:    python examples/hello.py            (about 10 s; --quick: a few seconds, fewer pictures)
 """
 import time
 
+import _common  # first: one BLAS thread, and this checkout's tinygrad_rnn and visualize on the path
 import numpy as np
-
 import tinygrad_rnn as tg
+import visualize as viz
+from _common import fill_defaults, make_parser, positive_float, positive_int, save_picture, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn.init import normal
-import visualize as viz
 from visualize.plots import plot_loss
-
-from _common import make_parser, setup, write_json
 
 VOCAB = "helo"
 TEXT = "hello"
+DEFAULTS = dict(steps=300)
+QUICK = dict(steps=200)        # what --quick changes (an option given on the command line wins)
 
 
 def one_hot(ch, name=None):
@@ -74,7 +87,7 @@ class HelloRNN(nn.Module):
 
     def forward(self, text):
         """Run over text[:-1], predicting text[1:]. Returns (L, [y_1, ..., y_T])."""
-        h = tg.zeros(self.hidden_size, 1, name="h_0")
+        h = tg.zeros(self.hidden_size, 1, requires_grad=True, name="h_0")   # a leaf, so dL/dh_0 can be drawn
         losses, outputs = [], []
         for t, (ch, target) in enumerate(zip(text[:-1], text[1:]), start=1):
             with tg.scope(f"t={t}"):
@@ -111,29 +124,34 @@ def show_predictions(model, title):
 
 
 def write_step_through(model, out, op_level):
-    """(c) The backward pass one node at a time: a page with a slider, and each frame as an SVG."""
+    """(c) The backward pass one node at a time: a page with a slider, and each frame as an SVG.
+    The page holds the frames drawn by Graphviz: without it, say so and skip the pages."""
     loss, _ = model(TEXT)
-    viz.stepthrough_html(loss, out / "backward.html", level="cell",
-                         title="\u201chello\u201d: backpropagation through time, one box at a time")
-    if op_level:   # every primitive op: about 45 frames, a few seconds to draw
-        loss, _ = model(TEXT)
-        viz.stepthrough_html(loss, out / "backward_ops.html", level="op",
-                             title="\u201chello\u201d: backpropagation, one op at a time")
+    try:
+        viz.stepthrough_html(loss, out / "backward.html", level="cell",
+                             title="\u201chello\u201d: backpropagation through time, one box at a time")
+        if op_level:   # every primitive op: about 45 frames, a few seconds to draw
+            loss, _ = model(TEXT)
+            viz.stepthrough_html(loss, out / "backward_ops.html", level="op",
+                                 title="\u201chello\u201d: backpropagation, one op at a time")
+    except viz.GraphvizNotFound:
+        _common.graphviz_missing("  no backward.html: its frames are drawn by Graphviz")
+        return False
+    if op_level:
         loss, _ = model(TEXT)
         folder = out / "backward"
         folder.mkdir(exist_ok=True)
         for k, frame in enumerate(viz.backward_frames(loss, level="cell")):
-            viz.save(frame, folder / f"frame_{k:02d}.svg")
+            save_picture(frame, folder / f"frame_{k:02d}.svg")
+    return True
 
 
 def main():
     parser = make_parser(__doc__, out="out/hello")
-    parser.add_argument("--hidden", type=int, default=3, help="hidden units (default: 3, as in the notes)")
-    parser.add_argument("--steps", type=int, default=300, help="training steps (default: 300)")
-    parser.add_argument("--lr", type=float, default=0.1, help="Adam's learning rate (default: 0.1)")
-    args = parser.parse_args()
-    if args.quick:
-        args.steps = 200
+    parser.add_argument("--hidden", type=positive_int, default=3, help="hidden units (default: 3, as in the notes)")
+    parser.add_argument("--steps", type=positive_int, help="training steps (default: 300; --quick: 200)")
+    parser.add_argument("--lr", type=positive_float, default=0.1, help="Adam's learning rate (default: 0.1)")
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
     out = setup(args)
 
     print(f"Vocabulary [{', '.join(VOCAB)}], training sequence \"{TEXT}\"; "
@@ -141,12 +159,14 @@ def main():
     model = HelloRNN(args.hidden)
     before = show_predictions(model, "Before training")
 
-    # (b) and (c) at the start of training, when the gradients are large and all of them matter
+    # (b) and (c) at the start of training, when the gradients are large and all of them matter.
+    # Vermillion: every path along which the last loss L_4 reaches h_0 (backward from L_4 only).
     loss, _ = model(TEXT)
-    viz.save(viz.draw_bptt(loss, level="cell", gradients=True, highlight="h_1",
-                           title="\u201chello\u201d, BPTT before training; vermillion: L back to h_1"),
-             out / "bptt_cell.svg")
-    write_step_through(model, out, op_level=not args.quick)
+    bptt_cell = save_picture(viz.draw_bptt(loss, level="cell", gradients=True, highlight="h_0", highlight_from="L_4",
+                                           title="\u201chello\u201d, BPTT before training; "
+                                                 "vermillion: the way from L_4 back to h_0"),
+                             out / "bptt_cell.svg")
+    pages = write_step_through(model, out, op_level=not args.quick)
 
     opt = tg.optim.Adam(model.parameters(), lr=args.lr)
     losses, t0 = [], time.time()
@@ -157,20 +177,23 @@ def main():
         opt.step()
         losses.append(loss.item())
     print(f"Training: {args.steps} steps of Adam (lr {args.lr}), loss {losses[0]:.3f} -> {losses[-1]:.4f} "
-          f"in {time.time() - t0:.1f} s\n")
+          f"in {_common.seconds(time.time() - t0)}\n")
     after = show_predictions(model, "After training")
 
-    # (a) the op graph after training, with the value of every tensor
+    # (a) the op graph after training, with the value of every tensor, and the way from L_4 to h_0:
+    # count the W_hh matmuls on it
     with tg.retain_values():
         loss, _ = model(TEXT)
-    viz.save(viz.draw_bptt(loss, level="op", show_values=True,
-                           title="\u201chello\u201d unrolled, every op (values after training)"),
-             out / "graph_op.svg")
+    graph_op = save_picture(viz.draw_bptt(loss, level="op", show_values=True, highlight="h_0", highlight_from="L_4",
+                                          title="\u201chello\u201d unrolled, every op (values after training); "
+                                                "vermillion: the way from L_4 back to h_0"),
+                            out / "graph_op.svg")
     plot_loss(losses, log_y=True, title="\u201chello\u201d: training loss", path=out / "loss.png")
     write_json(out / "results.json", {"before": before, "after": after, "loss": losses})
-    extra = "" if args.quick else f"; also backward_ops.html, and the frames as SVG files in {out / 'backward'}"
-    print(f"wrote {out / 'graph_op.svg'}, {out / 'bptt_cell.svg'}, {out / 'loss.png'} and "
-          f"{out / 'backward.html'} (open it in a browser{extra})")
+    print(f"wrote {graph_op}, {bptt_cell}, {out / 'loss.png'} and {out / 'results.json'}")
+    if pages:
+        extra = "" if args.quick else f"; also backward_ops.html, and the frames as SVG files in {out / 'backward'}"
+        print(f"open {out / 'backward.html'} in a browser: backpropagation one step at a time{extra}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@ blue for -1, white for 0, orange for +1 (a cell with negative r is drawn with
 its sign flipped). ``results.json`` holds the numbers.
 
 A control. Some correlation comes for free: even an untrained cell reacts to
-letters, or adds up the characters of a line. So the same network with random
-weights is analysed too, and its best |r| printed next to the trained one's.
+letters, or adds up the characters of a line. So the same network before
+training (its initial random weights) is analysed too, and its best |r| printed
+next to the trained one's; where the trained cell does no better, it says so.
+For a ``--checkpoint`` the initial weights are rebuilt from the seed char_rnn.py
+drew them with (when the checkpoint was trained on the same device); otherwise
+the control is a network of the same shape with other random weights.
 
 What to expect. Correlation is a blunt tool, and a model trained for two
 minutes is young. Its clearest cells track the column (|r| about 0.7) and
@@ -43,9 +47,9 @@ quote cell, needs larger models trained far longer (as in the paper); after two
 minutes the best in_string cell is at about 0.35-0.45, mostly because
 docstrings are strings. A 256-cell model trained for 10 minutes with
 ``char_rnn.py --hidden 256 --lr 0.01 --minutes 10`` (1.25 nats/char) does
-better: in_string 0.57, indentation 0.74 (untrained: 0.21 and 0.12). A few
-seconds (``--quick``) gives nothing beyond the untrained control: that mode
-only checks that everything runs.
+better: in_string 0.57, indentation 0.74 (an untrained network, initialised
+differently: 0.21 and 0.12). A few seconds (``--quick``) give little or nothing
+beyond the control: that mode only checks that everything runs.
 """
 import io
 import math
@@ -60,7 +64,7 @@ from tinygrad_rnn import nn
 from tinygrad_rnn.data import CharVocab, batchify, tbptt_batches
 from tinygrad_rnn.nn import functional as F
 
-from char_rnn import CharRNN, detach, load_checkpoint, model_from_checkpoint
+from char_rnn import CharRNN, detach, initial_model, load_checkpoint, model_from_checkpoint
 
 DEFAULTS = dict(hidden=128, seq_len=64, batch=32, lr=2e-2, minutes=1.75, chars=20_000, max_chars=None)
 QUICK = dict(hidden=64, seq_len=32, batch=16, lr=1e-2, minutes=None, steps=60, chars=4_000, max_chars=400_000)
@@ -165,14 +169,13 @@ def held_out_files(n_chars):
 
 
 # ============================================================================ the model
-def train_model(args, vocab):
-    """A char-LSTM trained with truncated BPTT on the start of the corpus (as char_rnn.py does)."""
+def train_model(model, args, vocab):
+    """Train the char-LSTM ``model`` with truncated BPTT on the start of the corpus (as char_rnn.py does)."""
     text = _common.stdlib_corpus()
     n_train = int(len(text) * 0.95)                 # the last 5% (where the analysis text comes from) is held out
     if args.max_chars:
         n_train = min(n_train, args.max_chars)
     streams = batchify(vocab.encode(text[:n_train]), args.batch)
-    model = CharRNN(len(vocab), "lstm", args.hidden, 1)
     opt = tg.optim.Adam(list(model.named_parameters()), lr=args.lr)
     params = list(model.parameters())
     step, state, start = 0, None, time.perf_counter()
@@ -191,12 +194,14 @@ def train_model(args, vocab):
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if step == args.steps or (args.minutes and time.perf_counter() - start > 60 * args.minutes):
                 bar.close()
-                return model
+                return
         state = None
 
 
 def cell_values(model, vocab, text):
-    """Every cell's value after every character of ``text``: (len(text), layers * H) NumPy array.
+    """Every cell's value after every character of ``text``. Returns ``(values, n)``: ``values``
+    is an (n, layers * H) NumPy array for the first n characters of ``text``, n = the largest
+    multiple of STREAMS <= len(text) (the last few characters are left out).
 
     LSTM: tanh(c_t), in [-1, 1] as in the paper; GRU and RNN: h_t. The text is cut into
     STREAMS pieces read side by side, one character per call of the recurrent layer,
@@ -239,22 +244,37 @@ def cell_name(model, k):
     return f"layer {k // H} cell {k % H}" if model.rnn.num_layers > 1 else f"cell {k}"
 
 
+def checkpoint_control(ckpt, device):
+    """The control for a char_rnn.py checkpoint: ``(model, description)``. char_rnn.py draws the
+    initial weights right after seeding (``char_rnn.initial_model``), so the checkpoint's seed
+    rebuilds them, on the device it was trained on (CuPy draws other numbers than NumPy)."""
+    config, seed = ckpt["config"], ckpt.get("args", {}).get("seed")
+    if seed is not None and config.get("init_device") == device:
+        return initial_model(config, seed), "the same network before training"
+    return (CharRNN(len(config["vocab"]), config["model"], config["hidden"], config["layers"]),
+            "an untrained network of the same shape (other random weights)")
+
+
 # ============================================================================ main
 def main(argv=None):
     args = parse_args(argv)
     out = _common.setup(args)
+    # The control: the network before training. Some correlation comes for free (a random cell
+    # still reacts to letters, or sums up a line), so the trained cells are compared with it.
     if args.checkpoint:
-        model, vocab = model_from_checkpoint(load_checkpoint(args.checkpoint))
+        ckpt = load_checkpoint(args.checkpoint)
+        model, vocab = model_from_checkpoint(ckpt)
+        control, control_name = checkpoint_control(ckpt, args.device)
         print(f"model from {args.checkpoint}: {model.rnn}")
     else:
         vocab = CharVocab(_common.stdlib_corpus())
+        model = CharRNN(len(vocab), "lstm", args.hidden, 1)
+        control = CharRNN(len(vocab), "lstm", args.hidden, 1)
+        control.load_state_dict(model.state_dict())          # a copy of the initial weights
+        control_name = "the same network before training"
         length = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
         print(f"training a {args.hidden}-cell LSTM on the standard library's source ({length})")
-        model = train_model(args, vocab)
-    # the control: a network of the same shape with random (untrained) weights. Some correlation
-    # comes for free (a random cell still reacts to letters, or sums up a line), so compare with it.
-    rnn = model.rnn
-    control = CharRNN(len(vocab), type(rnn).__name__.lower(), rnn.hidden_size, rnn.num_layers)
+        train_model(model, args, vocab)
 
     text, labels = analysis_text(args.chars, args.text)
     unknown = sorted(set(text) - set(vocab.chars))
@@ -272,14 +292,17 @@ def main(argv=None):
         r = correlations(values, labels[label])
         top = np.argsort(-np.abs(r))[:args.top]
         control_r = float(np.abs(correlations(control_values, labels[label])).max())
+        best = int(top[0])
         results[label] = dict(top=[dict(cell=int(k), name=cell_name(model, k), r=round(float(r[k]), 4))
                                    for k in top],
-                              untrained_best_abs_r=round(control_r, 4))
+                              untrained_best_abs_r=round(control_r, 4), control=control_name)
         print(f"cells most correlated with {label}:")
         for row in results[label]["top"]:
             print(f"   {row['name']:>18}   r = {row['r']:+.3f}")
-        print(f"   (the same network untrained: best |r| = {control_r:.3f})")
-        best = int(top[0])
+        print(f"   (the control, {control_name}: best |r| = {control_r:.3f})")
+        if abs(r[best]) <= control_r:
+            print(f"   caveat: no better than the untrained control, so this correlation says nothing about "
+                  f"what training taught the network")
         sign = 1.0 if r[best] >= 0 else -1.0       # draw it so that orange means "more of the label"
         v = sign * values[:, best]
         what = f"{cell_name(model, best)}{' (sign flipped)' if sign < 0 else ''}"
@@ -296,7 +319,7 @@ def main(argv=None):
 
 
 def parse_args(argv):
-    parser = _common.make_parser(__doc__.split("\n\n")[0], out="out/interpretability")
+    parser = _common.make_parser(__doc__, out="out/interpretability")
     a = parser.add_argument
     a("--checkpoint", help="analyse a model saved by char_rnn.py instead of training one")
     a("--text", help="analyse this Python file (default: held-out files of the standard library)")

@@ -24,15 +24,16 @@ Writes: out/parity/loss.png (the training loss of both models),
 """
 import time
 
+import _common  # first: one BLAS thread, and this checkout's tinygrad_rnn and visualize on the path
 import numpy as np
-
 import tinygrad_rnn as tg
+from _common import fill_defaults, make_parser, positive_int, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
 
-from _common import make_parser, setup, write_json
-
 TEST_LENGTHS = (8, 16, 32, 64, 256)
+DEFAULTS = dict(steps=1500, mlp_steps=2000)
+QUICK = dict(steps=700, mlp_steps=1000)    # what --quick changes (an option given on the command line wins)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -131,17 +132,17 @@ def plot_losses(curves, title, path):
 
 def main():
     parser = make_parser(__doc__, out="out/parity")
-    parser.add_argument("--hidden", type=int, default=8, help="hidden units of the RNN (default: 8)")
-    parser.add_argument("--train-bits", type=int, default=8, help="length of the training strings (default: 8)")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of the RNN (default: 1500)")
-    parser.add_argument("--mlp-hidden", type=int, default=64, help="hidden units of the MLP (default: 64)")
-    parser.add_argument("--mlp-steps", type=int, default=2000, help="training steps of the MLP (default: 2000)")
-    args = parser.parse_args()
+    parser.add_argument("--hidden", type=positive_int, default=8, help="hidden units of the RNN (default: 8)")
+    parser.add_argument("--train-bits", type=positive_int, default=8,
+                        help="length of the training strings (default: 8)")
+    parser.add_argument("--steps", type=positive_int, help="training steps of the RNN (default: 1500; --quick: 700)")
+    parser.add_argument("--mlp-hidden", type=positive_int, default=64, help="hidden units of the MLP (default: 64)")
+    parser.add_argument("--mlp-steps", type=positive_int,
+                        help="training steps of the MLP (default: 2000; --quick: 1000)")
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
     if not 2 <= args.train_bits <= 16:
         parser.error(f"--train-bits must be between 2 and 16 (the MLP's data set is all 2^N strings), "
                      f"got {args.train_bits}")
-    if args.quick:
-        args.steps, args.mlp_steps = 700, 1000
     out = setup(args)
     rng = np.random.default_rng(args.seed)
     N = args.train_bits
@@ -151,7 +152,7 @@ def main():
     rnn = ParityRNN(args.hidden)
     rnn_losses = train_rnn(rnn, rng, args.steps, N, batch=64, lr=0.05)
     print(f"RNN: loss {rnn_losses[0]:.3f} -> {np.mean(rnn_losses[-20:]):.4f} in {args.steps} steps "
-          f"({time.time() - t0:.1f} s)")
+          f"({_common.seconds(time.time() - t0)})")
 
     # every N-bit string, in random order: half to train the MLP, half to test it
     all_strings = (np.arange(2 ** N)[:, None] >> np.arange(N)) & 1
@@ -163,7 +164,7 @@ def main():
     mlp_train = float((mlp_parity(mlp, train_set) == train_set.sum(axis=1) % 2).mean())
     mlp_test = float((mlp_parity(mlp, test_set) == test_set.sum(axis=1) % 2).mean())
     print(f"MLP: loss {mlp_losses[0]:.3f} -> {mlp_losses[-1]:.4f} in {args.mlp_steps} steps on "
-          f"{len(train_set)} of the {2 ** N} strings ({time.time() - t0:.1f} s); "
+          f"{len(train_set)} of the {2 ** N} strings ({_common.seconds(time.time() - t0)}); "
           f"right on {mlp_train:.0%} of them\n")
 
     results = {"train_bits": N,

@@ -33,22 +33,25 @@ gradient has to travel the whole way.
 
 Run:    python examples/seq2seq.py            (about 25 s; all or nearly all strings exactly right)
         python examples/seq2seq.py --quick    (a few seconds, 4 digits; the tests require 90%)
-Writes: out/seq2seq/bptt.svg (+ .gv; + .png without --quick), loss.png, results.json
+Writes: out/seq2seq/bptt.svg (+ .gv; + .png without --quick; without Graphviz only the
+        .gv), loss.png, results.json
 """
 import time
 
+import _common  # first: one BLAS thread, and this checkout's tinygrad_rnn and visualize on the path
 import numpy as np
-
 import tinygrad_rnn as tg
+import visualize as viz
+from _common import (fill_defaults, make_parser, positive_float, positive_int, save_picture, setup,
+                     write_json)
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
-import visualize as viz
 from visualize.plots import plot_loss
-
-from _common import make_parser, setup, write_json
 
 DIGITS = 10
 START = DIGITS            # the decoder's first input, shown as "^"
+DEFAULTS = dict(length=5, steps=2000)
+QUICK = dict(length=4, steps=250)      # what --quick changes (an option given on the command line wins)
 
 
 def make_batch(rng, batch, length, task):
@@ -123,31 +126,29 @@ def draw_one_example(model, x, y, path, png=True):
     dg = viz.draw_bptt(loss, level="cell", gradients=True, highlight="encoder.weight_hh_l0",
                        title=f"seq2seq on {text(x[0])} -> {text(y[0])}: the gradient of L_{last} "
                              f"back into the encoder")
-    viz.save(dg, path.with_suffix(".svg"))
+    written = [save_picture(dg, path.with_suffix(".svg"))]
     if png:                                                          # a PNG of a big graph takes a while
-        viz.save(dg, path.with_suffix(".png"))
-    return dg
+        written.append(save_picture(dg, path.with_suffix(".png")))
+    return written
 
 
 def main():
     parser = make_parser(__doc__, out="out/seq2seq")
     parser.add_argument("--task", choices=["reverse", "sort"], default="reverse",
                         help="what the decoder must write (default: reverse)")
-    parser.add_argument("--length", type=int, default=5, help="digits per string (default: 5)")
-    parser.add_argument("--hidden", type=int, default=64, help="hidden units of both GRUs (default: 64)")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps (default: 2000)")
-    parser.add_argument("--lr", type=float, default=0.01,
+    parser.add_argument("--length", type=positive_int, help="digits per string (default: 5; --quick: 4)")
+    parser.add_argument("--hidden", type=positive_int, default=64, help="hidden units of both GRUs (default: 64)")
+    parser.add_argument("--steps", type=positive_int, help="training steps (default: 2000; --quick: 250)")
+    parser.add_argument("--lr", type=positive_float, default=0.01,
                         help="Adam's initial learning rate, decayed linearly to a tenth of it (default: 0.01)")
-    args = parser.parse_args()
-    if args.quick:
-        args.length, args.steps = 4, 250
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
     out = setup(args)
     rng = np.random.default_rng(args.seed)
 
     model = Seq2Seq(args.hidden, embed_size=16)
     opt = tg.optim.Adam(model.parameters(), lr=args.lr)
     print(f"Task: {args.task} a string of {args.length} digits, e.g. "
-          f"{' '.join(f'{text(a)} -> {text(b)}' for a, b in zip(*make_batch(rng, 3, args.length, args.task)))}")
+          f"{', '.join(f'{text(a)} -> {text(b)}' for a, b in zip(*make_batch(rng, 3, args.length, args.task)))}")
     print(f"Encoder-decoder with GRUs of {args.hidden} units ({model.num_parameters()} parameters), "
           f"{args.steps} steps of teacher forcing\n")
     losses, t0 = [], time.time()
@@ -162,7 +163,7 @@ def main():
         if step % max(1, args.steps // 5) == 0 or step == 1:
             exact, digits = evaluate(model, rng, args.length, args.task, n=200)
             print(f"step {step:5d}  loss {loss.item():.3f}  greedy decoding: {exact:6.1%} strings exactly right, "
-                  f"{digits:6.1%} digits  ({time.time() - t0:.1f} s)")
+                  f"{digits:6.1%} digits  ({_common.seconds(time.time() - t0)})")
 
     exact, digits = evaluate(model, rng, args.length, args.task, n=1000)
     print(f"\nExact-match accuracy on 1000 new strings (greedy decoding): {exact:.1%}  (digits right: {digits:.1%})")
@@ -171,13 +172,12 @@ def main():
         print(f"  {text(a)} -> {text(g)}   {'right' if (g == b).all() else 'wrong, expected ' + text(b)}")
 
     x, y = make_batch(rng, 1, args.length, args.task)
-    draw_one_example(model, x, y, out / "bptt", png=not args.quick)
+    written = draw_one_example(model, x, y, out / "bptt", png=not args.quick)
     plot_loss(losses, log_y=True, title=f"seq2seq ({args.task}, {args.length} digits): training loss",
               path=out / "loss.png")
     write_json(out / "results.json", {"task": args.task, "length": args.length, "steps": args.steps,
                                       "exact_match": exact, "digit_accuracy": digits, "loss": losses})
-    print(f"\nwrote {out / 'bptt.svg'}{'' if args.quick else ' (and .png)'}, {out / 'loss.png'} and "
-          f"{out / 'results.json'}")
+    print(f"\nwrote {', '.join(map(str, written))}, {out / 'loss.png'} and {out / 'results.json'}")
 
 
 if __name__ == "__main__":

@@ -38,22 +38,25 @@ Writes: out/time_series/forecast.png (each forecast against the truth), loss.png
 """
 import time
 
+import _common  # noqa: F401  (first: one BLAS thread, and this checkout's tinygrad_rnn and visualize on the path)
 import numpy as np
-
 import tinygrad_rnn as tg
+from _common import fill_defaults, make_parser, positive_int, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
-
-from _common import make_parser, setup, write_json
 
 WINDOW = 24        # many-to-one: observations read per forecast
 K = L = 4          # NARX: past outputs and forces it sees
 HORIZON = 60       # NARX: closed-loop forecast length
+MIN_LENGTH = 400   # the test part (the last 25%) must hold a window and the NARX horizon
+DEFAULTS = dict(length=4000, steps=1500)
+QUICK = dict(length=2000, steps=300)       # what --quick changes (an option given on the command line wins)
 
 
 # --- the series ---------------------------------------------------------------------------------------
 def driven_oscillator(rng, n, period=20.0, zeta=0.15, kick=0.02, obs_noise=0.05):
-    """(u, y): the force and the observed position, n steps each, y scaled to unit standard deviation."""
+    """(u, y): the force and the observed position, n steps each, y centred and scaled to mean 0 and
+    standard deviation 1 (so "always predict 0" is "always predict the mean")."""
     w = 2 * np.pi / period
     u = np.zeros(n)
     for t in range(1, n):                     # a smooth random force: AR(1) noise
@@ -64,8 +67,7 @@ def driven_oscillator(rng, n, period=20.0, zeta=0.15, kick=0.02, obs_noise=0.05)
         y[t] = p
         v = v + (-w * w * p - 2 * zeta * w * v + u[t]) + kick * rng.standard_normal()
         p = p + v
-    scale = y.std()
-    y = y / scale + obs_noise * rng.standard_normal(n)
+    y = (y - y.mean()) / y.std() + obs_noise * rng.standard_normal(n)
     return (u / u.std()).astype(np.float32), y.astype(np.float32)
 
 
@@ -182,12 +184,13 @@ def plot_losses(curves, path):
 
 def main():
     parser = make_parser(__doc__, out="out/time_series")
-    parser.add_argument("--length", type=int, default=4000, help="length of the series (default: 4000)")
-    parser.add_argument("--hidden", type=int, default=32, help="hidden units of each model (default: 32)")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of each model (default: 1500)")
-    args = parser.parse_args()
-    if args.quick:
-        args.length, args.steps = 2000, 300
+    parser.add_argument("--length", type=positive_int,
+                        help=f"length of the series, at least {MIN_LENGTH} (default: 4000; --quick: 2000)")
+    parser.add_argument("--hidden", type=positive_int, default=32, help="hidden units of each model (default: 32)")
+    parser.add_argument("--steps", type=positive_int, help="training steps of each model (default: 1500; --quick: 300)")
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
+    if args.length < MIN_LENGTH:
+        parser.error(f"--length must be at least {MIN_LENGTH} (the last quarter is the test part), got {args.length}")
     out = setup(args)
     rng = np.random.default_rng(args.seed)
 
@@ -247,12 +250,12 @@ def main():
         "narx": {"rmse": rmse(narx_pred, y[start:start + HORIZON]), "loss": narx_loss},
         "baselines": {"persistence": rmse(y[test_ends], y[test_ends + 1]), "zero": rmse(0 * y[test], y[test])},
     }
-    print("Root-mean-square error on the test part (y has standard deviation 1):\n")
+    print("Root-mean-square error on the test part (y has mean 0 and standard deviation 1):\n")
     rows = [("many-to-one RNN", "one step ahead, from the last 24 y and u", results["many_to_one"]["rmse"]),
             ("state-space RNN", f"all {args.length - split} test steps, from u only", results["state_space"]["rmse"]),
             ("NARX, closed loop", f"{HORIZON} steps ahead, feeding back its outputs", results["narx"]["rmse"]),
             ("baseline", "one step ahead: y_{t+1} = y_t", results["baselines"]["persistence"]),
-            ("baseline", "always 0 (the mean)", results["baselines"]["zero"])]
+            ("baseline", "always 0 (the mean of the series)", results["baselines"]["zero"])]
     for name, what, value in rows:
         print(f"  {name:<18} {what:<48} {value:.3f}")
 

@@ -45,34 +45,38 @@ the legends. They matter:
 
 Part 2 draws the unrolled graph of a 10-step run at cell level with the gradient
 on every edge (colour and width on a log scale): bptt_vanilla_rho0.5.svg,
-bptt_vanilla_rho2.svg, bptt_lstm.svg.
+bptt_vanilla_rho2.svg, bptt_lstm.svg. Their loss is the same L = <v, h_9>, with
+h_9 = out[-1], the layer's output at the last step.
 
 Part 3 trains a vanilla RNN with rho = 2 to output its input from 2 steps before,
 with plain SGD (lr 0.2), twice: as is, and with clip_grad_norm_(params, 1.0)
 between backward() and step() (the notes' "clip whole dL/dw by norm"). Without
 clipping a few huge gradients throw the weights away and the loss overflows;
-with clipping it trains. clipping.png shows loss and gradient norm per step.
+with clipping it trains. clipping.png shows loss and gradient norm per step (the
+norm before clipping: what clip_grad_norm_ measured).
 
 Run:    python examples/vanishing_gradients.py            (about 10 s)
-        python examples/vanishing_gradients.py --quick    (a few seconds)
+        python examples/vanishing_gradients.py --quick    (a few seconds: 30 timesteps, 50 SGD steps)
 Writes: out/vanishing_gradients/gradient_vs_distance.png, vanilla_to_lstm.png,
-        bptt_*.svg (+ .png), clipping.png, results.json (all the norms and losses)
+        bptt_*.svg (+ .png; without Graphviz only their .gv source), clipping.png,
+        results.json (all the norms and losses)
 """
 import warnings
 
+import _common  # noqa: F401  (first: one BLAS thread, and this checkout's tinygrad_rnn and visualize on the path)
 import numpy as np
-
 import tinygrad_rnn as tg
+import visualize as viz
+from _common import fill_defaults, make_parser, positive_int, save_picture, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
 from tinygrad_rnn.nn.utils import clip_grad_norm_
-import visualize as viz
 from visualize.plots import hidden_gradient_norms, plot_gradient_vs_distance
-
-from _common import make_parser, setup, write_json
 
 GATE_BIAS = 2.0            # sigmoid(2) = 0.88: the forget / update gate starts mostly open
 SMALL_RHO = 0.05           # the residual steps' W_hh: orthogonal times this
+DEFAULTS = dict(timesteps=50, train_steps=80)
+QUICK = dict(timesteps=30, train_steps=50)     # what --quick changes (an option given on the command line wins)
 
 
 def set_gate_bias(layer, gate, value):
@@ -113,9 +117,8 @@ def models_part1b(I, H):
 
 def last_step_loss(layer, x, v):
     """L = <v, h_{T-1}>: a loss on the last hidden state only. Returns (L, the layer's outputs h_0..h_{T-1})."""
-    out, final = layer(x)
-    h_n = final[0] if isinstance(final, tuple) else final     # LSTM: (h_n, c_n)
-    loss = (h_n[0] * v).sum()                                  # h_n: (num_layers, B, H); h_n[0] is h_{T-1}
+    out, _ = layer(x)                        # out: (T, B, H), h_t for every t
+    loss = (out[-1] * v).sum()
     loss.name = "L"
     return loss, out
 
@@ -127,8 +130,8 @@ def measure(builders, T, I, H, B, seed):
         tg.manual_seed(seed)
         layer = build()
         tg.manual_seed(seed + 1)                 # the same x and v for every model
-        x = tg.randn(T, B, I, dtype="float64")
-        v = tg.randn(B, H, dtype="float64")
+        x = tg.randn(T, B, I, dtype="float64", name="x")
+        v = tg.randn(B, H, dtype="float64", name="v")
         loss, out = last_step_loss(layer, x, v)
         norms[name] = hidden_gradient_norms(loss, out)
     return norms
@@ -196,14 +199,14 @@ def plot_clipping(runs, path):
 
 def main():
     parser = make_parser(__doc__, out="out/vanishing_gradients")
-    parser.add_argument("--steps", type=int, default=50, help="timesteps T of the measured runs (default: 50)")
-    parser.add_argument("--hidden", type=int, default=32, help="hidden units (default: 32)")
-    parser.add_argument("--train-steps", type=int, default=80, help="SGD steps of the clipping demo (default: 80)")
-    args = parser.parse_args()
-    if args.quick:
-        args.steps, args.train_steps = 30, 50
+    parser.add_argument("--timesteps", type=positive_int,
+                        help="timesteps T of the measured runs (default: 50; --quick: 30)")
+    parser.add_argument("--hidden", type=positive_int, default=32, help="hidden units (default: 32)")
+    parser.add_argument("--train-steps", type=positive_int,
+                        help="SGD steps of the clipping demo (default: 80; --quick: 50)")
+    args = fill_defaults(parser.parse_args(), DEFAULTS, QUICK)
     out = setup(args)
-    T, H, I, B = args.steps, args.hidden, 4, 8
+    T, H, I, B = args.timesteps, args.hidden, 4, 8
 
     # --- part 1: gradient norm against distance ----------------------------------------------------------
     print(f"||dL/dh_t|| for a loss on the last of {T} steps (L = <v, h_{T - 1}>), {H} hidden units:\n")
@@ -224,16 +227,17 @@ def main():
     titles = {"bptt_vanilla_rho0.5": "vanilla RNN, spectral radius 0.5: the gradient fades going back",
               "bptt_vanilla_rho2": "vanilla RNN, spectral radius 2: the gradient grows going back",
               "bptt_lstm": f"LSTM, forget-gate bias {GATE_BIAS:g}: the cell state carries the gradient"}
+    drawn = []
     for name, build in pictures.items():
         tg.manual_seed(args.seed)
         layer = build()
         tg.manual_seed(args.seed + 1)
         x = tg.randn(10, 1, I, dtype="float64", name="x")
-        loss, _ = last_step_loss(layer, x, tg.randn(1, H, dtype="float64"))
+        loss, _ = last_step_loss(layer, x, tg.randn(1, H, dtype="float64", name="v"))
         dg = viz.draw_bptt(loss, level="cell", gradients=True, title=titles[name])
-        viz.save(dg, out / f"{name}.svg")
+        drawn.append(save_picture(dg, out / f"{name}.svg"))
         if not args.quick:
-            viz.save(dg, out / f"{name}.png")
+            save_picture(dg, out / f"{name}.png")
 
     # --- part 3: clipping an exploding run -----------------------------------------------------------------
     print(f"\nTraining a vanilla RNN (spectral radius 2) with SGD, lr 0.2, {args.train_steps} steps:\n")
@@ -242,11 +246,11 @@ def main():
         runs = {"no clipping": train_delay_task(None, args.train_steps, args.seed),
                 "clip_grad_norm_(params, 1.0)": train_delay_task(1.0, args.train_steps, args.seed)}
     every = max(1, args.train_steps // 8)
-    print(f"  {'step':<40}" + "".join(f"{s:>9}" for s in range(0, args.train_steps, every)))
+    shown = range(0, args.train_steps, every)
+    print(f"  {'step':<58}" + "".join(f"{s:>9}" for s in shown))
     for name, (losses, grad_norms) in runs.items():
-        print(f"  {'loss, ' + name:<40}" + "".join(f"{losses[s]:9.2g}" for s in range(0, args.train_steps, every)))
-        print(f"  {'grad norm, ' + name:<40}" +
-              "".join(f"{grad_norms[s]:9.2g}" for s in range(0, args.train_steps, every)))
+        print(f"  {'loss, ' + name:<58}" + "".join(f"{losses[s]:9.2g}" for s in shown))
+        print(f"  {'grad norm (before clipping), ' + name:<58}" + "".join(f"{grad_norms[s]:9.2g}" for s in shown))
     plot_clipping(runs, out / "clipping.png")
 
     write_json(out / "results.json", {
@@ -256,7 +260,8 @@ def main():
         "clipping": {name: {"loss": [float(v) if np.isfinite(v) else None for v in losses],
                             "grad_norm": [float(v) if np.isfinite(v) else None for v in grad_norms]}
                      for name, (losses, grad_norms) in runs.items()}})
-    print(f"\nwrote {out}/gradient_vs_distance.png, vanilla_to_lstm.png, bptt_*.svg, clipping.png, results.json")
+    print(f"\nwrote {out}/gradient_vs_distance.png, vanilla_to_lstm.png, bptt_*{drawn[0].suffix}, clipping.png, "
+          f"results.json")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,20 @@ def planted_checkpoint(path, vocab_text):
     tg.save({"kind": "char_rnn", "config": config, "model": state}, path)
 
 
+def check_png(path):
+    """A complete PNG that an image library decodes (not just the right first bytes)."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    Image = pytest.importorskip("PIL.Image")
+    with Image.open(path) as image:
+        image.load()                          # decodes every pixel: a truncated file raises here
+        assert image.format == "PNG" and min(image.size) >= 50, (path, image.size)
+
+
+def section(stdout, label):
+    """What the script printed about one label: from its "cells most correlated with" to the next."""
+    return stdout.split(f"cells most correlated with {label}:")[1].split("cells most correlated with")[0]
+
+
 def test_quick_run_finds_the_planted_quote_cell(tmp_path):
     source = tmp_path / "greet.py"
     source.write_text(BLOCK * interp.STREAMS, encoding="ascii")   # each stream starts outside any string
@@ -144,9 +158,21 @@ def test_quick_run_finds_the_planted_quote_cell(tmp_path):
     assert results["labels"]["in_string"]["untrained_best_abs_r"] < UNTRAINED_R
     assert results["characters"] == len(BLOCK) * interp.STREAMS
     assert f"cell {PLANTED}   r = +{best['r']:.3f}" in p.stdout
+    # the checkpoint does not say how its weights began (it was made by hand): the control is
+    # another random network of its shape, and the output says so
+    control = "an untrained network of the same shape (other random weights)"
+    assert results["labels"]["in_string"]["control"] == control
+    assert f"(the control, {control}: best |r| = " in p.stdout
+    # only the planted cell moves (the others stay at 0: r = 0), so for the line labels a random
+    # network does better, and the script warns that these correlations mean nothing; not for strings
+    assert "caveat" not in section(p.stdout, "in_string")
+    for label in ("column", "indentation"):
+        row = results["labels"][label]
+        assert abs(row["top"][0]["r"]) <= row["untrained_best_abs_r"], row
+        assert "caveat: no better than the untrained control" in section(p.stdout, label)
     # its heatmaps: a PNG and a well-formed HTML page whose spans carry the cell's values
     png = out / f"in_string_cell{PLANTED}.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    check_png(png)
     html = ET.parse(out / f"in_string_cell{PLANTED}.html").getroot()
     spans = [s for s in html.iter() if s.tag.endswith("span") and "c" in s.get("class", "").split()]
     assert len(spans) == len(BLOCK) * interp.STREAMS
@@ -182,15 +208,16 @@ def test_quick_training_run(tmp_path):
         r = [abs(row["r"]) for row in top]
         assert r == sorted(r, reverse=True) and 0 < r[0] <= 1
         best = top[0]["cell"]
-        assert (out / f"{label}_cell{best}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        check_png(out / f"{label}_cell{best}.png")
         ET.parse(out / f"{label}_cell{best}.html")
         assert f"cells most correlated with {label}" in p.stdout
+        assert results["labels"][label]["control"] == "the same network before training"
 
 
 @pytest.mark.slow
 def test_trained_model_grows_a_string_cell(tmp_path):
     """800 steps of the default model (seed 0): measured best |r| for "inside a string" 0.45 on
-    8,000 held-out characters, against 0.18 for the same network untrained."""
+    8,000 held-out characters, against 0.18 for the same network before training."""
     out = tmp_path / "out"
     run("--steps", 800, "--chars", 8000, "--seed", 0, "--out", out)
     result = json.loads((out / "results.json").read_text())["labels"]["in_string"]
@@ -201,10 +228,31 @@ def test_trained_model_grows_a_string_cell(tmp_path):
 
 
 # --- the command line ---------------------------------------------------------------------------
+def test_control_of_a_char_rnn_checkpoint_is_the_network_before_training(tmp_path):
+    """char_rnn.py draws its initial weights right after seeding; the checkpoint's seed rebuilds them.
+    One Adam step with lr 1e-9 moves every weight by about 1e-9: the checkpoint still holds (almost)
+    the initial weights, and the rebuilt control must match them; another seed must not."""
+    subprocess.run([sys.executable, str(ROOT / "examples" / "char_rnn.py"), "--quick", "--no-plots", "--steps", "1",
+                    "--lr", "1e-9", "--out", str(tmp_path)], check=True, capture_output=True, timeout=120, cwd=ROOT)
+    ckpt = tg.load(tmp_path / "checkpoint.npz")
+    control, name = interp.checkpoint_control(ckpt, "cpu")
+    assert name == "the same network before training"
+    rebuilt = control.state_dict()
+    assert rebuilt.keys() == ckpt["model"].keys()
+    for k in rebuilt:
+        np.testing.assert_allclose(rebuilt[k], ckpt["model"][k], rtol=0, atol=1e-6, err_msg=k)
+    other = char_rnn.initial_model(ckpt["config"], ckpt["args"]["seed"] + 1).state_dict()
+    assert np.abs(other["rnn.weight_hh_l0"] - ckpt["model"]["rnn.weight_hh_l0"]).max() > 1e-3
+    # trained on another device (another random generator): only a network of the same shape
+    _, name = interp.checkpoint_control(ckpt, "cuda")
+    assert name == "an untrained network of the same shape (other random weights)"
+
+
 def test_help():
     p = run("--help")
     for option in ("--checkpoint", "--text", "--chars", "--quick", "--seed", "--device", "--out", "--steps"):
         assert option in p.stdout, option
+    assert "A control." in p.stdout and "What to expect." in p.stdout     # the whole docstring, not its first lines
 
 
 def test_bad_arguments(tmp_path, capsys):

@@ -12,7 +12,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -305,8 +304,8 @@ def test_shared_weight_gradient_is_the_sum_of_its_per_step_terms():
     for n in norms:
         assert S.fmt(n) in text
     dot = parse_dot(picture.source)
-    plus = [a["label"] for x, _, a in dot["edges"] if x == node.id]
-    assert len(plus) == 4 and all("+= " in lab for lab in plus)
+    plus = [re.search(r">([^<>]*)</FONT>", a["label"]).group(1) for x, _, a in dot["edges"] if x == node.id]
+    assert sorted(plus) == sorted(f"W_hh += {S.fmt(n)}" for n in norms), "each bus number names its parameter"
 
 
 def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
@@ -328,6 +327,8 @@ def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
     assert widths[0] < widths[-1] and colours[0] < colours[-1]
     assert all(attrs.get("dir") == "back" for (a, b, attrs), e in zip(drawn, picture.graph.edges)
                if e.info.get("norm")), "gradient arrows point backward"
+    assert all(attrs.get("dir") == "none" for (a, b, attrs), e in zip(drawn, picture.graph.edges)
+               if not e.grads), "an edge that carries no gradient has no arrowhead"
     for colour, width, lo, hi in picture.graph.scale.bins():
         assert f"{S.fmt(lo)} \u2013 {S.fmt(hi)}" in picture.source, "the legend gives the numbers"
 
@@ -375,6 +376,28 @@ def test_highlight_marks_every_path_from_the_last_loss_to_h_0(hello):
     assert len(orange) == 17, "one edge per op on the path, the last into h_0's consumer"
 
 
+def test_highlight_is_an_underlay_that_keeps_every_colour(hello):
+    loss, model, h_0 = hello
+    for gradients in (False, True):
+        picture = viz.draw_bptt(loss, level="op", gradients=gradients, highlight="h_0", highlight_from="L_4")
+        g, edges = picture.graph, visible_edges(parse_dot(picture.source))
+        under, drawn = edges[:17], edges[17:]
+        assert [e[2]["color"] for e in under] == [S.HIGHLIGHT] * 17, "the underlays come first: drawn below"
+        assert len(drawn) == len(g.edges)
+        marked = [(a, b, attrs) for (a, b, attrs), e in zip(drawn, g.edges) if e.info.get("highlight")]
+        assert [(a, b) for a, b, _ in marked] == [(a, b) for a, b, _ in under]
+        for (_, _, attrs), (_, _, low) in zip(marked, under):
+            assert float(low["penwidth"]) >= float(attrs["penwidth"]) + 4, "the underlay shows on both sides"
+            assert attrs["color"] != S.HIGHLIGHT, "the edge keeps its own colour on top"
+        for (a, b, attrs), e in zip(drawn, g.edges):
+            if gradients and e.grads and e.info["norm"] > 0:
+                assert attrs["color"] == g.scale.colour(e.info["norm"]), "gradient colours are kept"
+            if not gradients:
+                assert attrs["color"] == S.EDGE[e.kind][0], "nothing is greyed out, the bus included"
+        assert "vermillion underlay: every gradient path from L_4 to h_0" in picture.source
+        assert "grey: no gradient" not in picture.source
+
+
 def test_highlight_accepts_a_tensor_a_parameter_name_or_an_alias(hello):
     loss, model, h_0 = hello
     a = viz.draw_bptt(loss, highlight=model.rnn.weight_hh_l0).graph
@@ -416,7 +439,7 @@ def test_dashed_edges_exactly_at_detach(level):
     g = picture.graph
     a, b = g.nodes[dashed[0][0]], g.nodes[dashed[0][1]]
     assert a.row == ("chunk1", "RNN", "layer0") and a.t == 2
-    assert b.row == ("chunk2", "RNN", "layer0") and b.t == 0
+    assert b.row == ("chunk2", "RNN", "layer0") and b.t == 3, "steps are numbered on across chunks"
     assert "detach() \u2702" in dashed[0][2]["label"]
     assert a.pos[0] < b.pos[0], "the second chunk continues the first to its right"
     assert "L chunk 1" not in picture.source or "its graph was freed" in picture.source
@@ -515,7 +538,12 @@ def test_a_huge_graph_without_timesteps_never_hangs():
     graph = viz.draw_graph(y.sum(), max_nodes=100)
     for p in (picture, graph):                # collapsed before anything is laid out or handed to dot
         assert len(p.graph.nodes) <= 101
-        assert "exceed max_nodes=100" in p.source and "earlier nodes" in p.source
+        assert "exceed max_nodes=100" in p.source and "earlier " in p.source
+    # draw_graph counts boxes: 10,001 ops (10,000 mul, 1 sum), one output each, x and 10,000 copies of 1.0001.
+    # From the output: sum and its output (2 boxes), then 32 x (mul, its output, its 1.0001) fit in 99 boxes
+    assert len(graph.graph.nodes) == 2 + 32 * 3 + 1, "98 boxes and the ellipsis"
+    assert ("the whole graph takes 30003 boxes (10001 ops, their outputs and 10001 leaves), which exceed "
+            "max_nodes=100: only the 65 ops and leaves nearest the output are drawn (98 boxes)") in graph.source
 
 
 @needs_dot
@@ -552,6 +580,26 @@ def test_backward_frames_visit_one_node_per_frame(hello):
     assert len(viz.backward_frames(loss, level="cell")) < len(frames)
     with pytest.raises(ValueError, match="exceed max_frames=5"):
         viz.backward_frames(loss, max_frames=5)
+    # an arrow never turns round: an edge that ever carries a gradient points backward in every frame
+    carries = [e.grads is not None for e in final.graph.edges]
+    for f in frames:
+        dirs = [attrs.get("dir") for _, _, attrs in visible_edges(parse_dot(f.source))]
+        assert dirs == ["back" if c else "none" for c in carries]
+
+
+def test_stepthrough_says_what_is_not_known_yet_and_lists_what_leaves_a_box(hello):
+    loss, model, h_0 = hello
+    frames = viz.backward_frames(loss, level="cell")
+    middle = frames[len(frames) // 2]
+    assert "h_1: not reached yet" in middle.source and "no gradient reaches" not in middle.source
+    assert re.search(r"\u2016\u2202L/\u2202W_hh\u2016 = [0-9.]+  so far", middle.source)
+    assert "(total)" not in middle.source.split("\u2202L/\u2202W_hh\u2016")[1].split("</FONT>")[0]
+    h0 = parse_dot(middle.source)["nodes"]
+    assert "not reached yet" in next(a["label"] for n, a in h0.items() if n.endswith("_h_0"))
+    assert "(total)" in frames[-1].source and "not reached yet" not in frames[-1].source
+    readout = [f.caption for f in frames if "output + loss box at t=4" in f.caption]
+    assert readout == ["step 3 of 10: backward through the output + loss box at t=4 (5 ops); "
+                       "gradient sent to h_4, fc.weight, fc.bias"], "only what leaves the box, not its own ops"
 
 
 @needs_dot
@@ -659,6 +707,10 @@ def test_draw_graph_shows_tensors_ops_values_and_formulas():
     assert len(node_with(dot, "<B>rnn.weight_hh_l0</B>")) == 1
     plain = viz.draw_graph(hello_rnn(text="he")[0]).source
     assert "build the graph inside `with tg.retain_values():`" in plain
+    # an unnamed tensor shows its shape only: "y" would clash with the lecture's outputs y_t
+    tensors = [a["label"] for n, a in dot["nodes"].items() if "_y" in n]
+    assert len(tensors) > 10 and not any(re.search(r">y(\[\d\])?  ", t) for t in tensors)
+    assert sum(">(1, 4)</FONT>" in t for t in tensors) == 3, "the outputs of linear, log_softmax and mul"
 
 
 def test_strict_backend_gives_the_same_numbers(backend):
@@ -789,7 +841,8 @@ def test_without_graphviz_the_source_is_written_and_the_error_says_how_to_instal
 # ------------------------------------------------------------------------------------------ escaping
 HOSTILE = ['"; ] } { node [shape=star] <b>', "</TD></TR></TABLE>><script>alert(1)</script>", "a & b &amp; &#0;",
            "back\\slash\\N\\G \\", "new\nline\r\ttab", "\x00\x07\x1b control", "\u00e9\u4e2d\u6587 \U0001F600",
-           "x" * 500, "]]> <!-- --> <?xml ?>", "{braces}", "'single' \"double\""]
+           "x" * 500, "]]> <!-- --> <?xml ?>", "{braces}", "'single' \"double\"",
+           "\\N", "\\G", "\\L", "\\\\", "a\\Nb \\E\\T\\H"]     # \N, \G, \L: Graphviz's own escapes
 
 
 def _hostile_program(name):
@@ -812,10 +865,10 @@ def _check_svg(data, name):
     root = ET.fromstring(data)
     tags = {el.tag.split("}")[-1] for el in root.iter()}
     assert tags <= ALLOWED_SVG, tags - ALLOWED_SVG
-    texts = " ".join(el.text or "" for el in root.iter() if el.tag.endswith("text"))
-    visible = name.split("\n")[0][:10].strip()
+    texts = " ".join(el.text or "" for el in root.iter() if el.tag.endswith("text")).replace("\u00a0", " ")
+    visible = name.split("\n")[0][:40].strip()
     if visible and all(c.isprintable() for c in visible):
-        assert visible in texts or visible.replace(" ", "\u00a0") in texts
+        assert visible in texts, f"{visible!r} is not drawn literally"
 
 
 @needs_dot
@@ -824,6 +877,7 @@ def _check_svg(data, name):
 @example(HOSTILE[0])
 @example(HOSTILE[1])
 @example(HOSTILE[3])
+@example("\\N\\G\\L \\\\")
 def test_hostile_names_cannot_break_the_dot_or_inject_into_the_svg(name):
     loss, W = _hostile_program(name)
     for picture in (viz.draw_bptt(loss, level="op", gradients=True, highlight=W), viz.draw_graph(loss)):
@@ -842,7 +896,8 @@ def test_every_hostile_name_renders():
 def test_escaping_helpers():
     assert esc('<b>&"\'</b>') == "&lt;b&gt;&amp;&quot;&#x27;&lt;/b&gt;"
     assert esc("a\nb") == "a<BR/>b"
-    assert esc("\x00\x1b") == "\\x00\\x1b"
+    assert esc("\x00\x1b") == "&#92;&#92;x00&#92;&#92;x1b"        # Graphviz shows \\ as one backslash
+    assert esc("\\N") == "&#92;&#92;N", "a backslash is doubled: Graphviz would expand \\N to the node's name"
     assert esc("x" * 100).endswith("\u2026") and len(esc("x" * 100)) == 72
     assert esc("\ud800") == "?"
     assert esc_attr('say "hi" \\N') == 'say \\"hi\\" \\\\N'
@@ -855,3 +910,255 @@ def test_tensor_names_appear_as_given(hello):
         assert name in source
     named = viz.draw_graph(loss, params={"my weight": model.fc.weight}).source
     assert "my weight" in named
+
+
+# ------------------------------------------------------------------------------------------ names and boxes
+def test_layer_superscripts_are_superscript_digits():
+    from visualize.labels import alias
+    assert alias("rnn.weight_hh_l0") == "W_hh"
+    assert alias("rnn.weight_hh_l1") == "W_hh\u207d\u00b9\u207e"
+    assert alias("lstm.bias_ih_l12_reverse") == "b_ih\u207d\u00b9\u00b2\u207e\u2190"
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3, num_layers=2)
+    out, _ = lstm(tg.randn(2, 1, 2))
+    source = viz.draw_bptt(out.sum(), level="cell").source
+    assert "W_hh\u207d\u00b9\u207e" in source and "\u207d1\u207e" not in source
+
+
+def test_a_long_name_gets_the_box_of_its_cut_label():
+    def width(name):
+        W = nn.Parameter(tg.Tensor([[0.5]], dtype="float64"), name=name)
+        h = tg.zeros(1, 1, dtype="float64")
+        for t in range(2):
+            with tg.scope(f"t={t}"):
+                h = tg.linear(h, W).tanh()
+        node = next(n for n in viz.draw_bptt(h.sum()).graph.nodes.values() if n.kind == "param")
+        return node.info["size"][0]
+    # the renderer cuts every label row to 72 characters, 71 and an ellipsis: the box is that text's
+    assert width("x" * 500) == width("x" * 71 + "\u2026") < 12 * 72, "a box fits its label as drawn (< 12 inches)"
+    assert width("x" * 20) < width("x" * 72)
+
+
+def test_op_titles_work_on_a_graph_that_was_not_drawn():
+    from visualize.labels import op_title
+    from visualize.trace import trace
+    loss, hs, W_hh, w = _hand_rnn(T=2)
+    g = trace(loss)
+    titles = sorted(op_title(n, g) for n in g.nodes.values() if n.kind == "op" and n.op == "linear")
+    assert titles == ["linear(h_0, W_hh)", "linear(\u00b7, W_hh)", "linear(\u00b7, W_ih)", "linear(\u00b7, W_ih)"]
+
+
+def test_cross_entropy_constants_are_drawn_as_small_named_constants():
+    from tinygrad_rnn.nn import functional as F
+    tg.manual_seed(0)
+    rnn = nn.RNN(4, 3, dtype="float64")
+    out, _ = rnn(tg.randn(3, 2, 4, dtype="float64", name="x"))
+    loss = F.cross_entropy(out.reshape(6, 3), tg.Tensor(np.array([0, 1, 2, 0, 1, 2]), dtype="int64"))
+    for picture in (viz.draw_bptt(loss), viz.draw_graph(loss)):
+        g = picture.graph
+        consts = {n.lines[0][0]: n for n in g.nodes.values() if n.kind == "const"}
+        assert "-1 / n = -0.167" in consts and "[t = true]  (6, 3)" in consts, sorted(consts)
+        assert all(n.lines[0][1] == "small" and len(n.lines) == 1 for n in consts.values())
+    titles = [n.lines[0][0] for n in viz.draw_bptt(loss).graph.nodes.values() if n.kind == "op"]
+    assert "mul(\u00b7, -1 / n)" in titles and "where([t = true], \u00b7, 0)" in titles
+
+
+# ------------------------------------------------------------------------------------------ layout
+def _segments_cross(p, q, rect):
+    """Does segment p-q pass through the rectangle (x0, y0, x1, y1)?"""
+    from visualize.route import _hits
+    x0, y0, x1, y1 = rect
+    return _hits(p, q, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), pad=0)
+
+
+def _title_rects(g):
+    from visualize.layout import text_size
+    out = []
+    for c in g.clusters.values():
+        if c.bb is not None and c.label:
+            w, h = text_size(c.label)
+            cx = (c.bb[0] + c.bb[2]) / 2
+            out.append((c.id, (cx - w / 2 + 9, c.bb[3] - h + 4, cx + w / 2 - 9, c.bb[3])))   # the text itself
+    return out
+
+
+def test_no_edge_and_no_number_crosses_a_timestep_title(hello):
+    from visualize.layout import text_width
+    loss, model, h_0 = hello
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3, num_layers=2, bidirectional=True, dtype="float64")
+    out, _ = lstm(tg.randn(3, 1, 2, dtype="float64"))
+    for picture in (viz.draw_bptt(loss, level="cell", gradients=True),
+                    viz.draw_bptt((out ** 2).sum(), level="cell", gradients=True)):
+        g = picture.graph
+        titles = _title_rects(g)
+        assert len(titles) >= 4
+        for e in g.edges:
+            route = e.info["route"]
+            for cid, rect in titles:
+                assert not any(_segments_cross(p, q, rect) for p, q in zip(route, route[1:])), (e, cid)
+                if e.label:
+                    x, y = (float(v) for v in e.attrs["lp"].split(","))
+                    w = text_width(e.label, "small")
+                    assert not (x + w / 2 > rect[0] and x - w / 2 < rect[2] and y + 6 > rect[1] and y - 6 < rect[3]), \
+                        (e.label, cid)
+
+
+def _encoder_decoder():
+    """A hand-written encoder-decoder: the encoder's last state h starts the decoder (state s).
+    Each decoder step reads its input first, so the decoder's ops come first in the traced order."""
+    rng = np.random.default_rng(0)
+
+    def param(shape, name):
+        return nn.Parameter(tg.Tensor(rng.standard_normal(shape) * 0.5, dtype="float64"), name=name)
+    U_enc, W_enc, U_dec, W_dec = param((3, 2), "U_enc"), param((3, 3), "W_enc"), param((3, 2), "U_dec"), \
+        param((3, 3), "W_dec")
+    h = tg.zeros(1, 3, dtype="float64")
+    with tg.scope("encoder"):
+        for t in range(3):
+            with tg.scope(f"t={t}"):
+                x = tg.Tensor(rng.standard_normal((1, 2)), dtype="float64", name=f"x_{t}")
+                h = (tg.linear(x, U_enc) + tg.linear(h, W_enc)).tanh()
+                h.name = "h"
+    s, losses = h, []
+    with tg.scope("decoder"):
+        for t in range(2):
+            with tg.scope(f"t={t}"):
+                y = tg.Tensor(rng.standard_normal((1, 2)), dtype="float64", name=f"y_{t}")
+                s = (tg.linear(y, U_dec) + tg.linear(s, W_dec)).tanh()
+                s.name = "s"
+                losses.append((s * s).sum())
+    loss = tg.stack(losses).sum()
+    loss.name = "L"
+    return loss
+
+
+@pytest.mark.parametrize("level", ["op", "cell"])
+def test_an_encoder_is_drawn_below_the_decoder_it_feeds(level):
+    g = viz.draw_bptt(_encoder_decoder(), level=level, gradients=True).graph
+    ys = {}
+    for n in g.nodes.values():
+        if n.t is not None and n.kind in ("op", "group"):
+            ys.setdefault(n.row, []).append(n.pos[1])
+    assert sorted(ys) == [("decoder",), ("encoder",)]
+    assert max(ys[("encoder",)]) < min(ys[("decoder",)]), "data flows up: the encoder's row is the lower one"
+    crossing = [e for e in g.edges if g.nodes[e.src].row == ("encoder",) and g.nodes[e.dst].row == ("decoder",)]
+    assert crossing and all(g.nodes[e.src].pos[1] < g.nodes[e.dst].pos[1] for e in crossing)
+
+
+def test_truncated_bptt_numbers_steps_on_across_chunks_and_names_the_row():
+    losses, rnn = _two_chunks()
+    picture = viz.draw_bptt(losses, level="cell", gradients=True)
+    dot = parse_dot(picture.source)
+    clusters = time_clusters(dot)
+    assert [t for t, _ in clusters] == [0, 1, 2, 3, 4, 5]
+    for t, name in clusters:
+        label = dot["clusters"][name]["attrs"]["label"]
+        assert (">chunk1<" if t < 3 else ">chunk2<") in label, "each step says which chunk it belongs to"
+    w = node_with(dot, "<B>weight_hh_l0</B>")
+    assert len(w) == 1 and "shared: used at 6 steps (t = 0\u20265)" in dot["nodes"][w[0]]["label"]
+    row = [a["label"] for n, a in dot["nodes"].items() if n.startswith("rowlabel")]
+    assert len(row) == 1 and "RNN layer 0" in row[0] and "chunk1 \u2192 chunk2" in row[0]
+    assert "chunk1 / RNN" not in row[0], "the row is named for both chunks"
+
+
+def test_lstm_cell_level_draws_h_and_c_as_two_parallel_edges():
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3, dtype="float64")
+    out, _ = lstm(tg.randn(4, 1, 2, dtype="float64"))
+    loss = (out ** 2).sum()
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    g = picture.graph
+    pairs = {}
+    for e in g.edges:
+        if e.kind == "state" and g.nodes[e.src].t is not None:
+            pairs.setdefault((g.nodes[e.src].t, g.nodes[e.dst].t), []).append(e)
+    assert sorted(pairs) == [(0, 1), (1, 2), (2, 3)]
+    for (t, _), (a, b) in ((k, sorted(v, key=lambda e: e.info["state_name"])) for k, v in pairs.items()):
+        assert (a.info["state_name"], b.info["state_name"]) == ("c", "h")
+        ya, yb = {y for _, y in a.info["route"]}, {y for _, y in b.info["route"]}
+        assert len(ya) == len(yb) == 1 and ya != yb, "side by side, not on top of each other"
+        assert a.info["norm"] > 0 and b.info["norm"] > 0 and a.info["norm"] != b.info["norm"]
+        assert a.label == f"c {S.fmt(a.info['norm'])}" and b.label == f"h {S.fmt(b.info['norm'])}"
+    # each edge's gradient is the engine's: the c edge carries dL/dc_t from step t+1 only
+    loss.backward(retain_graph=True)
+    mg = g.member_graph
+    for (t, _), edges in pairs.items():
+        for e in edges:
+            (member,) = e.info["members"]
+            assert member.kind == "state" and mg.nodes[member.src].outputs[member.src_index]["name"] == \
+                e.info["state_name"]
+            np.testing.assert_allclose(e.info["norm"], float(np.linalg.norm(next(iter(member.grads.values())))))
+
+
+def test_automatic_elision_shows_a_few_steps_at_each_end():
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3)
+    out, _ = rnn(tg.randn(600, 1, 2))            # one box per step at cell level: 600 > max_nodes=400
+    picture = viz.draw_bptt(out.sum(), level="cell")
+    shown = [t for t, _ in time_clusters(parse_dot(picture.source))]
+    assert shown == [0, 1, 2, 3, 4, 5, 594, 595, 596, 597, 598, 599], "at most 6 at each end, whatever the budget"
+    assert "only the first and last 6 timesteps are drawn (max_nodes=400)" in picture.source
+
+
+def test_eliding_timesteps_does_linear_work(monkeypatch):
+    """Counting, not timing: the elided blocks are found once, not once per node."""
+    from visualize import unroll
+    calls = []
+    original = unroll._tid
+    monkeypatch.setattr(unroll, "_tid", lambda t: calls.append(t) or original(t))
+
+    def count(T):
+        tg.manual_seed(0)
+        rnn = nn.RNN(2, 3)
+        out, _ = rnn(tg.randn(T, 1, 2))
+        g = viz.trace.trace(out.sum())
+        rows = unroll.place(g)
+        calls.clear()
+        unroll.collapse(g, rows, "op", timesteps=2)
+        return len(calls)
+    small, big = count(40), count(80)
+    assert big <= 2.2 * small, (small, big)
+
+
+# ------------------------------------------------------------------------------------------ legends, arrows
+def test_legends_explain_every_kind_of_edge(hello):
+    loss, model, h_0 = hello
+    plain = viz.draw_bptt(loss, level="cell").source
+    assert "state h_{t-1} \u2192 h_t between steps" in plain and "a parameter&#x27;s use at one step" in plain
+    grads = viz.draw_bptt(loss, level="cell", gradients=True).source
+    assert "edges between steps carry the state h_t: backward" in grads
+    assert "lanes under each row: a shared parameter, one edge per use" in grads
+    assert "no arrowhead: no gradient flows there (data, constants)" in grads
+    graph = viz.draw_graph(loss).source
+    for words in ("data flow: an op&#x27;s input or output", "a parameter (or a leaf that requires grad) read by an op",
+                  "the state carried from step t to step t+1"):
+        assert words in graph
+    assert f'COLOR="{S.EDGE["state"][0]}"' in graph.split("the state carried")[0].rsplit("<TR>", 1)[1]
+
+
+def test_row_labels_say_which_way_the_gradient_arrows_point():
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3, bidirectional=True)
+    out, _ = rnn(tg.randn(3, 1, 2))
+    dot = parse_dot(viz.draw_bptt(out.sum(), level="cell", gradients=True).source)
+    rows = {a["label"].count("reverse"): a["label"] for n, a in dot["nodes"].items() if n.startswith("rowlabel")}
+    assert "arrows: the gradient, flowing \u2190" in rows[0] and "arrows: the gradient, flowing \u2192" in rows[1]
+    assert "arrows:" not in viz.draw_bptt(out.sum(), level="cell").source
+
+
+# ------------------------------------------------------------------------------------------ overlays
+def test_check_leaves_puts_the_input_back_when_fn_fails():
+    from visualize.overlays import check_leaves
+    x = tg.Tensor([0.5, -1.0], dtype="float64", requires_grad=True, name="x")
+    base = x.data
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        if len(calls) == 3:                      # the second evaluation with x perturbed
+            raise RuntimeError("fn failed")
+        return (x * x).sum()
+    with pytest.raises(RuntimeError, match="fn failed"):
+        check_leaves(f, [x])
+    assert x.data is base and x.numpy().tolist() == [0.5, -1.0]

@@ -17,7 +17,7 @@ from . import labels as L
 from . import style as S
 from .bptt import array_norm, norm, record
 from .graph import Cluster, Edge, Graph, Node
-from .layout import layout, spline
+from .layout import layout, spline, text_width
 from .render import to_digraph
 from .trace import host, trace
 from .unroll import LEVELS, STATE_NAME, collapse, place
@@ -47,12 +47,14 @@ def draw_bptt(loss, level="op", gradients=False, highlight=None, timesteps=None,
         "representational shortcut"), "layer" (one box per layer and direction).
     gradients: run ``loss.backward(retain_graph=True)`` with recording and draw the
         gradient on every edge (colour and width on a log scale, numbers on the edges,
-        arrows pointing backward), ||dL/dh_t|| per timestep, and each shared weight's
-        gradient as the sum of its per-use terms. The leaves' ``.grad`` are restored
-        afterwards (``keep_grads=True`` keeps them, as after a plain backward).
+        arrows pointing backward; an edge without gradient has no arrowhead), ||dL/dh_t||
+        per timestep, and each shared weight's gradient as the sum of its per-use terms
+        ("W_hh += 0.58" on each use). The leaves' ``.grad`` are restored afterwards
+        (``keep_grads=True`` keeps them, as after a plain backward).
     highlight: a Tensor, a parameter name ("rnn.weight_hh_l0" or "W_hh"), a tensor name
         ("h_0", "L_4"), or "h_<t>"/"c_<t>" (the state made at step t, in every row):
-        every path from the loss (or ``highlight_from``) to it is drawn in vermillion.
+        every path from the loss (or ``highlight_from``) to it gets a vermillion underlay
+        (the edges keep their own colours) and its boxes a vermillion border.
     timesteps: show only some steps: k (the first and last k), (first, last), or a list of t.
     show_values, formulas: numbers of tensors (intermediates need ``tg.retain_values()``)
         and each op's local derivative.
@@ -119,9 +121,14 @@ def fit(g, rows, level, timesteps, max_nodes):
     return _truncate(dg, max_nodes, n_op)
 
 
+MAX_END_STEPS = 6      # automatic elision shows at most this many steps at each end
+
+
 def _fitting_steps(dg, rows, max_nodes):
+    """How many steps to show at each end so that the picture fits ``max_nodes``: at most
+    MAX_END_STEPS (a picture of 2 x 195 steps is no more readable than one of 2 x 6)."""
     times = max((len(r.times) for r in rows), default=0)
-    if times <= 2:
+    if times <= 3:
         return None
     timed = sum(1 for n in dg.nodes.values() if n.t is not None)
     fixed = len(dg) - timed
@@ -129,7 +136,7 @@ def _fitting_steps(dg, rows, max_nodes):
     k = int((max_nodes - fixed - 2 * len(rows)) / (2 * per_step)) if per_step else 0
     if k < 1:
         return None
-    return min(k, times // 2 - 1) if times > 3 else None
+    return min(k, times // 2 - 1, MAX_END_STEPS)
 
 
 def _narrow(timesteps, k):
@@ -209,7 +216,8 @@ def state_outputs(g):
 def annotate(dg, rows, opts):
     """Labels, roles and tooltips of every node; per-step gradient norms for the clusters."""
     mg = dg.member_graph
-    mg.parents_of_cache = mg.parents_of()
+    if mg.parents_of_cache is None:
+        mg.parents_of_cache = mg.parents_of()
     states = state_outputs(mg)
     dg.state_norms = {}
     for key, items in states.items():
@@ -222,7 +230,7 @@ def annotate(dg, rows, opts):
     root_ids = {r for r, _ in dg.roots}
     dg.member_out_counts = {}
     dg.member_edges_out = {}
-    group_of = getattr(dg, "group_of", {})
+    group_of = dg.group_of
     for e in mg.edges:
         dg.member_out_counts[e.src] = dg.member_out_counts.get(e.src, 0) + 1
         gs, gd = group_of.get(e.src, e.src), group_of.get(e.dst, e.dst)
@@ -264,7 +272,7 @@ def _op_role(node, root_ids):
 
 def _param_terms(node, dg, out_edges):
     """Per-use gradient terms of a leaf: one per edge out of it (per timestep at cell level)."""
-    terms, uses_t = [], []
+    terms, uses_t, order = [], [], []
     n_uses = sum(dg.member_out_counts.get(m, 0) for m in node.members)
     for e in out_edges.get(node.id, ()):
         dst = dg.nodes[e.dst]
@@ -279,7 +287,8 @@ def _param_terms(node, dg, out_edges):
         else:
             label = L.short(dst.op or dst.name or dst.id, 12)
         terms.append((label, norm(e.grads) if e.grads else None))
-    node.info["terms"] = terms
+        order.append((ts[0] if ts else float("inf"), len(order)))       # terms listed by time
+    node.info["terms"] = [term for _, term in sorted(zip(order, terms), key=lambda x: x[0])]
     node.info["uses_t"] = sorted({t for _, t in uses_t})
     node.info["uses_steps"] = len(set(uses_t))     # distinct (row, t): chunks and layers count apart
     node.info["uses"] = n_uses
@@ -479,7 +488,7 @@ def arrange(dg, rows, opts):
     cluster_labels(dg, rows, opts)
     if rows:
         layout(dg, rows, opts)
-    _edge_styles(dg, rows, row_index, opts)
+    _edge_styles(dg, opts)
 
 
 def cluster_labels(dg, rows, opts):
@@ -488,21 +497,23 @@ def cluster_labels(dg, rows, opts):
     for node in dg.nodes.values():
         if node.cluster is not None:
             members.setdefault(node.cluster, []).append(node)
-    saved = getattr(dg, "saved_bytes", None) or {}
+    saved = dg.saved_bytes or {}
     for cid, c in dg.clusters.items():
         if not isinstance(c.order, tuple) or c.order[0] < 0:
             continue
         ri, t = c.order
         lines = [(f"t = {t}", "big")]
-        if rows[ri].follows is not None:
-            lines.append((" / ".join(rows[ri].key), "small"))
+        if rows[ri].part_name:                       # a truncated-BPTT chunk: which one
+            lines.append((rows[ri].part_name, "small"))
         if opts.get("gradients"):
             for name, n in dg.state_norms.get((rows[ri].key, t), [])[:2]:
                 base = re.sub(r"_?\{?-?\d+\}?$", "", name) or name
-                if n is None:
-                    lines.append((f"no gradient reaches {base}_{t}", "small"))
-                else:
+                if n is not None:
                     lines.append((f"\u2016\u2202L/\u2202{base}_{t}\u2016 = {S.fmt(n)}", "grad"))
+                elif opts.get("stepping"):
+                    lines.append((f"{base}_{t}: not reached yet", "small"))
+                else:
+                    lines.append((f"no gradient reaches {base}_{t}", "small"))
         if opts.get("memory"):
             total = 0
             for n in members.get(cid, ()):
@@ -511,19 +522,32 @@ def cluster_labels(dg, rows, opts):
         c.label = lines
 
 
-def _edge_styles(dg, rows, row_index, opts):
+def _edge_styles(dg, opts):
+    """Colour, width, arrow and number of every edge.
+
+    With gradients, an edge that carries a gradient points backward (dL/d its source flows
+    against the data) and is coloured and sized by its norm; an edge that carries none has
+    no arrowhead. In a step-through frame an edge whose gradient is still to come points
+    backward too, in light grey, so no arrow turns round from one frame to the next."""
     gradients = opts.get("gradients")
     norms = [norm(e.grads) for e in dg.edges if e.grads]
     scale = opts.get("scale") or S.GradScale(norms)
     dg.scale = scale
-    highlighting = any(e.info.get("highlight") for e in dg.edges)
+    parallel = {}
+    for e in dg.edges:
+        if e.kind == "state":
+            parallel[(e.src, e.dst)] = parallel.get((e.src, e.dst), 0) + 1
     for e in dg.edges:
         colour, width, style = S.EDGE.get(e.kind, S.EDGE["data"])
         attrs = {"color": colour, "penwidth": width, "style": style}
         e.label = ""
+        # an LSTM's h and c run side by side: each says which it is
+        name = e.info.get("state_name") if parallel.get((e.src, e.dst), 0) > 1 else None
         if e.kind == "cut":
             e.label = "detach() \u2702"
             attrs["fontcolor"] = "#444444"
+        elif name and not gradients:
+            e.label = name
         back = False
         if gradients and e.kind != "cut":
             if e.grads:
@@ -534,27 +558,41 @@ def _edge_styles(dg, rows, row_index, opts):
                 if n == 0:
                     attrs["style"] = "dotted"
                 if opts.get("edge_labels", True):
-                    e.label = ("+= " if e.kind == "param" else "") + S.fmt(n)
+                    e.label = _edge_number(dg, e, n, name)
                     attrs["fontcolor"] = "#222222"
                 e.info["norm"] = n
+            elif e.info.get("carries"):
+                back = True
+                attrs["color"] = S.PENDING
+                attrs["penwidth"] = 1.0
             else:
-                attrs["color"] = "#bbbbbb"
+                attrs["color"] = S.ZERO_GRAD
                 attrs["penwidth"] = 1.0
         if e.info.get("highlight"):
-            attrs["color"] = S.HIGHLIGHT if not gradients else f"{S.HIGHLIGHT}:{attrs['color']}:{S.HIGHLIGHT}"
-            attrs["penwidth"] = max(float(attrs["penwidth"]), 3.0)
-        elif highlighting:
-            attrs["color"] = S.FADED
-        attrs["dir"] = "back" if back else None
+            attrs["penwidth"] = max(float(attrs["penwidth"]), 1.5)
+        if gradients and e.kind != "cut":
+            attrs["dir"] = "back" if back else "none"
         route = e.info.get("route")
         if route:
-            attrs["pos"] = spline(route, arrow_head=not back, arrow_tail=back)
+            head = not gradients or e.kind == "cut"
+            attrs["pos"] = spline(route, arrow_head=head, arrow_tail=back)
             if e.label:
                 x, y = e.info["lp"]
-                if e.info.get("lp_anchor") == "left":
-                    x += 3.2 * len(e.label)
+                if e.info.get("lp_anchor") == "left":     # the point is where the text starts
+                    x += text_width(e.label, "small") / 2
                 attrs["lp"] = "%.1f,%.1f" % (x, y)
         e.attrs = attrs
+
+
+def _edge_number(dg, e, n, state_name=None):
+    """The number on an edge: "W_hh += 0.581" on a parameter's use (its term of dL/dW_hh),
+    "c 0.012" on one of two parallel state edges, else just the norm."""
+    if e.kind == "param":
+        src = dg.nodes[e.src]
+        return f"{L.alias(src.name) or src.name or 'param'} += {S.fmt(n)}"
+    if state_name:
+        return f"{state_name} {S.fmt(n)}"
+    return S.fmt(n)
 
 
 # ================================================================================ legend
@@ -568,6 +606,7 @@ def legend(dg, opts):
         ("param", "W", "parameter: drawn once, one edge per use"),
         ("leaf", "h_0", "leaf that requires grad (e.g. the initial state)"),
         ("input", "x_t", "data (no gradient)"),
+        ("const", "0", "a constant: a number, a mask, zeros (drawn at each use)"),
         ("op", "op", "one primitive op (hover: its local derivative)"),
         ("cell", "cell", "one cell call at one step (collapsed ops)"),
         ("readout", "output", "the step's output and loss (collapsed)"),
@@ -579,26 +618,42 @@ def legend(dg, opts):
     for role, text, words in explain:
         if role in roles:
             items.append(("box", role, text, words))
-    if "state" in kinds and not opts.get("gradients"):
-        items.append(("line", S.EDGE["state"][0], 2, False, "state h_{t-1} \u2192 h_t (a reverse layer's run right to left)"))
+    gradients = opts.get("gradients")
+    if "state" in kinds and not gradients:
+        items.append(("line", S.EDGE["state"][0], 2, False, "state h_{t-1} \u2192 h_t between steps (an LSTM's c_t "
+                      "beside it; a reverse layer's run right to left)", "forward"))
+    if "param" in kinds and not gradients:
+        items.append(("line", S.EDGE["param"][0], 1, False, "a parameter's use at one step (under each row, one lane "
+                      "per parameter)", "forward"))
     if "cut" in kinds:
-        items.append(("line", S.EDGE["cut"][0], 1, True, "detach(): no gradient crosses (truncated BPTT)"))
-    if opts.get("gradients"):
-        items.append(("small", "Gradient flowing back along each edge (arrows point backward), \u2016\u00b7\u2016 on a log scale:"))
+        items.append(("line", S.EDGE["cut"][0], 1, True, "detach(): no gradient crosses (truncated BPTT)", "forward"))
+    if gradients:
+        items.append(("small", "Arrows point backward: each edge carries the gradient of the tensor it starts from, "
+                               "coloured and sized by its \u2016\u00b7\u2016 on a log scale:"))
         for colour, width, lo, hi in dg.scale.bins():
             items.append(("swatch", colour, width, f"{S.fmt(lo)} \u2013 {S.fmt(hi)}"))
-        items.append(("small", "grey: no gradient (data, constants); a weight's gradient is the sum of its '+=' edges"))
-    summary = getattr(dg, "highlight_summary", None)
+        if "state" in kinds:
+            cells = any(e.info.get("state_name") == "c" for e in dg.edges if e.kind == "state")
+            items.append(("small", f"edges between steps carry the state {'h_t and c_t' if cells else 'h_t'}: "
+                                   f"backward, \u2202L/\u2202h_t flows along them from step t+1 back to step t"))
+        if "param" in kinds:
+            items.append(("small", "lanes under each row: a shared parameter, one edge per use; \u201cW_hh += 0.58\u201d "
+                                   "is that use's term, and \u2202L/\u2202W_hh is the sum of the terms"))
+        items.append(("line", S.ZERO_GRAD, 1, False, "no arrowhead: no gradient flows there (data, constants)", "none"))
+        if opts.get("stepping"):
+            items.append(("line", S.PENDING, 1, False, "light grey: backward has not sent this gradient yet", "back"))
+    summary = dg.highlight_summary
     if summary:
         src, dst, reads, n_ops = summary
-        items.append(("warn", f"vermillion: every gradient path from {src} to {dst} ({n_ops} ops)"))
+        items.append(("line", S.HIGHLIGHT, 4, False, f"vermillion underlay: every gradient path from {src} to {dst} "
+                                                      f"({n_ops} ops)", "none"))
         for name, k in sorted(reads.items()):
             items.append(("small", f"  ops on these paths that read {name}: {k}"))
     if opts.get("show_values"):
         missing = any(n.kind == "op" and n.outputs and n.outputs[0].get("value") is None for n in dg.nodes.values())
         if missing:
             items.append(("small", "values of intermediate tensors: build the graph inside `with tg.retain_values():`"))
-    if opts.get("memory") and getattr(dg, "saved_bytes", None) is not None:
+    if opts.get("memory") and dg.saved_bytes is not None:
         total = sum(dg.saved_bytes.values())
         items.append(("small", f"arrays saved for backward: {S.fmt_bytes(total)} in all "
                                f"(freed by backward; detach() keeps earlier chunks out of the graph)"))
@@ -636,22 +691,28 @@ def draw_graph(tensor, show_values=True, show_grads=False, formulas=False, param
     dg.member_graph = g
     g.parents_of_cache = g.parents_of()
     children = g.children_of()
-    keep, size = set(), 0                        # above max_nodes: the nodes nearest the output
+    # above max_nodes boxes (an op is a box, and so is each of its outputs): the nodes nearest the output
+    boxes = {n.id: 1 + (len(n.outputs) if n.kind == "op" else 0) for n in g.nodes.values()}
+    total = sum(boxes.values())
+    keep, size = set(), 0
     for node in reversed(list(g.nodes.values())):
-        size += 1 + (len(node.outputs) if node.kind == "op" else 0)
-        if size > max_nodes - 1:
+        if total > max_nodes and size + boxes[node.id] > max_nodes - 1:     # one box left for the "..."
             break
+        size += boxes[node.id]
         keep.add(node.id)
     dropped = len(g.nodes) - len(keep)
     out_id = {}
     root_ids = {r for r, _ in g.roots}
     if dropped:
         etc = Node("etc_earlier", "ellipsis", name=f"{dropped} earlier nodes")
-        etc.lines = [("\u22ef", "big"), (f"{dropped} earlier nodes not drawn", "main")]
+        etc.lines = [("\u22ef", "big"), (f"{dropped} earlier ops and leaves not drawn", "main")]
         etc.style = "ellipsis"
         dg.add(etc)
-        notes.append(f"{len(g.nodes)} nodes exceed max_nodes={max_nodes}: only the {len(keep)} nodes nearest the "
-                     f"output are drawn; for recurrent graphs, draw_bptt(loss, level=\"cell\") folds them by timestep")
+        ops = sum(1 for n in g.nodes.values() if n.kind == "op")
+        notes.append(f"the whole graph takes {total} boxes ({ops} ops, their outputs and {len(g.nodes) - ops} "
+                     f"leaves), which exceed max_nodes={max_nodes}: only the {len(keep)} ops and leaves nearest "
+                     f"the output are drawn ({size} boxes); for recurrent graphs, draw_bptt(loss, level=\"cell\") "
+                     f"folds them by timestep")
     for node in g.nodes.values():
         if node.id not in keep:
             continue
@@ -707,6 +768,7 @@ def draw_graph(tensor, show_values=True, show_grads=False, formulas=False, param
     dg.notes = notes + dg.notes
     dg.title = title or ""
     dg.legend = _graph_legend(dg, opts)
+    dg.attrs["nslimit"] = "5"       # dot's x-placement converges long before its default limit on big graphs
     out = to_digraph(dg, name="graph")
     out.graph = dg
     return out
@@ -719,9 +781,13 @@ def _leaf_uses(node, g, children):
 
 
 def _tensor_lines(out, opts, index):
+    """An op's output: its name (if any) and shape; unnamed outputs show the shape only."""
     name = out["name"]
-    head = name if name else ("y" if index is None else f"y[{index}]")
-    lines = [(f"{head}  {L.shape_text(out['shape'])}", "title" if name else "main")]
+    shape = L.shape_text(out["shape"])
+    if name:
+        lines = [(f"{name}  {shape}", "title")]
+    else:
+        lines = [(shape if index is None else f"[{index}]  {shape}", "main")]
     if opts.get("show_values") and out.get("value") is not None:
         lines.append((L.summarize(out["value"]), "value"))
     if (opts.get("gradients") or opts.get("show_grads")) and out.get("grad") is not None:
@@ -735,13 +801,21 @@ def _graph_legend(dg, opts):
     items = []
     roles = {n.style for n in dg.nodes.values()}
     for role, text, words in [("root", "L", "the output being drawn (the loss)"), ("loss", "L_t", "a loss"),
-                              ("tensor", "y", "a tensor made by an op: name, shape, numbers"),
+                              ("tensor", "(1, 3)", "a tensor made by an op: its name if it has one, shape, numbers"),
                               ("opnode", "op", "an op (hover for its local derivative)"),
                               ("param", "W", "parameter (requires grad)"), ("leaf", "h_0", "leaf that requires grad"),
                               ("input", "x", "data (no gradient)"), ("const", "1.0", "a constant"),
                               ("cut", "\u2702", "a detached tensor (no gradient flows back)")]:
         if role in roles:
             items.append(("box", role, text, words))
+    kinds = {e.kind for e in dg.edges}
+    for kind, words in [("data", "data flow: an op's input or output"),
+                        ("param", "a parameter (or a leaf that requires grad) read by an op"),
+                        ("state", "the state carried from step t to step t+1 (h_{t-1} \u2192 h_t)"),
+                        ("cut", "detach(): no gradient crosses")]:
+        if kind in kinds:
+            colour, width, style = S.EDGE[kind]
+            items.append(("line", colour, width, style == "dashed", words, "forward"))
     if opts.get("show_values") and any(n.kind == "tensor" and n.outputs and n.outputs[0].get("value") is None
                                        for n in dg.nodes.values()):
         items.append(("small", "values of intermediate tensors: build the graph inside `with tg.retain_values():`"))

@@ -79,22 +79,31 @@ class Cluster:
 
 
 class Graph:
-    """Nodes in forward order (inputs first), edges, and what the layout adds:
-    clusters, rank constraints, notes shown in the picture."""
+    """Nodes in forward order (inputs first), edges, and what the drawing adds:
+    clusters, notes and a legend shown in the picture."""
 
     def __init__(self):
         self.nodes = {}          # id -> Node, in forward (topological) order
         self.edges = []
         self.roots = []          # (node id, output index) of the traced tensors
         self.clusters = {}       # id -> Cluster
-        self.same_rank = []      # lists of node ids drawn at one height
-        self.invisible = []      # (a, b, attrs): layout-only edges
         self.notes = []          # sentences shown under the picture (collapsing, elision, ...)
         self.legend = []         # (kind, payload) entries drawn by render.py
         self.title = ""
         self.attrs = {}          # graph attributes for the renderer (rankdir, ...)
         self.objects = {}        # traced node id -> engine object (Function or Tensor); never drawn
         self.lookup = {}         # id(engine object) -> node id: a lookup table, never used in names
+        # set by the drawing steps (draw.py, layout.py), declared here so every Graph has them
+        self.member_graph = None      # a collapsed graph: the traced graph its boxes stand for
+        self.group_of = {}            # traced node id -> id of the box it was collapsed into
+        self.parents_of_cache = None  # {node id: [edges into it]}, filled once the graph stops changing
+        self.member_out_counts = {}   # traced node id -> number of edges out of it
+        self.member_edges_out = {}    # box id -> traced edges leaving the box
+        self.state_norms = {}         # (row, t) -> [(state name, ||dL/dstate|| or None)]
+        self.scale = None             # the picture's GradScale (edge colours and widths)
+        self.highlight_summary = None # (sources, targets, {param: reads}, number of ops) of a highlight
+        self.saved_bytes = None       # traced node id -> bytes saved for backward (memory=True)
+        self.layout_done = False      # positions computed (render with neato -n2)
 
     def add(self, node):
         self.nodes[node.id] = node
@@ -105,7 +114,7 @@ class Graph:
         return edge
 
     def parents_of(self):
-        """{node id: [edges into it]}."""
+        """{node id: [edges into it]} (``parents_of_cache`` keeps one, once the graph is final)."""
         into = {n: [] for n in self.nodes}
         for e in self.edges:
             into.setdefault(e.dst, []).append(e)

@@ -9,16 +9,18 @@ import numpy as np
 from .bptt import array_norm, norm
 from .style import fmt, fmt_bytes
 from .trace import host
+from .unroll import STATE_NAME
 
 PARAM = re.compile(r"^(?:(?P<module>.*)\.)?(?P<kind>weight|bias)(?:_(?P<which>ih|hh|cif|co)_l(?P<layer>\d+)(?P<rev>_reverse)?)?$")
-SUB = str.maketrans("0123456789", "\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089")
+SUP = str.maketrans("0123456789", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 OP_TITLES = {"logsoftmax": "log_softmax", "getitem": "index [ ]", "matmul": "matmul @"}
-STATE = re.compile(r"^(h|c|s|state|hidden|cell)(_?\{?-?\d+\}?|_t|_prev)?$")
+SHOWS_ARGS = ("linear", "matmul", "mul", "add", "sub", "div", "embedding", "where")
 PART_TITLES = {"cell": "cell", "readout": "output + loss", "pre": "input projection", "post": "stack outputs"}
 
 
 def alias(name):
-    """A short name from the maths for a PyTorch parameter name: rnn.weight_hh_l0 -> W_hh."""
+    """A short name from the maths for a PyTorch parameter name: rnn.weight_hh_l0 -> W_hh,
+    rnn.weight_hh_l1 -> W_hh\u207d\u00b9\u207e (layer 1), weight_hh_l0_reverse -> W_hh\u2190."""
     if not name:
         return None
     m = PARAM.match(name)
@@ -31,7 +33,7 @@ def alias(name):
         return f"{letter}_{module}" if module else letter
     s = f"{letter}_{which}"
     if m.group("layer") and m.group("layer") != "0":
-        s += f"\u207d{m.group('layer')}\u207e"
+        s += f"\u207d{m.group('layer').translate(SUP)}\u207e"
     if m.group("rev"):
         s += "\u2190"
     return s
@@ -73,7 +75,8 @@ def shape_text(shape):
 
 
 def grad_symbol(name):
-    return f"\u2202L/\u2202{short(name) or 'y'}"
+    """dL/d(name); an unnamed op output is "out" (not "y", which the lecture uses for y_t)."""
+    return f"\u2202L/\u2202{short(name) or 'out'}"
 
 
 def time_range(ts):
@@ -90,18 +93,31 @@ def time_range(ts):
 def op_title(node, g):
     """``linear(·, W_hh, b_hh)``: the op and the parameters it reads, so W_hh can be counted along a path."""
     title = OP_TITLES.get(node.op, node.op)
+    into = g.parents_of_cache if g.parents_of_cache is not None else g.parents_of()
     names = []
-    for e in sorted((e for e in g.parents_of_cache.get(node.id, ())), key=lambda e: e.slot):
+    for e in sorted(into.get(node.id, ()), key=lambda e: e.slot):
         src = g.nodes[e.src]
         if src.kind in ("param", "leaf"):
             names.append(alias(src.name) or "leaf")
         elif src.kind == "const":
-            names.append(summarize(src.outputs[0]["value"]) if src.outputs else "c")
+            names.append(src.name or const_text(src))
         else:
             names.append("\u00b7")
-    if node.op in ("linear", "matmul", "mul", "add", "sub", "div", "embedding") and any(n != "\u00b7" for n in names):
+    if node.op in SHOWS_ARGS and any(n != "\u00b7" for n in names):
         return f"{title}({', '.join(names)})"
     return title
+
+
+def const_text(node):
+    """A constant's value: the number, "0" for zeros of any shape, or its shape."""
+    out = node.outputs[0] if node.outputs else {"shape": (), "value": None}
+    v = out["value"]
+    a = np.asarray(host(v)) if v is not None else None
+    if a is not None and a.size > 1 and a.dtype.kind != "b" and not a.any():
+        return "0"
+    if a is not None and a.size <= 6:
+        return summarize(a)
+    return shape_text(out["shape"])
 
 
 def op_lines(node, g, opts):
@@ -166,10 +182,16 @@ def leaf_lines(node, g, opts):
                  (f"cut from {cut.get('op', '?')} at {where}", "small"), ("no gradient flows back", "small")]
         return lines
     if kind == "const":
-        v = out["value"]
-        text = summarize(v) if v is not None and np.asarray(host(v)).size <= 6 else f"zeros {shape_text(out['shape'])}"
-        if v is not None and np.asarray(host(v)).size > 1 and not np.asarray(host(v)).any():
-            text = f"0  {shape_text(out['shape'])}"
+        shape = out["shape"]
+        value = const_text(node)
+        text = value if value == shape_text(shape) or shape == () else f"{value}  {shape_text(shape)}"
+        if node.name:                       # a named constant: "-1 / n = -0.167", "[t = true] (6, 4)"
+            v = out["value"]
+            is_mask = v is not None and np.asarray(host(v)).dtype.kind == "b"
+            if is_mask or value == shape_text(shape):
+                text = f"{node.name}  {shape_text(shape)}"
+            else:
+                text = f"{node.name} = {text}"
         return [(text, "small")]
     # data input
     name = node.name or "data"
@@ -202,8 +224,16 @@ def param_grad_lines(node, opts):
         parts = [f"{label}: {fmt(n)}" if n is not None else label for label, n in shown]
         for k in range(0, len(parts), 4):
             lines.append(("  " + ",  ".join(parts[k:k + 4]), "small"))
+    stepping = opts.get("stepping")
     if total is not None:
-        lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}" + ("  (total)" if len(terms) > 1 else ""), "grad"))
+        if len(terms) > 1:
+            partial = stepping and len(arrived) < len(terms)
+            lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}" + ("  so far" if partial else "  (total)"),
+                          "grad"))
+        else:
+            lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}", "grad"))
+    elif stepping:
+        lines.append(("not reached yet", "small"))
     elif opts.get("gradients"):
         lines.append(("no gradient reached it", "small"))
     return lines
@@ -261,7 +291,7 @@ def group_lines(node, g, opts):
             lines.append((f"{name} = {summarize(value)}", "value"))
     if opts.get("gradients"):
         for name, n in node.info.get("out_grads", []):
-            if node.t is not None and STATE.match(name or ""):
+            if node.t is not None and STATE_NAME.match(name or ""):
                 continue        # the timestep's label shows it
             lines.append((f"\u2016{grad_symbol(name)}\u2016 = {fmt(n)}", "grad"))
     if opts.get("formulas"):

@@ -20,7 +20,9 @@ DOT text, is the same on every machine.
 import unicodedata
 
 from .graph import Node
-from .route import Grid, label_point, route
+from .labels import alias
+from .route import Grid, place_label, route
+from .style import clean
 
 GAP_X = 22          # between boxes in a layer (points)
 GAP_Y = 30          # between layers
@@ -29,7 +31,8 @@ MARGIN = 14         # inside a cluster
 CORRIDOR0 = 8       # the bus corridor at a block's left: first lane's offset
 LANE_X = 6          # between the vertical lanes of two parameters
 LANE_Y = 7          # between two parameters' horizontal lanes under a row
-LANE_Y_GRAD = 15    # ... when the lanes carry gradient numbers
+LANE_Y_GRAD = 20    # ... when the lanes carry gradient numbers ("W_hh += 0.58", above each lane)
+PARALLEL_GAP = 12   # between the h and c edges of an LSTM
 FONT_SIZE = {"title": 15, "big": 18, "main": 14, "small": 11, "formula": 11, "grad": 12, "value": 11, "warn": 12}
 
 
@@ -54,6 +57,12 @@ def char_width(c):
     return 0.8
 
 
+def text_width(text, font="main"):
+    """Width in points of a row of text as the renderer draws it (cut to MAX_TEXT characters)."""
+    size = FONT_SIZE.get(font, 14) * (1.1 if font in BOLD else 1.0)
+    return max(sum(char_width(c) for c in part) for part in clean(text).split("\n")) * size
+
+
 def text_size(lines):
     """(width, height) in points of a label with these rows: an estimate on the generous side
     (the boxes are drawn at this size, so the text must fit whatever the installed font)."""
@@ -63,10 +72,8 @@ def text_size(lines):
             w = max(w, 12 + 10 * len(item[1]))
             h += 20
             continue
-        text, font = str(item[0]), item[1]
-        size = FONT_SIZE.get(font, 14) * (1.1 if font in BOLD else 1.0)
-        for part in text.split("\n"):
-            w = max(w, sum(char_width(c) for c in part) * size + 18)
+        text, font = clean(item[0]), item[1]
+        w = max(w, text_width(text, font) + 18)
         h += (FONT_SIZE.get(font, 14) + 8) * (text.count("\n") + 1)
     return round(w, 1), round(h, 1)
 
@@ -98,7 +105,7 @@ def layout(dg, rows, opts):
         if ri is None:
             continue
         if node.kind == "ellipsis" or node.t is not None:
-            blocks.setdefault((ri, _col_key(node, rows[ri].offset)), []).append(node.id)
+            blocks.setdefault((ri, _col_key(node)), []).append(node.id)
     in_block = {nid: key for key, ids in blocks.items() for nid in ids}
     side, inits, free = [], [], []
     for node in dg.nodes.values():
@@ -149,8 +156,9 @@ def layout(dg, rows, opts):
     label_w = 0
     x = 0.0
     label_x = None
+    row_lines = {ri: _row_label_lines(r, opts) for ri, r in enumerate(rows)}
     if any(r.layer is not None for r in rows) or len(rows) > 1:
-        label_w = max(text_size([(r.label or "loop", "big")])[0] for r in rows)
+        label_w = max(text_size(row_lines[ri])[0] for ri in range(len(rows)))
         label_x = x + label_w / 2
         x += label_w + COL_GAP
     side_x = x + side_w / 2 if side else None
@@ -380,7 +388,7 @@ def layout(dg, rows, opts):
             if u not in level or line_of[ri] != ri:
                 continue
             node = Node(f"rowlabel_r{ri}", "note", name=row.label)
-            node.lines = [(row.label or "loop", "big")]
+            node.lines = row_lines[ri]
             node.style = "note"
             dg.add(node)
             b = Box(node)
@@ -413,16 +421,42 @@ def layout(dg, rows, opts):
     if edges_x:
         corridors += [edges_x[0][0] - COL_GAP / 2, edges_x[-1][1] + COL_GAP / 2]
     rects = {nid: (b.x, b.y, b.w, b.h) for nid, b in boxes.items()}
+    # each timestep's title (t, ||dL/dh_t||) is an obstacle too: no edge or number runs across it
+    for cid, c in dg.clusters.items():
+        if c.bb is not None and c.label:
+            w, h = text_size(c.label)
+            rects[f"title:{cid}"] = ((c.bb[0] + c.bb[2]) / 2, c.bb[3] - h / 2, min(w, c.bb[2] - c.bb[0]), h)
     grid = Grid(rects)
+    parallel = {}                                  # an LSTM's h and c edges: side by side, not on top
+    for e in dg.edges:
+        if e.kind == "state":
+            parallel.setdefault((e.src, e.dst), []).append(e)
     for e in dg.edges:
         if e.info.get("route"):
             continue
         a, b = boxes[e.src], boxes[e.dst]
-        side = None
+        side, dy = None, 0.0
         if e.kind == "state" and abs(a.y - b.y) < 1 and a.id in in_block and b.id in in_block:
             side = "lr" if b.x > a.x else "rl"
-        e.info["route"] = route(rects[e.src], rects[e.dst], grid, {e.src, e.dst}, corridors, side)
-        e.info["lp"], e.info["lp_anchor"] = label_point(e.info["route"])
+            twins = parallel[(e.src, e.dst)]
+            dy = (twins.index(e) - (len(twins) - 1) / 2) * -PARALLEL_GAP
+        e.info["route"] = route(rects[e.src], rects[e.dst], grid, {e.src, e.dst}, corridors, side, dy)
+    # numbers go where they cover no box, no title and no other edge (long horizontal runs, the
+    # bus lanes under the rows, are left out: they hold no numbers but their own)
+    marks = dict(rects)
+    for k, e in enumerate(dg.edges):
+        for (x0, y0), (x1, y1) in zip(e.info["route"], e.info["route"][1:]):
+            if abs(x1 - x0) < 400:
+                marks[("edge", k, x0, y0)] = ((x0 + x1) / 2, (y0 + y1) / 2, abs(x1 - x0) + 2, abs(y1 - y0) + 2)
+    for k, e in enumerate(dg.edges):               # the bus numbers are placed already: keep off them
+        if "lp" in e.info:
+            (x, y), (w, h) = e.info["lp"], _label_size(dg, e, 1)
+            marks[("label", k)] = (x + w / 2, y, w, h)
+    label_grid = Grid(marks)
+    for k, e in enumerate(dg.edges):
+        if "lp" not in e.info:
+            size = _label_size(dg, e, len(parallel.get((e.src, e.dst), ())))
+            e.info["lp"], e.info["lp_anchor"] = place_label(e.info["route"], size, label_grid, k)
     for nid, b in boxes.items():
         dg.nodes[nid].pos = (round(b.x, 1), round(b.y, 1))
         dg.nodes[nid].info["size"] = (b.w, b.h)
@@ -468,7 +502,7 @@ def _route_bus(dg, ri, params, boxes, blocks, block_layout, col_x, col_w, out, i
             end = (x_in, bt.y - bt.h / 2)
             points = [start, (x_down, start[1]), (x_down, lane_y), (x_up, lane_y), (x_up, y_gap), (x_in, y_gap), end]
             e.info["route"] = _dedupe(points)
-            e.info["lp"] = (x_up + 4, lane_y + 7)
+            e.info["lp"] = (x_up + 4, lane_y + 10)
             e.info["lp_anchor"] = "left"
 
 
@@ -545,11 +579,34 @@ def _has_row_before(u, preds):
     return False
 
 
-def _col_key(node, offset=0):
+def _col_key(node):
     if node.kind == "ellipsis":
         ts = node.info.get("elided") or [0]
-        return (min(ts) + offset - 0.5,)
-    return (float(node.t + offset),)
+        return (min(ts) - 0.5,)
+    return (float(node.t),)
+
+
+def _row_label_lines(row, opts):
+    """A row's label; with gradients, which way its arrows (the gradient) run."""
+    lines = [(row.label or "loop", "big")]
+    if opts.get("gradients"):
+        arrow = "\u2192" if row.reverse else "\u2190"
+        lines.append((f"arrows: the gradient, flowing {arrow}", "main"))
+    return lines
+
+
+def _label_size(dg, e, twins):
+    """The size of an edge's number, before the number is known: the widest it can be
+    ("W_hh += 0.00e-00" on a parameter's use, "c 0.00e-00" on one of two parallel state edges)."""
+    if e.kind == "cut":
+        text = "detach() \u2702"
+    elif e.kind == "param":
+        text = f"{alias(dg.nodes[e.src].name) or 'param'} += 0.00e-00"
+    elif e.kind == "state" and twins > 1:
+        text = f"{e.info.get('state_name') or 'h'} 0.00e-00"
+    else:
+        text = "0.00e-00"
+    return text_width(text, "small"), FONT_SIZE["small"] + 4
 
 
 def _cluster_label_h(dg, ri):

@@ -24,7 +24,7 @@ from .bptt import record
 from .draw import _roots, _saved_bytes, build, gradient_paths, legend
 from .render import to_digraph
 from .trace import host, trace
-from .unroll import place
+from .unroll import _row_label, place
 
 
 # ----------------------------------------------------------------------------------- anomaly
@@ -121,7 +121,7 @@ def _paths_to_roots(g, start):
     return nodes, edges
 
 
-def _mark(dg, nodes, edges, colour=S.HIGHLIGHT, first=None):
+def _mark(dg, nodes, edges, colour=S.HIGHLIGHT):
     hl_nodes = {dg.group_of.get(n, n) for n in nodes}
     hl_edges = {id(e) for e in edges}
     for node in dg.nodes.values():
@@ -130,8 +130,8 @@ def _mark(dg, nodes, edges, colour=S.HIGHLIGHT, first=None):
             node.info["highlight"] = True
     for e in dg.edges:
         if any(id(m) in hl_edges for m in e.info.get("members", [e])):
-            e.attrs["color"] = colour
-            e.attrs["penwidth"] = max(float(e.attrs.get("penwidth", 1)), 3.0)
+            e.info["highlight"] = True           # drawn as an underlay (render.py): its gradient colour stays
+            e.info["highlight_colour"] = colour
 
 
 # ----------------------------------------------------------------------------------- gradcheck
@@ -158,11 +158,13 @@ def check_leaves(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         analytic = float(np.sum(np.asarray(grad) * v)) if grad is not None else 0.0
         base = x.data
         values = []
-        for sign in (1, -1):
-            x.data = x._backend.asarray(host(base) + sign * eps * v, "float64")
-            with tg.no_grad():
-                values.append(float(fn(*inputs).item()))
-        x.data = base
+        try:                              # x is the caller's tensor: put its values back whatever fn does
+            for sign in (1, -1):
+                x.data = x._backend.asarray(host(base) + sign * eps * v, "float64")
+                with tg.no_grad():
+                    values.append(float(fn(*inputs).item()))
+        finally:
+            x.data = base
         numeric = (values[0] - values[1]) / (2 * eps)
         out[i] = (analytic, numeric, abs(analytic - numeric) <= atol + rtol * abs(numeric))
     return out, loss, g
@@ -224,7 +226,7 @@ def memory_by_step(loss):
     roots = _roots(loss)
     g = trace(roots)
     rows = place(g)
-    labels = {r.key: (r.label or "") for r in rows}
+    labels = {r.key: _row_label(r.key, r.layer, r.reverse) for r in rows}
     saved = _saved_bytes(g)
     out = {}
     for node_id, nbytes in saved.items():

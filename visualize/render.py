@@ -11,11 +11,11 @@ says how to install Graphviz instead of showing a traceback from deep inside.
 """
 import html
 import os
-import re
 
 import graphviz
 
 from . import style as S
+from .style import MAX_TEXT, clean
 
 INSTALL_HINT = (
     "Graphviz's `dot` program was not found on PATH, so the picture could not be rendered. "
@@ -103,24 +103,13 @@ def dot_available():
 
 
 # --- escaping -----------------------------------------------------------------------------
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
-MAX_TEXT = 72
-
-
-def clean(text, limit=MAX_TEXT):
-    """Text safe for any output: valid UTF-8, no control characters, at most ``limit`` chars."""
-    s = str(text)
-    s = s.encode("utf-8", "replace").decode("utf-8")            # lone surrogates -> '?'
-    s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
-    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
-    if len(s) > limit:
-        s = s[:limit - 1] + "\u2026"
-    return s
-
-
 def esc(text, limit=MAX_TEXT):
-    """Text for an HTML-like label: escaped, newlines as line breaks."""
-    return html.escape(clean(text, limit), quote=True).replace("\n", "<BR/>")
+    """Text for an HTML-like label: escaped, newlines as line breaks.
+
+    Graphviz expands \\N, \\G, \\L... inside HTML labels too, after decoding entities, so a
+    backslash is written as two (``&#92;&#92;``), which Graphviz shows as one."""
+    s = html.escape(clean(text, limit), quote=True).replace("\\", "&#92;&#92;")
+    return s.replace("\n", "<BR/>")
 
 
 def esc_attr(text, limit=400):
@@ -159,10 +148,6 @@ def _row(item):
         cells = "".join(f'<TD BGCOLOR="{c}" WIDTH="9" HEIGHT="14" FIXEDSIZE="TRUE"></TD>' for c, _ in item[1])
         return (f'<TR><TD><TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="0" COLOR="#ffffff">'
                 f"<TR>{cells}</TR></TABLE></TD></TR>")
-    if item[0] == "swatch":                 # ("swatch", colour, text): a legend row
-        _, colour, text = item
-        return (f'<TR><TD BGCOLOR="{colour}" WIDTH="28" FIXEDSIZE="FALSE"> </TD>'
-                f'<TD ALIGN="LEFT">{_font(text, "small")}</TD></TR>')
     text, kind = item[0], item[1]
     colour = item[2] if len(item) > 2 else None
     return f"<TR><TD>{_font(text, kind, colour)}</TD></TR>"
@@ -180,10 +165,6 @@ def html_label(lines, role, border=None, highlight=False, framed=True):
         width = max(width, 3)
     style = f' STYLE="{table_style}"' if table_style else ""
     rows = "".join(_row(item) for item in lines)
-    swatch = any(item[0] == "swatch" for item in lines)
-    if swatch:
-        rows = "".join(_row(item) if item[0] == "swatch" else
-                       _row(item).replace("<TD>", '<TD COLSPAN="2" ALIGN="LEFT">', 1) for item in lines)
     return (f'<<TABLE BORDER="{width}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" '
             f'BGCOLOR="{fill}" COLOR="{line_colour}"{style}>{rows}</TABLE>>')
 
@@ -200,7 +181,7 @@ GRAPH_ATTRS = {"rankdir": "BT", "newrank": "true", "fontname": S.FONT, "nodesep"
 
 def to_digraph(g, name="bptt"):
     """The Digraph of a laid-out Graph (nodes with ``lines`` and ``style``; see unroll.arrange)."""
-    positioned = bool(getattr(g, "layout_done", False))
+    positioned = g.layout_done
     dg = Digraph(name=name, comment="render with: neato -n2 -Tsvg file.gv  (the positions are precomputed)"
                  if positioned else None)
     attrs = dict(GRAPH_ATTRS)
@@ -222,7 +203,7 @@ def to_digraph(g, name="bptt"):
         fill, border = S.CLUSTER.get(c.style, S.CLUSTER["time"])
         sub.attr("graph", label=cluster_label(c.label) if c.label else "", style="rounded,filled", fillcolor=fill,
                  color=border, penwidth="1.2", labeljust="c", labelloc="t", margin="10")
-        if getattr(c, "bb", None) is not None:
+        if c.bb is not None:
             sub.attr("graph", bb=",".join(f"{v:.1f}" for v in c.bb))
         if c.tooltip:
             sub.attr("graph", tooltip=esc_attr(c.tooltip))
@@ -237,7 +218,7 @@ def to_digraph(g, name="bptt"):
                                          border=node.info.get("border"), highlight=node.info.get("highlight"))}
         if node.tooltip:
             attrs["tooltip"] = esc_attr(node.tooltip)
-        if positioned and getattr(node, "pos", None) is not None:
+        if positioned and node.pos is not None:
             attrs["pos"] = f"{node.pos[0]:.1f},{node.pos[1]:.1f}!"
         target.node(node.id, **attrs)
     # nest clusters, deepest first
@@ -251,14 +232,15 @@ def to_digraph(g, name="bptt"):
     for cid in sorted(subgraphs, key=lambda c: (-depth[c], g.clusters[c].order)):
         parent = g.clusters[cid].parent
         (subgraphs[parent] if parent else dg).subgraph(subgraphs[cid])
-    for ids in g.same_rank:
-        with dg.subgraph() as s:
-            rank = "same"
-            if ids and ids[0] in ("__min__", "__max__", "__source__", "__sink__"):
-                rank, ids = ids[0].strip("_"), ids[1:]
-            s.attr(rank=rank)
-            for i in ids:
-                s.node(i)
+    # a highlighted edge gets a wide vermillion underlay, drawn first: its own colour stays on top
+    for e in g.edges:
+        if e.info.get("highlight"):
+            colour = e.info.get("highlight_colour", S.HIGHLIGHT)
+            width = float(e.attrs.get("penwidth", 1.0)) + S.UNDERLAY
+            attrs = {"color": colour, "penwidth": f"{width:g}", "dir": "none"}
+            if e.attrs.get("pos"):
+                attrs["pos"] = _without_arrows(e.attrs["pos"])
+            dg.edge(e.src, e.dst, **attrs)
     for e in g.edges:
         attrs = {k: str(v) for k, v in e.attrs.items() if v is not None}
         if e.label:
@@ -266,15 +248,21 @@ def to_digraph(g, name="bptt"):
         attrs.pop("fontcolor", None)
         if "tooltip" in attrs:
             attrs["tooltip"] = esc_attr(attrs["tooltip"])
-        tail, head = e.src, e.dst
-        if attrs.pop("swap", None) == "True":
-            tail, head = head, tail
-        dg.edge(tail, head, **attrs)
-    for a, b, extra in g.invisible:
-        attrs = {"style": "invis"}
-        attrs.update({k: str(v) for k, v in extra.items()})
-        dg.edge(a, b, **attrs)
+        dg.edge(e.src, e.dst, **attrs)
     return dg
+
+
+def _without_arrows(pos):
+    """An edge ``pos`` with its arrow tips ("s,x,y" / "e,x,y") dropped: the underlay runs to the
+    tips themselves, so the highlight reaches the boxes."""
+    parts = pos.split()
+    tips = {p[0]: p[2:] for p in parts if p[:2] in ("s,", "e,")}
+    pts = [p for p in parts if p[:2] not in ("s,", "e,")]
+    if "s" in tips:
+        pts = [tips["s"]] * 3 + pts      # a straight piece from the tail tip to the first point
+    if "e" in tips:
+        pts = pts + [tips["e"]] * 3
+    return " ".join(pts)
 
 
 def _box_attrs(node, size):
@@ -312,9 +300,10 @@ def _graph_label(g):
             box = (f'<TABLE BORDER="{width}" CELLBORDER="0" CELLPADDING="2" BGCOLOR="{fill}" COLOR="{border}"'
                    f'{tstyle}><TR><TD>{_font(text, "small")}</TD></TR></TABLE>')
             rows.append(f'<TR><TD ALIGN="RIGHT">{box}</TD><TD ALIGN="LEFT">{_font(explanation, "legend", limit=160)}</TD></TR>')
-        elif item[0] == "line":
-            _, colour, width, dashed, text = item
-            mark = "\u2504\u2504\u2504\u25b6" if dashed else "\u2501\u2501\u2501\u25b6"
+        elif item[0] == "line":             # ("line", colour, width, dashed, text, arrow: forward/back/none)
+            _, colour, width, dashed, text, arrow = item
+            bar = "\u2504\u2504\u2504" if dashed else "\u2501\u2501\u2501"
+            mark = {"forward": bar + "\u25b6", "back": "\u25c0" + bar, "none": bar + "\u2501"}[arrow]
             rows.append(f'<TR><TD ALIGN="RIGHT"><FONT COLOR="{colour}" POINT-SIZE="{S.SMALL + 2 + int(width)}">'
                         f'{mark}</FONT></TD><TD ALIGN="LEFT">{_font(text, "legend", limit=160)}</TD></TR>')
         else:

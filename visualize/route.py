@@ -49,9 +49,31 @@ class Grid:
         self.cell = cell
         self.buckets = {}
         for key, box in boxes.items():
-            x, y, w, h = box
-            for i in range(int((x - w / 2) // cell), int((x + w / 2) // cell) + 1):
-                self.buckets.setdefault(i, []).append((key, box))
+            self.add(key, box)
+
+    def add(self, key, box):
+        x, y, w, h = box
+        for i in range(int((x - w / 2) // self.cell), int((x + w / 2) // self.cell) + 1):
+            self.buckets.setdefault(i, []).append((key, box))
+
+    def cost(self, rect, own=None):
+        """What the rectangle (x, y, w, h) would cover: 100 per box or timestep title, 5 per
+        number, 1 per edge segment. Keys ("edge", own, ...) are the segments of the edge
+        being labelled, which its own number may touch."""
+        x, y, w, h = rect
+        total, seen = 0, set()
+        for i in range(int((x - w / 2) // self.cell), int((x + w / 2) // self.cell) + 1):
+            for key, (bx, by, bw, bh) in self.buckets.get(i, ()):
+                if key in seen or not (abs(bx - x) < (bw + w) / 2 and abs(by - y) < (bh + h) / 2):
+                    continue
+                seen.add(key)
+                if not isinstance(key, tuple):
+                    total += 100
+                elif key[0] == "label":
+                    total += 5
+                elif key[1] != own:
+                    total += 1
+        return total
 
     def crossed(self, p, q, skip):
         lo, hi = sorted((p[0], q[0]))
@@ -66,17 +88,18 @@ class Grid:
         return out
 
 
-def route(a_box, b_box, grid, skip, corridors=(), side=None):
+def route(a_box, b_box, grid, skip, corridors=(), side=None, dy=0.0):
     """A polyline from box a to box b (each (x, y, w, h)) that avoids the grid's other boxes.
 
     ``side``: "lr" to leave a's right side and enter b's left (a state edge to the next
-    step), "rl" for the opposite direction, None for centre-to-centre."""
+    step), "rl" for the opposite direction, None for centre-to-centre; ``dy`` moves a
+    side-to-side edge up or down (two parallel state edges, h and c)."""
     ax, ay, aw, ah = a_box
     bx, by, bw, bh = b_box
     if side == "lr":
-        p, q = (ax + aw / 2, ay), (bx - bw / 2, by)
+        p, q = (ax + aw / 2, ay + dy), (bx - bw / 2, by + dy)
     elif side == "rl":
-        p, q = (ax - aw / 2, ay), (bx + bw / 2, by)
+        p, q = (ax - aw / 2, ay + dy), (bx + bw / 2, by + dy)
     else:
         p, q = border_point(a_box, (bx, by)), border_point(b_box, (ax, ay))
     blocking = grid.crossed(p, q, skip)
@@ -119,11 +142,30 @@ def _collinear(a, b, c):
     return abs((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])) < 1e-6
 
 
-def label_point(points):
-    """Where an edge's number goes: beside the middle of its longest leg."""
-    best = max(zip(points, points[1:]), key=lambda s: (s[1][0] - s[0][0]) ** 2 + (s[1][1] - s[0][1]) ** 2)
-    (x0, y0), (x1, y1) = best
-    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-    if abs(x1 - x0) < abs(y1 - y0):      # mostly vertical: text to the right
-        return (mx + 4, my), "left"
-    return (mx, my + 7), "center"
+def place_label(points, size, grid, own=None):
+    """Where an edge's number goes: beside the middle of a leg, the longest first, on the first
+    side where a text of ``size`` (w, h) covers no box (no timestep title, no other edge or
+    number) of the grid, else where it covers least. The number is then added to the grid.
+
+    Returns ((x, y), anchor): "left" means the text starts at x (beside a vertical leg),
+    "center" that it is centred on x (above a horizontal leg)."""
+    w, h = size
+    legs = sorted(zip(points, points[1:]), key=lambda s: -((s[1][0] - s[0][0]) ** 2 + (s[1][1] - s[0][1]) ** 2))
+    candidates = []
+    for (x0, y0), (x1, y1) in legs:
+        for f in (0.5, 0.3, 0.7, 0.15, 0.85):
+            mx, my = x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
+            if abs(x1 - x0) < abs(y1 - y0):      # mostly vertical: text to the right, else to the left
+                candidates += [((mx + 4, my), "left", (mx + 4 + w / 2, my)),
+                               ((mx - 4 - w, my), "left", (mx - 4 - w / 2, my))]
+            else:                                # mostly horizontal: text above, else below
+                candidates += [((mx, my + 10), "center", (mx, my + 10)), ((mx, my - 10), "center", (mx, my - 10))]
+    chosen, best = candidates[0], None
+    for candidate in candidates:             # the first free place, else the one that covers least
+        cost = grid.cost((candidate[2][0], candidate[2][1], w, h), own)
+        if best is None or cost < best:
+            chosen, best = candidate, cost
+            if cost == 0:
+                break
+    grid.add(("label", own), (chosen[2][0], chosen[2][1], w, h))      # the next number keeps off this one
+    return chosen[0], chosen[1]

@@ -10,6 +10,7 @@ front of the class. All frames share one layout, so nothing jumps between them.
 import html
 import json
 
+from . import labels as L
 from . import style as S
 from .bptt import _totals, record
 from .draw import _edge_styles, annotate, build, cluster_labels, legend
@@ -48,7 +49,8 @@ def backward_frames(loss, level="op", show_values=False, formulas=None, params=N
                          f"is meant for small graphs: draw a shorter sequence, use level=\"cell\", or raise max_frames")
     full = {id(e): e.grads for e in g.edges}
     scale = dg.scale
-    row_index = {r.key: i for i, r in enumerate(rows)}
+    for m in dg.edges:           # edges that will carry a gradient point backward from the first frame on
+        m.info["carries"] = bool(m.grads)
     opts_frame = dict(opts, scale=scale, stepping=True)
     frames = []
     done = set()
@@ -80,7 +82,7 @@ def backward_frames(loss, level="op", show_values=False, formulas=None, params=N
             if current is not None:
                 dg.nodes[current].info["border"] = S.HIGHLIGHT
                 dg.nodes[current].info["highlight"] = True
-            _edge_styles(dg, rows, row_index, opts_frame)
+            _edge_styles(dg, opts_frame)
             dg.title = (title + " \u2014 " if title else "") + caption(dg, g, steps, k)
             dg.legend = legend(dg, opts_frame)
             frame = to_digraph(dg, name=f"frame{k}")
@@ -105,14 +107,19 @@ def caption(dg, g, steps, k):
     if node.kind == "op":
         what = f"backward of {node.op} at {where}: {node.formula}"
     else:
-        what = f"backward through {node.name or 'a group'} at {where} ({len(consumers)} ops)"
+        box = L.PART_TITLES.get(node.part, node.name or "a group")
+        what = f"backward through the {box} box at {where} ({len(consumers)} ops)"
     targets = []
     for edge, _ in contributions:
+        if dg.group_of.get(edge.src, edge.src) == gid:
+            continue            # inside the collapsed box: not what it sends out
         src = g.nodes[edge.src]
         name = src.outputs[edge.src_index]["name"] if src.outputs else None
         label = name or src.name or src.op or src.kind
         if label not in targets:
             targets.append(label)
+    if not targets:
+        return f"step {k} of {len(steps)}: {what}; its gradients stay inside the box"
     sends = ", ".join(targets[:5]) + (" ..." if len(targets) > 5 else "")
     return f"step {k} of {len(steps)}: {what}; gradient sent to {sends}"
 

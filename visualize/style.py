@@ -7,6 +7,7 @@ trimmed so the faintest colour still shows on white): dark purple and thick =
 large, light green and thin = small, on a log scale. Never red against green.
 """
 import math
+import re
 
 FONT = "Helvetica"
 FONT_SIZE = 14          # legible when projected
@@ -41,7 +42,8 @@ NODE = {
 }
 HIGHLIGHT = "#D55E00"      # Okabe-Ito vermillion: the highlighted path, a non-finite value
 SUSPECT = "#CC79A7"        # reddish purple: a gradient that disagrees with finite differences
-FADED = "#cccccc"
+UNDERLAY = 5.0             # a highlighted edge's vermillion underlay is this much wider than the edge
+PENDING = "#d9d9d9"        # step-through: an edge whose gradient backward has not sent yet
 
 # edge roles: (colour, width, style)
 EDGE = {
@@ -80,11 +82,11 @@ def fmt(x):
 
 def fmt_bytes(n):
     n = int(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000.0
-    return f"{n} B"
+    return f"{n:.1f} GB"
 
 
 class GradScale:
@@ -139,3 +141,20 @@ class GradScale:
         if self.hi <= self.lo * (1 + 1e-12):
             return [out[-1][:2] + (self.lo, self.hi)]
         return out
+
+
+# --- text ----------------------------------------------------------------------------------
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+MAX_TEXT = 72           # characters of one label row; longer text is cut with an ellipsis
+
+
+def clean(text, limit=MAX_TEXT):
+    """Text safe for any output: valid UTF-8, no control characters, at most ``limit`` chars.
+    (The renderer escapes what it draws; the layout measures the same cut text.)"""
+    s = str(text)
+    s = s.encode("utf-8", "replace").decode("utf-8")            # lone surrogates -> '?'
+    s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+    if len(s) > limit:
+        s = s[:limit - 1] + "\u2026"
+    return s

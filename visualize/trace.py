@@ -149,8 +149,8 @@ def _make_node(k, obj, names):
     name = names.get(id(t)) or t.name
     if t._cut is not None:
         kind = "cut"
-    elif name is None and (t.numel() == 1 or _all_zero(t)):
-        kind = "const"      # a number, or a zero initial state: drawn small, next to each use
+    elif t.numel() == 1 or t.dtype == "bool" or (name is None and _all_zero(t)):
+        kind = "const"      # a number, a mask ("[t = true]"), a zero initial state: small, next to each use
     else:
         kind = "input"
     node = Node(f"d{k}_{_safe_id(name or kind)}", kind, name=name)

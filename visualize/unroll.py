@@ -12,9 +12,11 @@ then redraws the graph at a level of detail:
 Elided timesteps (``timesteps=``) fold into one "..." box per row. ``arrange`` finally
 decides clusters, heights and left-to-right order for the renderer.
 """
+import heapq
 import re
 
 from .graph import Edge, Graph, Node
+from .trace import _safe_id
 
 TIME = re.compile(r"^t=(-?\d+)$")
 LAYER = re.compile(r"^layer(\d+)(_reverse)?$")
@@ -44,7 +46,9 @@ class RowInfo:
         self.key = key
         self.order = order
         self.follows = None     # the row this one continues in time (truncated BPTT chunks)
-        self.offset = 0         # added to t to place this row's steps after the row it follows
+        self.offset = 0         # added to t (chunks are numbered on from the row they follow)
+        self.part_name = ""     # what tells this chunk from the others on its line ("chunk2")
+        self.line_label = None  # the label of a line of chunks: what they share, then the chunks
         self.layer = None
         self.reverse = False
         self.times = []
@@ -70,12 +74,17 @@ class RowInfo:
 
     @property
     def label(self):
-        module = [s for s in self.key if not LAYER.match(s)]
-        head = " / ".join(module)
-        if self.layer is None:
-            return head
-        direction = "reverse  \u2190" if self.reverse else "forward  \u2192"
-        return f"{head + ' ' if head else ''}layer {self.layer}\n{direction}"
+        if self.line_label is not None:
+            return self.line_label
+        return _row_label(self.key, self.layer, self.reverse)
+
+
+def _row_label(key, layer, reverse):
+    head = " / ".join(s for s in key if not LAYER.match(s))
+    if layer is None:
+        return head
+    direction = "reverse  \u2190" if reverse else "forward  \u2192"
+    return f"{head + ' ' if head else ''}layer {layer}\n{direction}"
 
 
 def place(g):
@@ -116,7 +125,50 @@ def place(g):
     ordered = sorted(rows.values(), key=lambda r: r.order)
     _join_cuts_to_rows(g, ordered)
     _chain_rows(g, ordered)
-    return ordered
+    return _order_rows(g, ordered)
+
+
+def _order_rows(g, rows):
+    """Rows that feed others come first, so they are drawn lower and data flows up the picture
+    (an encoder below the decoder its last state starts). Otherwise rows keep the order in
+    which they first appear. Only the nearest rows count: each node passes on the rows that
+    reach it through no other row's node, so this is one pass over the edges."""
+    by_key = {r.key: r for r in rows}
+    into = g.parents_of()
+    near = {}                                   # node id -> keys of the rows that reach it
+    feeds = {r.key: set() for r in rows}
+    for node in g.nodes.values():               # forward order: parents first
+        found = set()
+        for e in into.get(node.id, ()):
+            src = g.nodes[e.src]
+            if src.row in by_key:
+                found.add(src.row)
+            else:
+                found |= near.get(e.src, set())
+        if node.row in by_key:
+            for key in found - {node.row}:
+                feeds[key].add(node.row)
+        else:
+            near[node.id] = found
+    waiting = {r.key: 0 for r in rows}
+    for key, targets in feeds.items():
+        for k in targets:
+            waiting[k] += 1
+    ready = [(r.order, r.key) for r in rows if not waiting[r.key]]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        out.append(by_key[key])
+        for k in sorted(feeds[key]):
+            waiting[k] -= 1
+            if not waiting[k]:
+                heapq.heappush(ready, (by_key[k].order, k))
+    done = {r.key for r in out}
+    out += [r for r in rows if r.key not in done]       # rows that feed each other: first appearance
+    for i, r in enumerate(out):
+        r.order = i
+    return out
 
 
 def _join_cuts_to_rows(g, rows):
@@ -193,6 +245,33 @@ def _chain_rows(g, rows):
             continue
         b.follows = a
         b.offset = a.offset + a.times[-1] + 1 - b.times[0]
+    # number the steps on across chunks: chunk 2 of a 3-step truncation starts at t = 3
+    chained = [r for r in rows if r.offset]
+    for node in g.nodes.values():
+        if node.t is not None and node.row in by_key and by_key[node.row].offset:
+            node.t += by_key[node.row].offset
+    for r in chained:
+        r.times = [t + r.offset for t in r.times]
+    lines = {}
+    for r in rows:
+        lines.setdefault(id(r.line), []).append(r)
+    for members in lines.values():
+        if len(members) > 1:
+            _name_chunks(members)
+
+
+def _name_chunks(members):
+    """Rows drawn on one line (truncated-BPTT chunks): label the line with what their scopes
+    share, and each chunk with what is its own ("chunk2")."""
+    line = members[0].line
+    keys = [r.key for r in members]
+    shared = [i for i, s in enumerate(line.key) if all(k[i] == s for k in keys)]
+    for r in members:
+        r.part_name = " / ".join(s for i, s in enumerate(r.key) if i not in shared)
+    names = [r.part_name for r in sorted(members, key=lambda r: r.times[0] if r.times else 0)]
+    chunks = " \u2192 ".join(names) if len(names) <= 4 else f"{names[0]} \u2192 \u2026 \u2192 {names[-1]}"
+    label = _row_label(tuple(line.key[i] for i in shared), line.layer, line.reverse)
+    line.line_label = f"{label}\n{chunks}" if label else chunks
 
 
 def _place_leaves(g, rows):
@@ -310,7 +389,8 @@ def collapse(g, rows, level="op", timesteps=None):
     if level not in LEVELS:
         raise ValueError(f"level: expected one of {', '.join(repr(x) for x in LEVELS)}, got {level!r}")
     row_index = {r.key: i for i, r in enumerate(rows)}
-    shown = {r.key: shown_times(r.times, timesteps) for r in rows}
+    shown = {r.key: set(shown_times(r.times, timesteps)) for r in rows}
+    blocks = {r.key: _blocks([t for t in r.times if t not in shown[r.key]]) for r in rows}
     group_of = {}
     groups = {}
 
@@ -328,9 +408,8 @@ def collapse(g, rows, level="op", timesteps=None):
         ri = row_index.get(node.row)
         gid = None
         if ri is not None and node.t is not None and node.t not in shown[node.row]:
-            times = [t for t in rows[ri].times if t not in shown[node.row]]
-            gid = f"etc_r{ri}_{_block(times, node.t)}"
-            block = [t for t in times if _block(times, t) == _block(times, node.t)]
+            block = blocks[node.row][node.t]
+            gid = f"etc_r{ri}_{_tid(block[0])}"
             grp = add_group(gid, "ellipsis", node, f"{len(block)} steps", elided=block)
             grp.t = None
             grp.part = "ellipsis"
@@ -341,7 +420,7 @@ def collapse(g, rows, level="op", timesteps=None):
         elif level == "cell" and ri is not None and node.t is not None and node.kind in ("op", "input", "const", "cut"):
             part = node.part or "cell"
             if node.kind != "cut" and (node.kind != "input" or part != "cell"):   # x_t and cuts stay visible
-                gid = f"cell_r{ri}_t{_tid(node.t)}_{_safe(part)}"
+                gid = f"cell_r{ri}_t{_tid(node.t)}_{_safe_id(part, 20)}"
                 add_group(gid, "group", node, part, level="cell")
         elif level == "cell" and ri is not None and node.part in ("pre", "post"):
             gid = f"{node.part}_r{ri}"
@@ -370,11 +449,15 @@ def collapse(g, rows, level="op", timesteps=None):
         a, b = group_of.get(e.src, e.src), group_of.get(e.dst, e.dst)
         if a == b:
             continue
-        key = (a, b, e.kind if e.kind != "param" else "param")
+        key = (a, b, e.kind)
+        if e.kind == "state":          # h and c of an LSTM stay two edges, each with its own gradient
+            key += (e.src, e.src_index)
         m = merged.get(key)
         if m is None:
             m = Edge(a, e.src_index if a == e.src else 0, b, e.slot if b == e.dst else 0, e.kind)
             m.info["members"] = []
+            if e.kind == "state":
+                m.info["state_name"] = g.nodes[e.src].outputs[e.src_index]["name"]
             merged[key] = m
             out.connect(m)
         m.info["members"].append(e)
@@ -390,17 +473,18 @@ def collapse(g, rows, level="op", timesteps=None):
     return out
 
 
-def _block(times, t):
-    """Contiguous runs of elided timesteps get one box each."""
-    i = times.index(t)
-    while i > 0 and times[i - 1] == times[i] - 1:
-        i -= 1
-    return _tid(times[i])
+def _blocks(times):
+    """{t: its run}: each contiguous run of elided (sorted) timesteps gets one box."""
+    out, run = {}, []
+    for t in times + [None]:
+        if run and (t is None or t != run[-1] + 1):
+            for s in run:
+                out[s] = run
+            run = []
+        if t is not None:
+            run.append(t)
+    return out
 
 
 def _tid(t):
     return str(t) if t >= 0 else f"m{-t}"
-
-
-def _safe(s):
-    return re.sub(r"[^A-Za-z0-9_]", "_", str(s))[:20]
