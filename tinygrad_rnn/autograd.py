@@ -153,7 +153,7 @@ def backward(root_node, root_index, grad, retain_graph=False):
                 dys = [_value(dy) for dy in dys]
             elif type(dys[0]) is OuterProducts:
                 dys[0] = dys[0].value()
-            if node.out_hooks or node.out_retained:
+            if node.out_hooks:              # hooks and retain_grad()
                 dys = _run_hooks(node, dys)
             node.passes += 1
             dxs = node.backward(dys) if node.multi_output else node.backward(dys[0])
@@ -201,7 +201,7 @@ def _run_hooks(node, dys):
     """The user's hooks may replace a gradient; then retain_grad() keeps the result on its tensor."""
     from .tensor import Tensor
     dys = list(dys)
-    for index, hooks in (node.out_hooks or {}).items():
+    for index, hooks in node.out_hooks.items():
         for hook in hooks:
             if dys[index] is not None:
                 new = hook(dys[index])

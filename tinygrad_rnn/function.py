@@ -145,6 +145,9 @@ class Function:
         if self.out_retained is None:
             self.out_retained = {}
         self.out_retained[index] = weakref.ref(tensor)
+        if self.out_hooks is None:      # backward checks out_hooks alone: an empty entry is enough
+            self.out_hooks = {}
+        self.out_hooks.setdefault(index, [])
 
     def set_output_name(self, index, name):
         if self.out_names is None:
