@@ -355,31 +355,24 @@ def layout(dg, rows, opts):
                         boxes[n].x += shift
 
     # --- the side column: parameters and initial states at the height of their first use ----------
-    if side:
+    def stack_at_first_use(ids, x):
+        """Boxes in one column at x, each as high as the first op that reads it, without overlapping."""
         wants = []
-        for nid in side:
+        for nid in ids:
             ys = [boxes[e.dst].y for e in out.get(nid, ()) if e.dst in in_block]
             wants.append((min(ys) if ys else 0.0, order[nid], nid))
-        wants.sort()
         top = None
-        for want, _, nid in wants:
+        for want, _, nid in sorted(wants):
             b = boxes[nid]
-            b.x = side_x
+            b.x = x
             b.y = want if top is None else max(want, top + b.h / 2 + 10)
             top = b.y + b.h / 2
+
+    if side:
+        stack_at_first_use(side, side_x)
     # initial states (h_0): just left of the first step, level with the op that reads them
     if inits:
-        wants = []
-        for nid in inits:
-            ys = [boxes[e.dst].y for e in out.get(nid, ()) if e.dst in in_block]
-            wants.append((min(ys) if ys else 0.0, order[nid], nid))
-        wants.sort()
-        top = None
-        for want, _, nid in wants:
-            b = boxes[nid]
-            b.x = init_x
-            b.y = want if top is None else max(want, top + b.h / 2 + 10)
-            top = b.y + b.h / 2
+        stack_at_first_use(inits, init_x)
 
     # --- row labels --------------------------------------------------------------------------------
     if label_x is not None:

@@ -44,6 +44,33 @@ def check_input(name, x, input_size, weight):
                          f"{weight.device!r}; move one with .to(...)")
 
 
+def time_major(name, input, input_size, weight, batch_first):
+    """Check a layer's input and return it as (T, B, input_size), and whether it had a batch axis."""
+    check_input(name, input, input_size, weight)
+    if input.ndim not in (2, 3):
+        raise ValueError(f"{name}: expected input of shape (T, B, {input_size}), (B, T, {input_size}) with "
+                         f"batch_first, or (T, {input_size}) unbatched; got {input.shape}")
+    batched = input.ndim == 3
+    x = input.transpose(0, 1) if batched and batch_first else input
+    if not batched:
+        x = x.unsqueeze(1)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name}: the input sequence is empty (0 timesteps, shape {input.shape})")
+    return x, batched
+
+
+def as_given(output, finals, batched, batch_first):
+    """Output (T, B, F) and final states (one list per state: h, and c for an LSTM) back in the
+    caller's layout: batch_first, or unbatched; returns (output, h_n) or (output, (h_n, c_n))."""
+    final = [stack(lst, axis=0) for lst in finals]
+    if not batched:
+        output = output.squeeze(1)
+        final = [f.squeeze(1) for f in final]
+    elif batch_first:
+        output = output.transpose(0, 1)
+    return output, (final[0] if len(final) == 1 else tuple(final))
+
+
 class RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU: parameters, shapes, the loop over layers and time."""
 
@@ -86,19 +113,8 @@ class RNNBase(Module):
     # --- forward -------------------------------------------------------------
     def forward(self, input, hx=None):
         name = type(self).__name__
-        check_input(name, input, self.input_size, self.weight_ih_l0)
-        if input.ndim not in (2, 3):
-            raise ValueError(f"{name}: expected input of shape (T, B, {self.input_size}), "
-                             f"(B, T, {self.input_size}) with batch_first, or (T, {self.input_size}) "
-                             f"unbatched; got {input.shape}")
-        batched = input.ndim == 3
-        x = input if not batched else (input.transpose(0, 1) if self.batch_first else input)
-        if not batched:
-            x = x.unsqueeze(1)
-        T, B = x.shape[0], x.shape[1]
-        if T == 0:
-            raise ValueError(f"{name}: the input sequence is empty (0 timesteps, shape {input.shape})")
-        states = self._initial_states(hx, B, batched, x)
+        x, batched = time_major(name, input, self.input_size, self.weight_ih_l0, self.batch_first)
+        states = self._initial_states(hx, x.shape[1], batched, x)
 
         finals = [[] for _ in range(self.n_states)]
         with scope(name):
@@ -116,14 +132,7 @@ class RNNBase(Module):
                 layer_input = outputs[0] if len(outputs) == 1 else concat(outputs, axis=2)
                 if self.dropout and self.training and layer < self.num_layers - 1:
                     layer_input = layer_input.dropout(self.dropout, True)
-        output = layer_input
-        final = [stack(lst, axis=0) for lst in finals]
-        if not batched:
-            output = output.squeeze(1)
-            final = [f.squeeze(1) for f in final]
-        elif self.batch_first:
-            output = output.transpose(0, 1)
-        return output, (final[0] if self.n_states == 1 else tuple(final))
+        return as_given(layer_input, finals, batched, self.batch_first)
 
     def _initial_states(self, hx, B, batched, x):
         """One list per state (h, and c for LSTM) of (B, H) tensors, one per layer and direction."""

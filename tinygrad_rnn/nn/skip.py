@@ -25,10 +25,10 @@ holds [W^(1,3) | W^(2)] side by side, and f3 is its softmax. With
 (2H features).
 """
 from ..function import scope
-from ..functions import concat, stack
+from ..functions import concat
 from .layers import ModuleList
 from .module import Module
-from .rnn import GRU, LSTM, RNN, RNNBase, check_input
+from .rnn import GRU, LSTM, RNN, RNNBase, as_given, time_major
 
 LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
@@ -80,18 +80,8 @@ class SkipConnectedRNN(Module):
 
     def forward(self, input, hx=None):
         name = type(self).__name__
-        check_input(name, input, self.input_size, self.layers[0].weight_ih_l0)
-        if input.ndim not in (2, 3):
-            raise ValueError(f"{name}: expected input of shape (T, B, {self.input_size}), "
-                             f"(B, T, {self.input_size}) with batch_first, or (T, {self.input_size}) "
-                             f"unbatched; got {input.shape}")
-        batched = input.ndim == 3
-        x = input.transpose(0, 1) if batched and self.batch_first else input
-        if not batched:
-            x = x.unsqueeze(1)
-        T, B = x.shape[0], x.shape[1]
-        if T == 0:
-            raise ValueError(f"{name}: the input sequence is empty (0 timesteps, shape {input.shape})")
+        x, batched = time_major(name, input, self.input_size, self.layers[0].weight_ih_l0, self.batch_first)
+        B = x.shape[1]
         # the checks and messages of the standard layers (they read num_layers, num_directions,
         # hidden_size and n_states, which this module has too)
         states = RNNBase._initial_states(self, hx, B, batched, x)
@@ -120,13 +110,7 @@ class SkipConnectedRNN(Module):
                 if self.dropout and self.training and k < self.num_layers - 1:
                     below = below.dropout(self.dropout, True)
             output = concat(outputs, axis=2) if self.output_skip and len(outputs) > 1 else outputs[-1]
-        final = [stack(lst, axis=0) for lst in finals]
-        if not batched:
-            output = output.squeeze(1)
-            final = [f.squeeze(1) for f in final]
-        elif self.batch_first:
-            output = output.transpose(0, 1)
-        return output, (final[0] if self.n_states == 1 else tuple(final))
+        return as_given(output, finals, batched, self.batch_first)
 
     def extra_repr(self):
         s = f"{self.cell_type!r}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
