@@ -115,7 +115,20 @@ def _torch():
     return torch
 
 
-class TorchOpsStep:
+class _TorchStep:
+    """What both PyTorch references share: subclasses set self.torch, self.opt and loss()."""
+
+    def first_loss(self):
+        with self.torch.no_grad():
+            return self.loss().item()
+
+    def __call__(self):
+        self.opt.zero_grad()
+        self.loss().backward()
+        self.opt.step()
+
+
+class TorchOpsStep(_TorchStep):
     """The cell as a loop of torch primitive ops (what the engine's layers are), with autograd.
 
     Like the engine: the input projection x @ W_ih.T + b for all t in one op, unbound
@@ -162,17 +175,9 @@ class TorchOpsStep:
         logits = torch.matmul(out, w["decoder.weight"].t()) + w["decoder.bias"]
         return torch.nn.functional.cross_entropy(logits.reshape(-1, V), self.targets)
 
-    def first_loss(self):
-        with self.torch.no_grad():
-            return self.loss().item()
-
-    def __call__(self):
-        self.opt.zero_grad()
-        self.loss().backward()
-        self.opt.step()
 
 
-class TorchFusedStep:
+class TorchFusedStep(_TorchStep):
     """torch.nn.RNN/LSTM/GRU (one fused kernel per layer) + torch.nn.Linear."""
 
     def __init__(self, cell, p, x, targets, lr=LR):
@@ -191,14 +196,6 @@ class TorchFusedStep:
         logits = self.model["decoder"](out)
         return self.torch.nn.functional.cross_entropy(logits.reshape(-1, V), self.targets)
 
-    def first_loss(self):
-        with self.torch.no_grad():
-            return self.loss().item()
-
-    def __call__(self):
-        self.opt.zero_grad()
-        self.loss().backward()
-        self.opt.step()
 
 
 def count_nodes(loss):

@@ -40,6 +40,15 @@ def _check_float(what, arg, x):
         raise TypeError(f"{what}: expected {arg} to be float32 or float64, got {x.dtype} of shape {x.shape}")
 
 
+def _check_same_shape(what, input, target, reduction):
+    """A loss of two float tensors of one shape (no broadcasting: a (N,) vs (N, 1) slip is an error)."""
+    _check_reduction(what, reduction)
+    _check_float(what, "input", input)
+    _check_float(what, "target", target)
+    if target.shape != input.shape:
+        raise ValueError(f"{what}: target must have the input's shape {input.shape}, got {target.shape}")
+
+
 def _check_ids(what, ids, low, high, ignore=None, noun="class id"):
     """Every id in [low, high) (or equal to ``ignore``); the error names the first bad one.
 
@@ -143,11 +152,7 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     for any finite x (|x| = 1e4 included) and its gradient is sigmoid(x) - y everywhere.
     input and target: the same shape (target floats in [0, 1]); reduction as cross_entropy."""
     what = "binary_cross_entropy_with_logits"
-    _check_reduction(what, reduction)
-    _check_float(what, "input", input)
-    _check_float(what, "target", target)
-    if target.shape != input.shape:
-        raise ValueError(f"{what}: target must have the input's shape {input.shape}, got {target.shape}")
+    _check_same_shape(what, input, target, reduction)
     zeros = Tensor._wrap(input.backend.xp.zeros_like(input.data), input.backend)
     log_p = stack([zeros, input], axis=-1).log_softmax(axis=-1)     # [log(1 - p), log p]
     y = stack([1 - target, target], axis=-1)                        # [1 - y, y]
@@ -160,11 +165,7 @@ def mse_loss(input, target, reduction="mean"):
 
     input and target: the same shape (no broadcasting, so a (N,) vs (N, 1) slip is an error)."""
     what = "mse_loss"
-    _check_reduction(what, reduction)
-    _check_float(what, "input", input)
-    _check_float(what, "target", target)
-    if target.shape != input.shape:
-        raise ValueError(f"{what}: target must have the input's shape {input.shape}, got {target.shape}")
+    _check_same_shape(what, input, target, reduction)
     diff = input - target
     return _reduce(diff * diff, reduction)
 
