@@ -9,7 +9,8 @@
 Sections (``--sections``, default all):
     training   RNN, LSTM, GRU x tiny (B=1,T=25,H=100), small (32,50,128), mid (64,100,256):
                engine step time, chars/s, peak memory, ratio to by-hand NumPy BPTT (paired,
-               alternating rounds, median), torch primitive-op loop and fused layer if installed
+               alternating rounds, median), the same with the layer's replay=True,
+               torch primitive-op loop and fused layer if installed
     per-op     forward overhead per recorded op above bare NumPy, backward cost per node
     memory     activations kept for backward vs by-hand's cache; growth for T = 100..10,000
     render     draw_bptt(level="cell") of a 2-layer LSTM over 50 steps, and dot -Tsvg
@@ -106,7 +107,8 @@ def training_cell(cell, shape, cfg, use_torch, budget):
     B, T, H = s["B"], s["T"], s["H"]
     p = steps.params(cell, H)
     x, y = steps.batch(T, B)
-    contenders = {"engine": steps.EngineStep(cell, p, x, y), "by_hand": steps.ByHandStep(cell, p, x, y)}
+    contenders = {"engine": steps.EngineStep(cell, p, x, y), "by_hand": steps.ByHandStep(cell, p, x, y),
+                  "replay": steps.EngineStep(cell, p, x, y, replay=True)}
     if use_torch:
         contenders["torch_ops"] = steps.TorchOpsStep(cell, p, x, y)
         contenders["torch_fused"] = steps.TorchFusedStep(cell, p, x, y)
@@ -120,27 +122,32 @@ def training_cell(cell, shape, cfg, use_torch, budget):
                              + ", ".join(f"{k} {v:.7g}" for k, v in wrong.items()))
     ops, leaves = steps.count_nodes(contenders["engine"].loss())
 
-    engine, hand = contenders["engine"], contenders["by_hand"]
-    skip_e, skip_h = len(engine.phases), len(hand.phases)
+    engine, hand, replay = contenders["engine"], contenders["by_hand"], contenders["replay"]
+    skip_e, skip_h, skip_r = len(engine.phases), len(hand.phases), len(replay.phases)
     times = timing.alternate(contenders, warmup=cfg["warmup"], min_rounds=cfg["min_rounds"],
                              max_rounds=cfg["max_rounds"], budget=budget)
     n = len(times["engine"])
     e_ph = engine.phases[skip_e + cfg["warmup"]:][:n]
     h_ph = hand.phases[skip_h + cfg["warmup"]:][:n]
+    r_ph = replay.phases[skip_r + cfg["warmup"]:][:n]
     engine_phases = {k: timing.median([ph[i] for ph in e_ph]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
     hand_phases = {k: timing.median([ph[i] for ph in h_ph]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
+    replay_phases = {k: timing.median([ph[i] for ph in r_ph]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
     engine_s, hand_s = timing.median(times["engine"]), timing.median(times["by_hand"])
     row = {"cell": cell, "shape": shape, "B": B, "T": T, "H": H, "V": steps.V, "rounds": n,
            "engine_ms": engine_s * 1e3, "by_hand_ms": hand_s * 1e3,
            "chars_per_s": B * T / engine_s, "by_hand_chars_per_s": B * T / hand_s,
            "ratio": timing.paired_ratio(times["engine"], times["by_hand"]),
            "target": TRAINING_TARGETS[shape],
-           "engine_phases_ms": engine_phases, "by_hand_phases_ms": hand_phases,
+           "replay_ms": timing.median(times["replay"]) * 1e3,
+           "replay_ratio": timing.paired_ratio(times["replay"], times["by_hand"]),
+           "engine_phases_ms": engine_phases, "by_hand_phases_ms": hand_phases, "replay_phases_ms": replay_phases,
            "op_nodes": ops, "leaf_nodes": leaves,
            "forward_us_per_node": engine_phases["forward"] * 1e3 / ops,
            "backward_us_per_node": engine_phases["backward"] * 1e3 / ops,
            "first_loss": losses}
     row["ok"] = row["ratio"]["ratio"] <= row["target"]
+    row["replay_ok"] = row["replay_ratio"]["ratio"] <= row["target"]
     for k in ("torch_ops", "torch_fused"):
         if k in times:
             row[k] = timing.paired_ratio(times[k], times["by_hand"])

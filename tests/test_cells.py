@@ -56,8 +56,10 @@ def test_cell_gradcheck(backend, make, states):
     (lambda: nn.GRU(2, 2, reset_after=False, bias=False, batch_first=True, dtype="float64"), 1),
 ], ids=["RNN-2layers-bidir", "LSTM-peephole", "LSTM-peephole-bidir-nobias", "GRU-reset_before",
         "GRU-reset_before-nobias"])
-def test_layer_gradcheck(backend, make, states):
+@pytest.mark.parametrize("replay", [False, True], ids=["eager", "replay"])
+def test_layer_gradcheck(backend, make, states, replay):
     layer = make()
+    layer.replay = replay
     L = layer.num_layers * layer.num_directions
     x = f64(*((2, 3, 2) if layer.batch_first else (3, 2, 2)), seed=1)     # T=3, B=2
     hx = [f64(L, 2, 2, seed=2 + k) for k in range(states)]

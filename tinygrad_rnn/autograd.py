@@ -136,6 +136,15 @@ def backward(root_node, root_index, grad, retain_graph=False):
     """Backpropagate ``grad`` from output ``root_index`` of ``root_node`` to every leaf."""
     pending = count_consumers(root_node)
     STATE.backward_passes += 1
+    old, STATE.retain_graph = STATE.retain_graph, retain_graph   # ops that free as they go read it
+    try:
+        _walk(root_node, root_index, grad, retain_graph, pending)
+    finally:
+        STATE.retain_graph = old
+
+
+def _walk(root_node, root_index, grad, retain_graph, pending):
+    """The loop of ``backward``: nodes in dependency order, each once all its gradient is in."""
     grads = {root_node: [None] * len(root_node.out_shapes)}
     grads[root_node][root_index] = grad
     observers = list(_edge_observers)

@@ -75,6 +75,11 @@ class Backend:
         """a.T as a row-major array (the Array API has no memory order: a plain transpose)."""
         return self.xp.matrix_transpose(a)
 
+    def base_of(self, a):
+        """The array whose memory the view ``a`` shares, or None (also when the library cannot say:
+        the Array API has no such notion, so ``array_api_strict`` answers None)."""
+        return None
+
     # --- scatter-add ------------------------------------------------------
     def index_add(self, shape, axis, index, values):
         """zeros(shape) with ``values`` added at positions ``index`` along ``axis``.
@@ -112,6 +117,9 @@ class NumpyBackend(Backend):
 
     def transposed_copy(self, a):
         return np.ascontiguousarray(a.T)
+
+    def base_of(self, a):
+        return a.base
 
 
 class StrictBackend(Backend):
@@ -195,6 +203,9 @@ class CupyBackend(Backend):
 
     def transposed_copy(self, a):
         return self.cupy.ascontiguousarray(a.T)
+
+    def base_of(self, a):
+        return a.base
 
     def index_add(self, shape, axis, index, values):
         import cupyx

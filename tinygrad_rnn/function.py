@@ -43,6 +43,8 @@ class _State:
     retain_values = False  # keep every op's output arrays on the graph, for pictures
     weight_transposes = None  # {id(W): (W, row-major W.T)} inside reuse_weight_transposes()
     backward_passes = 0   # how many backward passes have run (nodes record it when made)
+    tape = None           # a list inside nn.replay's recording: every op applied is logged there
+    retain_graph = False  # during a backward pass: was retain_graph=True given (else ops may free as they go)
 
 
 STATE = _State()
@@ -89,8 +91,12 @@ class Function:
             if STATE.anomaly:
                 _observe_forward(fn, inputs, out)
             if cls.multi_output:
-                return tuple([_tensor(o, backend, None, 0) for o in out])
-            return _tensor(out, backend, None, 0)
+                outs = tuple([_tensor(o, backend, None, 0) for o in out])
+            else:
+                outs = _tensor(out, backend, None, 0)
+            if STATE.tape is not None:
+                STATE.tape.append((cls, inputs, attrs, outs))
+            return outs
         parents = []
         for t in inputs:   # an edge per input (see the module docstring)
             if not t.requires_grad:
@@ -107,9 +113,13 @@ class Function:
             _observe_forward(fn, inputs, out)
         if cls.multi_output:
             fn.out_shapes = tuple([o.shape for o in out])
-            return tuple([_tensor(o, backend, fn, i) for i, o in enumerate(out)])
-        fn.out_shapes = (out.shape,)
-        return _tensor(out, backend, fn, 0)
+            outs = tuple([_tensor(o, backend, fn, i) for i, o in enumerate(out)])
+        else:
+            fn.out_shapes = (out.shape,)
+            outs = _tensor(out, backend, fn, 0)
+        if STATE.tape is not None:
+            STATE.tape.append((cls, inputs, attrs, outs))
+        return outs
 
     # --- what ops use -----------------------------------------------------
     def save_for_backward(self, *arrays):

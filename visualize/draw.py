@@ -82,7 +82,10 @@ def build(g, rows, opts, level="op", timesteps=None, max_nodes=DEFAULT_MAX_NODES
           highlight_from=None):
     """Collapse, label, highlight and lay out a traced graph (everything but the legend and DOT)."""
     dg = fit(g, rows, level, timesteps, max_nodes)
-    if not rows:
+    if any(node.op == "loop" for node in g.nodes.values()):
+        dg.notes.append("a layer made with replay=True runs its whole time loop as one node (loop): "
+                        "make it with replay=False (the default) to draw every timestep")
+    elif not rows:
         dg.notes.append("no timestep scopes (tg.scope(\"t=<t>\")) in this graph: drawn without the time layout")
     annotate(dg, rows, opts)
     if highlight is not None:

@@ -12,6 +12,9 @@ How it runs, per layer and direction:
   2. ``xw.unbind(0)`` into T slices (one op)
   3. the time loop: one cell step per t, each inside ``scope("t=<t>", "<Cell>")``
   4. ``stack`` of the hidden states into the output
+With ``replay=True`` steps 2-4 are one ``replay.Loop`` node instead: the ops of one
+cell step are recorded once and replayed for every t (same ops, same numbers,
+without a graph node per op; about twice as fast at small sizes; see replay.py).
 The scopes ("LSTM", "layer0" or "layer0_reverse", "t=3", "LSTMCell") are what
 the visualizer uses to lay the graph out through time; ``t`` is the position
 in the input, so the reverse direction's first step is t=T-1.
@@ -25,6 +28,7 @@ from ..tensor import Tensor
 from .cells import gru_step, lstm_step, rnn_step, split_reset_before
 from .init import recurrent_matrix, uniform
 from .module import Module, Parameter
+from . import replay as _replay
 
 
 def check_input(name, x, input_size, weight):
@@ -79,7 +83,7 @@ class RNNBase(Module):
     cell_name = "RNNCell"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, init="default", init_gain=1.0, dtype="float32"):
+                 bidirectional=False, *, init="default", init_gain=1.0, dtype="float32", replay=False):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
@@ -88,6 +92,8 @@ class RNNBase(Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         self.bidirectional, self.init, self.init_gain = bidirectional, init, init_gain
+        self.replay = replay   # run the time loop from a recorded cell step (replay.py); pictures need False
+        self._tapes = {}       # replay's recorded steps, by _tape_key
         self.num_directions = 2 if bidirectional else 1
         G, H, k = self.n_gates, hidden_size, 1 / math.sqrt(hidden_size)
         for layer in range(num_layers):
@@ -168,15 +174,24 @@ class RNNBase(Module):
         """One layer, one direction: x (T, B, in) -> (outputs (T, B, H), final states)."""
         T = x.shape[0]
         xw = linear(x, self._param("weight_ih", tag), self._input_bias(tag))
-        xw_t = xw.unbind(0)
         step = self._cell(tag)
-        hs = [None] * T
         with reuse_weight_transposes():     # W_hh.T made row-major once, not at every step
+            if self.replay and _replay.can_replay():
+                return _replay.run(step, xw, state, reverse, self._tapes, self._tape_key(tag, xw, state),
+                                   self._parameters.values())
+            xw_t = xw.unbind(0)
+            hs = [None] * T
             for t in (reversed(range(T)) if reverse else range(T)):
                 with scope(f"t={t}", self.cell_name):
                     state = step(xw_t[t], state)
                 hs[t] = state[0]
         return stack(hs, axis=0), state
+
+    def _tape_key(self, tag, xw, state):
+        """What a recorded cell step depends on besides the parameters (which replay.run checks):
+        the layer and direction, the shapes and dtype, and the layer's settings."""
+        settings = tuple(sorted((k, v) for k, v in vars(self).items() if isinstance(v, (str, bool, int, float))))
+        return (tag, xw.shape[1:], xw.dtype, xw.device, tuple(s.shape for s in state), settings)
 
     def _input_bias(self, tag):
         """The bias folded into the input projection (b_ih + b_hh where the cell allows it)."""
@@ -194,7 +209,7 @@ class RNNBase(Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for attr, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
-                              ("init", "default")):
+                              ("init", "default"), ("replay", False)):
             if getattr(self, attr) != default:
                 s += f", {attr}={getattr(self, attr)!r}"
         return s

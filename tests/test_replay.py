@@ -1,0 +1,268 @@
+"""replay=True: a recurrent layer's time loop run from one recorded cell step (nn/replay.py).
+
+The replayed layer must compute what the eager layer computes (outputs and every
+gradient), stay right when the weights, the shapes or the settings change between
+forwards, keep the engine's guarantees (freed graphs, retain_graph, truncated BPTT),
+and step aside (run eagerly) for the tools that watch every op. Gradients of the
+replayed layers are also checked against finite differences (test_cells.py),
+the hand-derived BPTT (test_by_hand.py) and PyTorch (test_rnn_torch.py).
+"""
+import numpy as np
+import pytest
+
+import tinygrad_rnn as tg
+import tinygrad_rnn.nn as nn
+from tinygrad_rnn.nn import replay as replay_mod
+from tinygrad_rnn.nn.replay import Loop
+
+T, B, I, H = 5, 3, 4, 6
+
+
+def data(shape, seed, requires_grad=True):
+    return tg.Tensor(np.random.default_rng(seed).standard_normal(shape), dtype="float64",
+                     requires_grad=requires_grad)
+
+
+def twin_layers(Layer, **kw):
+    """The same layer twice (same weights): eager and replayed."""
+    eager = Layer(I, H, dtype="float64", **kw)
+    replayed = Layer(I, H, dtype="float64", replay=True, **kw)
+    replayed.load_state_dict(eager.state_dict())
+    return eager, replayed
+
+
+def run(layer, x_shape=(T, B, I), hx=None, seed=1):
+    """Outputs, final states and the gradients of x, hx and every parameter for a fixed objective."""
+    x = data(x_shape, seed)
+    out, final = layer(x, hx) if hx is not None else layer(x)
+    final = final if isinstance(final, tuple) else (final,)
+    w = data(out.shape, seed + 10, requires_grad=False)
+    loss = (out * w).sum() + sum((f * f).sum() * 0.5 for f in final)
+    loss.backward()
+    hx_list = [] if hx is None else (list(hx) if isinstance(hx, tuple) else [hx])
+    return {"out": out.numpy(), **{f"final{k}": f.numpy() for k, f in enumerate(final)},
+            "d_x": x.grad.numpy(),
+            **{f"d_hx{k}": s.grad.numpy() for k, s in enumerate(hx_list) if s.requires_grad},
+            **{f"d_{name}": p.grad.numpy() for name, p in layer.named_parameters()}}
+
+
+def assert_same(a, b, rtol=1e-12):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=rtol, atol=1e-13, err_msg=k)
+
+
+CASES = [
+    (nn.RNN, {}), (nn.RNN, {"nonlinearity": "relu", "bias": False}),
+    (nn.LSTM, {}), (nn.LSTM, {"peephole": True}), (nn.LSTM, {"num_layers": 2, "bidirectional": True}),
+    (nn.GRU, {}), (nn.GRU, {"reset_after": False}), (nn.GRU, {"batch_first": True, "bidirectional": True}),
+]
+
+
+@pytest.mark.parametrize("Layer, kw", CASES, ids=[f"{L.__name__}-{kw}" for L, kw in CASES])
+def test_replay_equals_eager(backend, Layer, kw):
+    eager, replayed = twin_layers(Layer, **kw)
+    shape = (B, T, I) if kw.get("batch_first") else (T, B, I)
+    assert_same(run(eager, shape), run(replayed, shape))
+
+
+@pytest.mark.parametrize("Layer", [nn.RNN, nn.LSTM, nn.GRU])
+def test_replay_equals_eager_with_initial_state_and_unbatched(backend, Layer):
+    eager, replayed = twin_layers(Layer, num_layers=2)
+    n = 2 if Layer is nn.LSTM else 1
+
+    def hx(batched, requires_grad):
+        shape = (2, B, H) if batched else (2, H)
+        states = tuple(data(shape, 20 + k, requires_grad) for k in range(n))
+        return states if n == 2 else states[0]
+
+    for batched, rg in [(True, True), (True, False), (False, True)]:
+        shape = (T, B, I) if batched else (T, I)
+        a = run(eager, shape, hx(batched, rg))
+        b = run(replayed, shape, hx(batched, rg))
+        eager.zero_grad()
+        replayed.zero_grad()
+        assert_same(a, b)
+
+
+def test_the_replayed_loop_is_one_node_per_layer_and_direction(backend):
+    lstm = nn.LSTM(I, H, num_layers=2, bidirectional=True, replay=True, dtype="float64")
+    out, _ = lstm(data((T, B, I), 1))
+    loops, seen, stack = [], set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, Loop):
+            loops.append(node)
+        stack.extend(p for p, i in node.parents if i is not None)
+    assert sorted("/".join(n.scope) for n in loops) == [
+        "LSTM/layer0", "LSTM/layer0_reverse", "LSTM/layer1", "LSTM/layer1_reverse"]
+    assert "replay=True" in repr(lstm)
+
+
+def test_training_with_replay_follows_eager_step_for_step(backend):
+    """Five SGD steps: the replayed layer reads the updated weights at every forward."""
+    losses = {}
+    for replay in (False, True):
+        tg.manual_seed(0)
+        model = nn.Sequential(nn.LSTM(I, H, dtype="float64", replay=replay))
+        head = nn.Linear(H, 2, dtype="float64")
+        opt = tg.optim.SGD(list(model.parameters()) + list(head.parameters()), lr=0.5)
+        x, y = data((T, B, I), 3, requires_grad=False), tg.Tensor(np.arange(T * B) % 2)
+        losses[replay] = []
+        for _ in range(5):
+            opt.zero_grad()
+            out, _ = model[0](x)
+            loss = nn.functional.cross_entropy(head(out).reshape(-1, 2), y)
+            loss.backward()
+            opt.step()
+            losses[replay].append(loss.item())
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-12)
+    assert losses[True][-1] < losses[True][0]
+
+
+def test_a_recorded_step_is_kept_and_recorded_again_only_when_needed(backend, monkeypatch):
+    recorded = []
+    real = replay_mod.Tape.__init__
+
+    def counting(self, *args):
+        recorded.append(1)
+        real(self, *args)
+
+    monkeypatch.setattr(replay_mod.Tape, "__init__", counting)
+    eager, replayed = twin_layers(nn.RNN)
+    for _ in range(3):
+        replayed(data((T, B, I), 1))
+    assert len(recorded) == 1                   # the same shapes: recorded once
+    replayed(data((T + 2, B, I), 1))
+    assert len(recorded) == 1                   # another T: the step is the same
+    replayed(data((T, B + 1, I), 1))
+    assert len(recorded) == 2                   # another batch size: a new step shape
+
+    # a setting the step depends on, changed after construction
+    eager.nonlinearity = replayed.nonlinearity = "relu"
+    assert_same(run(eager), run(replayed))
+    assert len(recorded) == 3
+
+    # a replaced Parameter: the new one is read, not the old one
+    new = nn.Parameter(tg.Tensor(np.random.default_rng(5).uniform(-0.5, 0.5, (H, H))))
+    eager.weight_hh_l0 = new
+    replayed.weight_hh_l0 = nn.Parameter(tg.Tensor(new.numpy()))
+    eager.zero_grad()
+    replayed.zero_grad()
+    assert_same(run(eager), run(replayed))
+    assert len(recorded) == 4
+
+
+def test_a_step_reading_tensors_made_at_each_forward_is_not_kept(backend):
+    """GRU(reset_after=False) splits W_hh at every forward: that step cannot be reused."""
+    eager, replayed = twin_layers(nn.GRU, reset_after=False)
+    for _ in range(2):
+        assert_same(run(eager), run(replayed))
+        eager.zero_grad()
+        replayed.zero_grad()
+    assert replayed._tapes == {}
+
+
+def test_backward_frees_the_loop_and_a_second_backward_says_so(backend):
+    layer = nn.LSTM(I, H, replay=True, dtype="float64")
+    out, _ = layer(data((T, B, I), 1))
+    loss = out.sum()
+    loss.backward()
+    assert out.grad_fn.steps is None            # the saved arrays of every step are gone
+    with pytest.raises(tg.GraphFreedError, match="h = h.detach()"):
+        loss.backward()
+
+
+def test_retain_graph_keeps_the_loop_for_a_second_backward(backend):
+    layer = nn.GRU(I, H, replay=True, dtype="float64")
+    out, _ = layer(data((T, B, I), 1))
+    loss = (out * out).sum()
+    loss.backward(retain_graph=True)
+    once = layer.weight_hh_l0.grad.numpy()
+    loss.backward()
+    np.testing.assert_allclose(layer.weight_hh_l0.grad.numpy(), 2 * once, rtol=1e-12)
+
+
+def test_truncated_bptt_with_replay_equals_eager(backend):
+    """Chunks of T steps with the state carried (detached) from chunk to chunk."""
+    grads = {}
+    for replay in (False, True):
+        tg.manual_seed(0)
+        lstm = nn.LSTM(I, H, dtype="float64", replay=replay)
+        x = data((4 * T, B, I), 7, requires_grad=False)
+        state, total = None, []
+        for k in range(4):
+            out, state = lstm(x[k * T:(k + 1) * T], state)
+            (out * out).sum().backward()
+            state = tuple(s.detach() for s in state)
+            total.append(lstm.weight_hh_l0.grad.numpy().copy())
+        grads[replay] = total
+    for a, b in zip(grads[False], grads[True]):
+        np.testing.assert_allclose(b, a, rtol=1e-12)
+
+
+def test_a_forgotten_detach_is_reported_as_with_the_eager_layer(backend):
+    lstm = nn.LSTM(I, H, dtype="float64", replay=True)
+    out, state = lstm(data((T, B, I), 1))
+    out.sum().backward()
+    out, state = lstm(data((T, B, I), 2), state)        # the state still carries the freed loop
+    with pytest.raises(tg.GraphFreedError, match=r"h = h\.detach\(\)"):
+        out.sum().backward()
+
+
+def test_no_grad_forward_equals_eager_and_builds_no_graph(backend):
+    eager, replayed = twin_layers(nn.LSTM, num_layers=2)
+    x = data((T, B, I), 1)
+    with tg.no_grad():
+        a, (h_a, _) = eager(x)
+        b, (h_b, _) = replayed(x)
+    assert not b.requires_grad and b.grad_fn is None
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(h_b.numpy(), h_a.numpy(), rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_tools_that_watch_every_op_get_the_eager_graph(backend):
+    """Under detect_anomaly() a NaN is still reported with its op and timestep; under
+    retain_values() the graph has a node per op and step."""
+    layer = nn.RNN(I, H, nonlinearity="relu", replay=True)            # float32
+    layer.load_state_dict({**layer.state_dict(), "weight_hh_l0": 1e12 * np.eye(H, dtype=np.float32),
+                           "weight_ih_l0": np.ones((H, I), np.float32), "bias_ih_l0": np.zeros(H, np.float32),
+                           "bias_hh_l0": np.zeros(H, np.float32)})
+    # h grows 1e12-fold per step from h(0) = 1: inf (beyond float32's 3e38) first at t=4
+    with tg.detect_anomaly(), pytest.raises(tg.AnomalyError, match=r"linear at RNN/layer0/t=4/RNNCell"):
+        layer(tg.ones(6, 1, I) * 0.25)
+    x = data((T, B, I), 1, requires_grad=False)
+    layer = nn.RNN(I, H, replay=True, dtype="float64")
+    with tg.retain_values():
+        out, _ = layer(x)
+    assert not isinstance(out.grad_fn, Loop)
+    assert out.grad_fn.name == "stack"
+
+
+def test_hooks_see_the_gradients_of_the_replayed_outputs(backend):
+    eager, replayed = twin_layers(nn.GRU)
+    seen = {}
+    for name, layer in (("eager", eager), ("replay", replayed)):
+        out, h_n = layer(data((T, B, I), 1))
+
+        def keep(g, name=name):       # returns None: the gradient is seen, not replaced
+            seen[name + " out"] = tg.Tensor(g).numpy()
+
+        out.register_hook(keep)
+        h_n.retain_grad()
+        (out.sum() + (h_n * h_n).sum()).backward()
+        seen[name + " h_n"] = h_n.grad.numpy()
+    np.testing.assert_allclose(seen["replay out"], seen["eager out"])
+    np.testing.assert_allclose(seen["replay h_n"], seen["eager h_n"], rtol=1e-12)
+
+
+def test_the_picture_of_a_replayed_layer_says_how_to_see_the_timesteps():
+    visualize = pytest.importorskip("visualize")
+    layer = nn.LSTM(I, H, replay=True)
+    out, _ = layer(tg.randn(T, B, I))
+    picture = visualize.draw_bptt(out.sum())
+    assert any("replay=False" in note for note in picture.graph.notes)

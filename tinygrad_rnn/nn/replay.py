@@ -1,0 +1,275 @@
+"""Replay: a recurrent layer's time loop run from the tape of one recorded cell step.
+
+An eager layer (the default) builds the graph op by op: eleven nodes per LSTM
+step, each a Python object with its edges, walked back one at a time. At small
+sizes that bookkeeping costs more than the arithmetic. A layer made with
+``replay=True`` (``nn.LSTM(..., replay=True)``) instead
+
+1. records the ops of ONE cell step, its ``Tape``: which op ran, on which
+   values, with which attributes (by running the step once on the first
+   timestep's inputs, without building a graph);
+2. runs every timestep by calling those ops' ``forward`` on new arrays, and
+   keeps the op objects, which hold what each saved for backward;
+3. backpropagates by calling their ``backward`` in reverse, from the last
+   timestep to the first, carrying dL/dh (and dL/dc) from step to step and
+   summing each weight's per-step gradients (the "+=" of BPTT).
+
+The same primitive ops compute the same numbers; only the per-op graph objects
+are gone. The whole loop is one node of the graph (``Loop``), so pictures of
+the unrolled graph need the eager layer, and a replay layer runs eagerly under
+``detect_anomaly()`` and ``retain_values()`` (which watch every op).
+
+A step can be replayed because a cell step is a fixed sequence of ops: the same
+ops on the same shapes at every t, with no Python decision taken on the values.
+That holds for the cells in ``cells.py``; it is why replay is an option of the
+built-in layers and not a general tracer.
+"""
+from operator import itemgetter
+
+from ..autograd import OuterProducts, sum_to_shape
+from ..backend import backend_of
+from ..function import STATE, Function, no_grad
+from ..tensor import Tensor
+
+_new = object.__new__
+_NEEDED, _NOT_NEEDED = (None, 0), (None, None)   # what Function.needs_input_grad reads from an edge
+
+
+class TapeOp:
+    """One recorded op: its class and attributes, the numbers of the values it read, and the
+    number of its first output (a multi-output op's outputs are numbered consecutively).
+    ``get(values)`` picks its inputs out of a step's values (None for a one-input op)."""
+    __slots__ = ("cls", "attrs", "ins", "out", "n_out", "get")
+
+    def __init__(self, cls, attrs, ins, out, n_out):
+        self.cls, self.attrs, self.ins, self.out, self.n_out = cls, attrs, ins, out, n_out
+        self.get = itemgetter(*ins) if len(ins) > 1 else None
+
+
+class Tape:
+    """The ops of one cell step ``step(xw_t, state) -> new state``, in the order they ran.
+
+    Every value the step touches gets a number: first the externals (weights and
+    constants it read; their current arrays are read at each replay), then the
+    step's inputs (xw_t, then the state), then the outputs of each op as they
+    were made. ``outputs`` are the numbers of the new state.
+    """
+
+    def __init__(self, step, xw, state):
+        probes = [Tensor._wrap(t.data[0, ...], t.backend) for t in (xw,)] + \
+                 [Tensor._wrap(s.data, s.backend) for s in state]   # distinct objects, even if h_0 is c_0
+        log = []
+        old, STATE.tape = STATE.tape, log
+        try:
+            with no_grad():                          # the log is all we need: no graph
+                new_state = step(probes[0], tuple(probes[1:]))
+        finally:
+            STATE.tape = old
+
+        inputs = {id(p) for p in probes}
+        made = {id(o) for _, _, _, outs in log for o in (outs if isinstance(outs, tuple) else (outs,))}
+        self.externals = []                          # tensors read but not made by the step
+        seen = set()
+        for _, args, _, _ in log:
+            for t in args:
+                if id(t) not in inputs and id(t) not in made and id(t) not in seen:
+                    seen.add(id(t))
+                    self.externals.append(t)
+        number = {id(t): i for i, t in enumerate(self.externals + probes)}
+        self.shapes = [t.shape for t in self.externals + probes]
+        self.ops = []
+        for cls, args, attrs, outs in log:
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            first = len(self.shapes)
+            for o in outs:
+                number[id(o)] = len(self.shapes)
+                self.shapes.append(o.shape)
+            self.ops.append(TapeOp(cls, attrs, tuple(number[id(t)] for t in args), first, len(outs)))
+        try:
+            self.outputs = tuple(number[id(s)] for s in new_state)
+        except KeyError:
+            raise ValueError("replay: the cell step returned a state it did not compute from its inputs "
+                             "with the engine's ops") from None
+        self.n_values = len(self.shapes)
+        self.n_external = len(self.externals)
+        self.n_state = len(state)
+
+    def needs(self, xw_rg, state_rg):
+        """Which values require grad, given whether xw_t and each state input does:
+        a list of bools by value number (an op's output does when one of its inputs does)."""
+        rg = [t.requires_grad for t in self.externals] + [xw_rg] + list(state_rg)
+        rg += [False] * (self.n_values - len(rg))
+        for op in self.ops:
+            if any(rg[i] for i in op.ins):
+                rg[op.out:op.out + op.n_out] = [True] * op.n_out
+        return rg
+
+
+class Loop(Function):
+    """out, *final_state = the cell step of ``tape`` run for t = 0..T-1 (T-1..0 when ``reverse``).
+
+    Inputs: xw (T, B, G*H) (the input's contribution to every step), the initial
+    state (h_0, and c_0 for an LSTM), then the tape's externals (weights).
+    Outputs: the new h of every step stacked (T, B, H), then the final state."""
+    formula = "each step's ops backward in reverse, t = T-1 ... 0; dh, dc carried to t-1; dW summed over t"
+    multi_output = True
+
+    def forward(self, xw, *arrays, tape, reverse, xw_grad, state_grad):
+        xp = self.xp
+        T, S = xw.shape[0], tape.n_state
+        state, externals = list(arrays[:S]), list(arrays[S:])
+        # Which values require grad at the first step (h_0 may be a constant) and at the others;
+        # for each, the plan of the forward pass: (op class, attributes, inputs, first output,
+        # number of outputs, the edges that tell the op which input gradients it must compute)
+        first = tape.needs(xw_grad, state_grad)
+        later = tape.needs(xw_grad, [first[i] for i in tape.outputs])
+        self.tape, self.reverse, self.rg, self.dtype = tape, reverse, (first, later), xw.dtype
+        plans = [[(op.cls, op.attrs, op.ins[0], op.get, op.out, op.n_out,
+                   tuple(_NEEDED if rg[i] else _NOT_NEEDED for i in op.ins)) for op in tape.ops]
+                 for rg in (first, later)]
+        empty = [None] * (tape.n_values - tape.n_external - 1 - S)
+        steps, hs, keep = [None] * T, None, [None, None]
+        for k, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
+            values = externals + [xw[t, ...]] + state + empty
+            nodes = []
+            for cls, attrs, first_in, get, out, n_out, edges in plans[k > 0]:
+                fn = _new(cls)
+                fn.xp = xp
+                fn.saved = ()
+                fn.parents = edges
+                y = fn.forward(*(get(values) if get else (values[first_in],)), **attrs)
+                if n_out == 1:
+                    values[out] = y
+                else:
+                    values[out:out + n_out] = y
+                nodes.append(fn)
+            state = [values[i] for i in tape.outputs]
+            # h(t) goes into the output buffer, and the step's ops keep that row, not a second copy
+            if hs is None:
+                hs = xp.empty((T,) + tuple(state[0].shape), dtype=state[0].dtype)
+            hs[t, ...] = state[0]
+            if keep[k > 0] is None:                  # the same ops save the same things at every later step
+                keep[k > 0] = _what_to_keep(nodes, values[tape.n_external + 1 + S:], state[0], backend_of(xp))
+            row = hs[t, ...]
+            for j, m, copy in keep[k > 0]:
+                saved = list(nodes[j].saved)
+                saved[m] = xp.asarray(saved[m], copy=True) if copy else row
+                nodes[j].saved = tuple(saved)
+            state[0] = row
+            steps[t] = nodes
+        self.steps = steps
+        return (hs, *state)
+
+    def backward(self, dys):
+        xp, tape = self.xp, self.tape
+        d_out, carry = dys[0], list(dys[1:])        # carry: dL/d(state) arriving from later steps
+        T, E, S = len(self.steps), tape.n_external, tape.n_state
+        # per op, last first: (its position, first output, number of outputs, and for each input
+        # that needs a gradient: (argument position, value number, shape))
+        plans = [[(k, op.out, op.n_out, tuple((pos, i, tape.shapes[i]) for pos, i in enumerate(op.ins) if rg[i]))
+                  for k, op in reversed(list(enumerate(tape.ops)))] for rg in self.rg]
+        d_external = [None] * E
+        d_xw = [None] * T
+        free = not STATE.retain_graph
+        for k, t in enumerate(range(T) if self.reverse else range(T - 1, -1, -1)):
+            grads = d_external + [None] * (tape.n_values - E)
+            for number, g in zip(tape.outputs, carry):
+                _accumulate(grads, number, g)
+            if d_out is not None:
+                _accumulate(grads, tape.outputs[0], d_out[t, ...])
+            nodes = self.steps[t]
+            for position, out, n_out, targets in plans[k < T - 1]:   # the last step done is the first run
+                if n_out == 1:
+                    dy = grads[out]
+                    if dy is None:
+                        continue
+                    dxs = nodes[position].backward(dy)
+                else:
+                    dy = grads[out:out + n_out]
+                    if all(g is None for g in dy):
+                        continue
+                    dxs = nodes[position].backward([_value(g) for g in dy])
+                if type(dxs) is not tuple:
+                    dxs = (dxs,)
+                for pos, i, shape in targets:
+                    dx = dxs[pos]
+                    if dx is None:
+                        continue
+                    if dx.shape != shape:
+                        dx = sum_to_shape(dx, shape, xp)
+                    if grads[i] is None:
+                        grads[i] = dx
+                    else:
+                        _accumulate(grads, i, dx)
+            d_external = grads[:E]
+            d_xw[t] = grads[E]
+            carry = grads[E + 1:E + 1 + S]
+            if free:                                 # as eager backward frees each node after its backward
+                self.steps[t] = None
+        dxw = None
+        if self.needs_input_grad[0]:
+            zero = xp.zeros(tape.shapes[E], dtype=self.dtype) if any(g is None for g in d_xw) else None
+            dxw = xp.stack([zero if g is None else _value(g) for g in d_xw], axis=0)
+        return (dxw, *[None if g is None else _value(g) for g in carry], *d_external)
+
+    def release(self):
+        self.saved = None
+        self.steps = None
+
+
+def _what_to_keep(nodes, made, h, backend):
+    """Where a step's saved arrays should change: [(node, position, copy)].
+
+    copy False: it is h(t) itself, which the output buffer holds too (keep the buffer's row).
+    copy True: it is a slice of a bigger array made in the step, which would stay alive
+    whole (a GRU's W_hn h is a third of the product W_hh h): keep a copy of the slice."""
+    made_ids = {id(v) for v in made}
+    plan = []
+    for j, fn in enumerate(nodes):
+        for m, a in enumerate(fn.saved):
+            if a is h:
+                plan.append((j, m, False))
+                continue
+            base = backend.base_of(a)
+            if base is not None and id(base) in made_ids and base.size > a.size:
+                plan.append((j, m, True))
+    return plan
+
+
+def _value(g):
+    return g.value() if type(g) is OuterProducts else g
+
+
+def _accumulate(grads, number, dx):
+    """grads[number] += dx, keeping a weight's per-step products as one OuterProducts."""
+    prev = grads[number]
+    if prev is None:
+        grads[number] = dx
+    elif type(prev) is OuterProducts and type(dx) is OuterProducts:
+        prev.join(dx)
+    else:
+        grads[number] = _value(prev) + _value(dx)
+
+
+def can_replay():
+    """False under the tools that watch every op (they need the eager graph)."""
+    return not (STATE.anomaly or STATE.retain_values)
+
+
+def run(step, xw, state, reverse, tapes, key, params):
+    """The time loop of one layer and direction as one Loop node: (output (T, B, H), final state).
+
+    ``tapes`` keeps recorded steps by ``key`` for the next forward: a tape is reused while
+    every tensor it reads is still one of the layer's ``params`` (a replaced Parameter, or a
+    tensor made anew at each forward, means recording again)."""
+    current = {id(p) for p in params}
+    tape = tapes.get(key)
+    if tape is None or not all(id(t) in current for t in tape.externals):
+        tape = Tape(step, xw, state)
+        if all(id(t) in current for t in tape.externals):
+            if len(tapes) >= 16:      # new shapes keep coming (e.g. varying batch sizes): start over
+                tapes.clear()
+            tapes[key] = tape
+    outs = Loop.apply(xw, *state, *tape.externals, tape=tape, reverse=reverse,
+                      xw_grad=xw.requires_grad, state_grad=[s.requires_grad for s in state])
+    return outs[0], tuple(outs[1:])
