@@ -94,6 +94,8 @@ class Tape:
         self.n_external = len(self.externals)
         self.n_state = len(state)
 
+        self._plans = {}
+
     def needs(self, xw_rg, state_rg):
         """Which values require grad, given whether xw_t and each state input does:
         a list of bools by value number (an op's output does when one of its inputs does)."""
@@ -103,6 +105,27 @@ class Tape:
             if any(rg[i] for i in op.ins):
                 rg[op.out:op.out + op.n_out] = [True] * op.n_out
         return rg
+
+    def plan(self, xw_rg, state_rg):
+        """How to run the steps, for the first step (h_0 may be a constant) and the others:
+        ``rg`` (requires-grad by value number), ``forward`` (per op: class, attributes, first
+        input, input getter, first output, number of outputs, and the edges that tell the op
+        which input gradients it must compute) and ``backward`` (per op, last first: its
+        position, first output, number of outputs, and (argument position, value number,
+        shape) of each input that needs a gradient). Kept per requires-grad pattern."""
+        key = (xw_rg, tuple(state_rg), tuple(t.requires_grad for t in self.externals))
+        if key not in self._plans:
+            first = self.needs(xw_rg, state_rg)
+            later = self.needs(xw_rg, [first[i] for i in self.outputs])
+            rg = (first, later)
+            forward = tuple([(op.cls, op.attrs, op.ins[0], op.get, op.out, op.n_out,
+                              tuple(_NEEDED if r[i] else _NOT_NEEDED for i in op.ins)) for op in self.ops]
+                            for r in rg)
+            backward = tuple([(k, op.out, op.n_out,
+                               tuple((pos, i, self.shapes[i]) for pos, i in enumerate(op.ins) if r[i]))
+                              for k, op in reversed(list(enumerate(self.ops)))] for r in rg)
+            self._plans[key] = (rg, forward, backward)
+        return self._plans[key]
 
 
 class Loop(Function):
@@ -118,18 +141,19 @@ class Loop(Function):
         xp = self.xp
         T, S = xw.shape[0], tape.n_state
         state, externals = list(arrays[:S]), list(arrays[S:])
-        # Which values require grad at the first step (h_0 may be a constant) and at the others;
-        # for each, the plan of the forward pass: (op class, attributes, inputs, first output,
-        # number of outputs, the edges that tell the op which input gradients it must compute)
-        first = tape.needs(xw_grad, state_grad)
-        later = tape.needs(xw_grad, [first[i] for i in tape.outputs])
-        self.tape, self.reverse, self.rg, self.dtype = tape, reverse, (first, later), xw.dtype
-        plans = [[(op.cls, op.attrs, op.ins[0], op.get, op.out, op.n_out,
-                   tuple(_NEEDED if rg[i] else _NOT_NEEDED for i in op.ins)) for op in tape.ops]
-                 for rg in (first, later)]
+        self.tape, self.reverse, self.dtype = tape, reverse, xw.dtype
+        self.rg, plans, self.backward_plans = tape.plan(xw_grad, state_grad)
         empty = [None] * (tape.n_values - tape.n_external - 1 - S)
-        steps, hs, keep = [None] * T, None, [None, None]
+        # h_0 and every h(t) in one buffer, h(t-1) next to h(t) as in hand-written BPTT: row 0 is
+        # h_0 and row t+1 is h(t) (reverse: row T is h_0, row t is h(t)); the output is a view
+        h0 = state[0]
+        hs = xp.empty((T + 1,) + tuple(h0.shape), dtype=h0.dtype)
+        hs[T if reverse else 0, ...] = h0
+        state[0] = hs[T if reverse else 0, ...]
+        steps, keep = [None] * T, [None, None]
+        self.h_prev = [None] * T                    # the row each step read as h(t-1)
         for k, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
+            self.h_prev[t] = state[0]
             values = externals + [xw[t, ...]] + state + empty
             nodes = []
             for cls, attrs, first_in, get, out, n_out, edges in plans[k > 0]:
@@ -144,30 +168,25 @@ class Loop(Function):
                     values[out:out + n_out] = y
                 nodes.append(fn)
             state = [values[i] for i in tape.outputs]
-            # h(t) goes into the output buffer, and the step's ops keep that row, not a second copy
-            if hs is None:
-                hs = xp.empty((T,) + tuple(state[0].shape), dtype=state[0].dtype)
-            hs[t, ...] = state[0]
+            # h(t) goes into the buffer, and the step's ops keep that row, not a second copy
+            row = hs[t if reverse else t + 1, ...]
+            row[...] = state[0]
             if keep[k > 0] is None:                  # the same ops save the same things at every later step
                 keep[k > 0] = _what_to_keep(nodes, values[tape.n_external + 1 + S:], state[0], backend_of(xp))
-            row = hs[t, ...]
             for j, m, copy in keep[k > 0]:
                 saved = list(nodes[j].saved)
                 saved[m] = xp.asarray(saved[m], copy=True) if copy else row
                 nodes[j].saved = tuple(saved)
             state[0] = row
             steps[t] = nodes
-        self.steps = steps
-        return (hs, *state)
+        self.steps, self.hs = steps, hs
+        return (hs[:T, ...] if reverse else hs[1:, ...], *state)
 
     def backward(self, dys):
         xp, tape = self.xp, self.tape
         d_out, carry = dys[0], list(dys[1:])        # carry: dL/d(state) arriving from later steps
         T, E, S = len(self.steps), tape.n_external, tape.n_state
-        # per op, last first: (its position, first output, number of outputs, and for each input
-        # that needs a gradient: (argument position, value number, shape))
-        plans = [[(k, op.out, op.n_out, tuple((pos, i, tape.shapes[i]) for pos, i in enumerate(op.ins) if rg[i]))
-                  for k, op in reversed(list(enumerate(tape.ops)))] for rg in self.rg]
+        plans = self.backward_plans
         d_external = [None] * E
         d_xw = [None] * T
         free = not STATE.retain_graph
@@ -210,7 +229,28 @@ class Loop(Function):
         if self.needs_input_grad[0]:
             zero = xp.zeros(tape.shapes[E], dtype=self.dtype) if any(g is None for g in d_xw) else None
             dxw = xp.stack([zero if g is None else _value(g) for g in d_xw], axis=0)
+            d_external = [self._stacked(g, d_xw, dxw) for g in d_external]
+        if free:
+            self.h_prev = self.hs = None
         return (dxw, *[None if g is None else _value(g) for g in carry], *d_external)
+
+    def _stacked(self, g, d_xw, dxw):
+        """W_hh's gradient sum_t dL/da(t).T @ h(t-1) from the loop's own stacked arrays.
+
+        In an RNN or LSTM step a = W_hh h(t-1) + xw_t, so the factors of W_hh's per-step
+        products are dL/dxw_t (just stacked into ``dxw``) and the rows of the h buffer:
+        one product of the two, without copying the factors into new arrays again.
+        Any other gradient is returned as it was."""
+        if type(g) is not OuterProducts or len(g.dys) != len(d_xw):
+            return g
+        T = len(d_xw)
+        order = range(T) if self.reverse else range(T - 1, -1, -1)      # the order the products came in
+        if not all(dy is d_xw[t] and x is self.h_prev[t] for dy, x, t in zip(g.dys, g.xs, order)):
+            return g
+        h_prev = self.hs[1:, ...] if self.reverse else self.hs[:T, ...]
+        rows = T * d_xw[0].shape[0]
+        xp = self.xp
+        return OuterProducts(xp, xp.reshape(dxw, (rows, dxw.shape[-1])), xp.reshape(h_prev, (rows, h_prev.shape[-1])))
 
     def release(self):
         self.saved = None
