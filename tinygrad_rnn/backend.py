@@ -9,6 +9,7 @@ to and from the host, and dtype names. One small class per backend.
 prove that nothing NumPy-only (and so possibly missing on CuPy) sneaks in.
 """
 import os
+import types
 
 import numpy as np
 
@@ -90,11 +91,29 @@ class Backend:
         raise NotImplementedError
 
 
+def numpy_namespace():
+    """NumPy's functions as the engine calls them, with the few used at almost every op
+    (sum, max, mean, reshape, matrix_transpose, astype, unstack along axis 0) sent straight to
+    the array's own methods. NumPy's module-level versions are Python wrappers around those
+    methods and cost 1-4 µs more per call: as much as the arithmetic on an RNN step's arrays.
+    Everything else is NumPy's own function."""
+    xp = types.SimpleNamespace(**{name: getattr(np, name) for name in dir(np) if not name.startswith("__")})
+    xp.__name__ = "numpy (tinygrad_rnn)"
+    xp.sum = lambda x, /, *, axis=None, dtype=None, keepdims=False: x.sum(axis=axis, dtype=dtype, keepdims=keepdims)
+    xp.max = lambda x, /, *, axis=None, keepdims=False: x.max(axis=axis, keepdims=keepdims)
+    xp.mean = lambda x, /, *, axis=None, keepdims=False: x.mean(axis=axis, keepdims=keepdims)
+    xp.reshape = lambda x, /, shape, *, copy=None: np.reshape(x, shape, copy=copy) if copy else x.reshape(shape)
+    xp.matrix_transpose = lambda x, /: x.swapaxes(-1, -2)
+    xp.astype = lambda x, dtype, /, *, copy=True: x.astype(dtype, copy=copy)
+    xp.unstack = lambda x, /, *, axis=0: tuple(x) if axis == 0 else np.unstack(x, axis=axis)
+    return xp
+
+
 class NumpyBackend(Backend):
     name = "numpy"
 
     def __init__(self, seed=0):
-        super().__init__(np, seed)
+        super().__init__(numpy_namespace(), seed)
 
     def dtype_of(self, name):   # arrays report np.dtype objects, not the scalar types np.float32 etc.
         return np.dtype(name)
