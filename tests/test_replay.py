@@ -266,3 +266,11 @@ def test_the_picture_of_a_replayed_layer_says_how_to_see_the_timesteps():
     out, _ = layer(tg.randn(T, B, I))
     picture = visualize.draw_bptt(out.sum())
     assert any("replay=False" in note for note in picture.graph.notes)
+
+
+def test_a_step_that_passes_its_state_through_cannot_be_replayed():
+    xw, h, c = data((T, B, H), 1), data((B, H), 2), data((B, H), 3)
+    with pytest.raises(ValueError, match="passed through unchanged"):
+        replay_mod.Tape(lambda xw_t, state: ((xw_t + state[0]).tanh(), state[1]), xw, [h, c])
+    tape = replay_mod.Tape(lambda xw_t, state: ((xw_t + state[0]).tanh(),), xw, [h])
+    assert [op.cls.__name__ for op in tape.ops] == ["Add", "Tanh"] and tape.externals == []

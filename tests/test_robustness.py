@@ -34,10 +34,10 @@ def test_lstm_over_10000_timesteps_backs_up_without_recursion():
     assert h0.grad is not None and np.isfinite(h0.grad.numpy()).all()   # the gradient reached t=0
 
 
-def _lstm_tbptt(chunks, detach=True, retain_graph=False):
+def _lstm_tbptt(chunks, detach=True, retain_graph=False, replay=False):
     """A char-model loop: LSTM + Linear + cross-entropy over consecutive chunks, state carried over."""
     tg.manual_seed(0)
-    lstm, head = nn.LSTM(5, 8), nn.Linear(8, 5)
+    lstm, head = nn.LSTM(5, 8, replay=replay), nn.Linear(8, 5)
     opt = tg.optim.SGD(list(lstm.parameters()) + list(head.parameters()), lr=0.1)
     rng = np.random.default_rng(0)
     stream = rng.integers(0, 5, size=(chunks * 4 + 1, 2))
@@ -60,9 +60,10 @@ def _lstm_tbptt(chunks, detach=True, retain_graph=False):
 
 
 @pytest.mark.slow
-def test_1000_truncated_bptt_iterations_keep_memory_flat():
+@pytest.mark.parametrize("replay", [False, True], ids=["eager", "replay"])
+def test_1000_truncated_bptt_iterations_keep_memory_flat(replay):
     tg.set_backend("numpy")
-    chunk = _lstm_tbptt(1_100)
+    chunk = _lstm_tbptt(1_100, replay=replay)
     for k in range(50):                                     # warm up free lists and caches
         chunk(k)
     gc.collect()
@@ -84,17 +85,19 @@ def test_1000_truncated_bptt_iterations_keep_memory_flat():
     assert len(gc.get_objects()) - objects < 100
 
 
-def test_forgetting_detach_with_an_lstm_is_reported_with_the_fix():
+@pytest.mark.parametrize("replay", [False, True], ids=["eager", "replay"])
+def test_forgetting_detach_with_an_lstm_is_reported_with_the_fix(replay):
     tg.set_backend("numpy")
-    chunk = _lstm_tbptt(3, detach=False)
+    chunk = _lstm_tbptt(3, detach=False, replay=replay)
     chunk(0)
     with pytest.raises(tg.GraphFreedError, match=r"h = h\.detach\(\)"):
         chunk(1)
 
 
-def test_papering_over_it_with_retain_graph_warns_naming_detach():
+@pytest.mark.parametrize("replay", [False, True], ids=["eager", "replay"])
+def test_papering_over_it_with_retain_graph_warns_naming_detach(replay):
     tg.set_backend("numpy")
-    chunk = _lstm_tbptt(10, detach=False, retain_graph=True)
+    chunk = _lstm_tbptt(10, detach=False, retain_graph=True, replay=replay)
     with pytest.warns(RuntimeWarning, match=r"detach\(\)"):
         for k in range(8):
             chunk(k)

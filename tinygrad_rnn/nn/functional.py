@@ -110,7 +110,9 @@ def _nll(input, target, reduction, ignore_index):
     class_axis = 1 if input.ndim >= 2 else 0
     ids = xp.reshape(t, t.shape[:class_axis] + (1,) + t.shape[class_axis:])
     classes = xp.reshape(xp.arange(C, dtype=t.dtype), (C,) + (1,) * (input.ndim - class_axis - 1))
-    hit = Tensor._wrap((ids == classes) & (ids != ignore_index), input.backend)
+    kept = ids != ignore_index                 # (N, 1, d1, ...): the elements not ignored
+    # an ignore_index outside [0, C) never equals a class, so [t = c] is already false there
+    hit = Tensor._wrap((ids == classes) & kept if 0 <= ignore_index < C else ids == classes, input.backend)
     hit._name = "[t = true]"
 
     # log P(t_i) * [t_i = true], as where(): a log P of -inf at another class gives 0, not NaN
@@ -119,7 +121,7 @@ def _nll(input, target, reduction, ignore_index):
         return -picked.sum(axis=class_axis)
     if reduction == "sum":
         return -picked.sum()
-    n = xp.sum(xp.astype(hit.data, input.data.dtype))     # the number of elements not ignored
+    n = xp.sum(xp.astype(kept, input.data.dtype))     # the number of elements not ignored
     weight = Tensor._wrap(xp.where(n > 0, -1 / xp.maximum(n, xp.ones_like(n)), xp.full_like(n, xp.nan)),
                           input.backend)
     weight._name = "-1 / n"

@@ -85,14 +85,14 @@ class Tape:
                 number[id(o)] = len(self.shapes)
                 self.shapes.append(o.shape)
             self.ops.append(TapeOp(cls, attrs, tuple(number[id(t)] for t in args), first, len(outs)))
-        try:
-            self.outputs = tuple(number[id(s)] for s in new_state)
-        except KeyError:
-            raise ValueError("replay: the cell step returned a state it did not compute from its inputs "
-                             "with the engine's ops") from None
         self.n_values = len(self.shapes)
         self.n_external = len(self.externals)
         self.n_state = len(state)
+        self.outputs = tuple(number.get(id(s), -1) for s in new_state)
+        first_made = self.n_external + 1 + self.n_state
+        if len(set(self.outputs)) != len(self.outputs) or min(self.outputs) < first_made:
+            raise ValueError("replay: each part of the new state must be a different tensor computed by the "
+                             "cell step's ops (a state passed through unchanged cannot be replayed)")
 
         self._plans = {}
 
@@ -143,7 +143,8 @@ class Loop(Function):
         state, externals = list(arrays[:S]), list(arrays[S:])
         self.tape, self.reverse, self.dtype = tape, reverse, xw.dtype
         self.rg, plans, self.backward_plans = tape.plan(xw_grad, state_grad)
-        empty = [None] * (tape.n_values - tape.n_external - 1 - S)
+        E = tape.n_external
+        values = externals + [None] * (tape.n_values - E)     # one step's values, reused step after step
         # h_0 and every h(t) in one buffer, h(t-1) next to h(t) as in hand-written BPTT: row 0 is
         # h_0 and row t+1 is h(t) (reverse: row T is h_0, row t is h(t)); the output is a view
         h0 = state[0]
@@ -154,7 +155,8 @@ class Loop(Function):
         self.h_prev = [None] * T                    # the row each step read as h(t-1)
         for k, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
             self.h_prev[t] = state[0]
-            values = externals + [xw[t, ...]] + state + empty
+            values[E] = xw[t, ...]
+            values[E + 1:E + 1 + S] = state
             nodes = []
             for cls, attrs, first_in, get, out, n_out, edges in plans[k > 0]:
                 fn = _new(cls)
@@ -172,7 +174,7 @@ class Loop(Function):
             row = hs[t if reverse else t + 1, ...]
             row[...] = state[0]
             if keep[k > 0] is None:                  # the same ops save the same things at every later step
-                keep[k > 0] = _what_to_keep(nodes, values[tape.n_external + 1 + S:], state[0], backend_of(xp))
+                keep[k > 0] = _what_to_keep(nodes, values[E + 1 + S:], state[0], backend_of(xp))
             for j, m, copy in keep[k > 0]:
                 saved = list(nodes[j].saved)
                 saved[m] = xp.asarray(saved[m], copy=True) if copy else row
@@ -192,10 +194,11 @@ class Loop(Function):
         free = not STATE.retain_graph
         for k, t in enumerate(range(T) if self.reverse else range(T - 1, -1, -1)):
             grads = d_external + [None] * (tape.n_values - E)
-            for number, g in zip(tape.outputs, carry):
-                _accumulate(grads, number, g)
-            if d_out is not None:
-                _accumulate(grads, tape.outputs[0], d_out[t, ...])
+            for number, g in zip(tape.outputs, carry):   # the new state: made by the step's ops, once each
+                grads[number] = g
+            if d_out is not None:                        # h(t) is also the layer's output at t
+                h = tape.outputs[0]
+                grads[h] = d_out[t, ...] if grads[h] is None else grads[h] + d_out[t, ...]
             nodes = self.steps[t]
             for position, out, n_out, targets in plans[k < T - 1]:   # the last step done is the first run
                 if n_out == 1:

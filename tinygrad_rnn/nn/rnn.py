@@ -190,7 +190,7 @@ class RNNBase(Module):
     def _tape_key(self, tag, xw, state):
         """What a recorded cell step depends on besides the parameters (which replay.run checks):
         the layer and direction, the shapes and dtype, and the layer's settings."""
-        settings = tuple(sorted((k, v) for k, v in vars(self).items() if isinstance(v, (str, bool, int, float))))
+        settings = tuple([v for v in vars(self).values() if type(v) in (str, bool, int, float)])
         return (tag, xw.shape[1:], xw.dtype, xw.device, tuple(s.shape for s in state), settings)
 
     def _input_bias(self, tag):
