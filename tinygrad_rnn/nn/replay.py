@@ -139,17 +139,19 @@ class Loop(Function):
 
     def forward(self, xw, *arrays, tape, reverse, xw_grad, state_grad):
         xp = self.xp
-        T, S = xw.shape[0], tape.n_state
+        T, S, E = xw.shape[0], tape.n_state, tape.n_external
         state, externals = list(arrays[:S]), list(arrays[S:])
         self.tape, self.reverse, self.dtype = tape, reverse, xw.dtype
         self.rg, plans, self.backward_plans = tape.plan(xw_grad, state_grad)
-        E = tape.n_external
+        # One object per op serves every step (its attributes depend on shapes only); what each
+        # step's op saved for backward is kept per step. Two sets: the first step's ops may
+        # need fewer input gradients (h_0 may be a constant).
+        self.fns = [[_op(cls, xp, edges) for cls, _, _, _, _, _, edges in plan] for plan in plans]
         values = externals + [None] * (tape.n_values - E)     # one step's values, reused step after step
         # h_0 and every h(t) in one buffer, h(t-1) next to h(t) as in hand-written BPTT: row 0 is
         # h_0 and row t+1 is h(t) (reverse: row T is h_0, row t is h(t)); the output is a view
-        h0 = state[0]
-        hs = xp.empty((T + 1,) + tuple(h0.shape), dtype=h0.dtype)
-        hs[T if reverse else 0, ...] = h0
+        hs = xp.empty((T + 1,) + tuple(state[0].shape), dtype=state[0].dtype)
+        hs[T if reverse else 0, ...] = state[0]
         state[0] = hs[T if reverse else 0, ...]
         steps, keep = [None] * T, [None, None]
         self.h_prev = [None] * T                    # the row each step read as h(t-1)
@@ -157,30 +159,29 @@ class Loop(Function):
             self.h_prev[t] = state[0]
             values[E] = xw[t, ...]
             values[E + 1:E + 1 + S] = state
-            nodes = []
-            for cls, attrs, first_in, get, out, n_out, edges in plans[k > 0]:
-                fn = _new(cls)
-                fn.xp = xp
+            saved = []
+            for fn, (_, attrs, first_in, get, out, n_out, _) in zip(self.fns[k > 0], plans[k > 0]):
                 fn.saved = ()
-                fn.parents = edges
                 y = fn.forward(*(get(values) if get else (values[first_in],)), **attrs)
                 if n_out == 1:
                     values[out] = y
                 else:
                     values[out:out + n_out] = y
-                nodes.append(fn)
+                saved.append(fn.saved)
             state = [values[i] for i in tape.outputs]
             # h(t) goes into the buffer, and the step's ops keep that row, not a second copy
             row = hs[t if reverse else t + 1, ...]
             row[...] = state[0]
             if keep[k > 0] is None:                  # the same ops save the same things at every later step
-                keep[k > 0] = _what_to_keep(nodes, values[E + 1 + S:], state[0], backend_of(xp))
+                keep[k > 0] = _what_to_keep(saved, values[E + 1 + S:], state[0], backend_of(xp))
             for j, m, copy in keep[k > 0]:
-                saved = list(nodes[j].saved)
-                saved[m] = xp.asarray(saved[m], copy=True) if copy else row
-                nodes[j].saved = tuple(saved)
+                kept = list(saved[j])
+                kept[m] = xp.asarray(kept[m], copy=True) if copy else row
+                saved[j] = tuple(kept)
             state[0] = row
-            steps[t] = nodes
+            steps[t] = saved
+        for fn in self.fns[0] + self.fns[1]:
+            fn.saved = ()
         self.steps, self.hs = steps, hs
         return (hs[:T, ...] if reverse else hs[1:, ...], *state)
 
@@ -188,7 +189,6 @@ class Loop(Function):
         xp, tape = self.xp, self.tape
         d_out, carry = dys[0], list(dys[1:])        # carry: dL/d(state) arriving from later steps
         T, E, S = len(self.steps), tape.n_external, tape.n_state
-        plans = self.backward_plans
         d_external = [None] * E
         d_xw = [None] * T
         free = not STATE.retain_graph
@@ -199,18 +199,21 @@ class Loop(Function):
             if d_out is not None:                        # h(t) is also the layer's output at t
                 h = tape.outputs[0]
                 grads[h] = d_out[t, ...] if grads[h] is None else grads[h] + d_out[t, ...]
-            nodes = self.steps[t]
-            for position, out, n_out, targets in plans[k < T - 1]:   # the last step done is the first run
+            first = k == T - 1                           # the last step done is the first one run
+            fns, saved = self.fns[not first], self.steps[t]
+            for position, out, n_out, targets in self.backward_plans[not first]:
                 if n_out == 1:
                     dy = grads[out]
                     if dy is None:
                         continue
-                    dxs = nodes[position].backward(dy)
                 else:
                     dy = grads[out:out + n_out]
                     if all(g is None for g in dy):
                         continue
-                    dxs = nodes[position].backward([_value(g) for g in dy])
+                    dy = [_value(g) for g in dy]
+                fn = fns[position]
+                fn.saved = saved[position]
+                dxs = fn.backward(dy)
                 if type(dxs) is not tuple:
                     dxs = (dxs,)
                 for pos, i, shape in targets:
@@ -228,6 +231,8 @@ class Loop(Function):
             carry = grads[E + 1:E + 1 + S]
             if free:                                 # as eager backward frees each node after its backward
                 self.steps[t] = None
+        for fn in self.fns[0] + self.fns[1]:
+            fn.saved = ()
         dxw = None
         if self.needs_input_grad[0]:
             zero = xp.zeros(tape.shapes[E], dtype=self.dtype) if any(g is None for g in d_xw) else None
@@ -257,19 +262,26 @@ class Loop(Function):
 
     def release(self):
         self.saved = None
-        self.steps = None
+        self.steps = self.fns = self.h_prev = self.hs = None
 
 
-def _what_to_keep(nodes, made, h, backend):
-    """Where a step's saved arrays should change: [(node, position, copy)].
+def _op(cls, xp, edges):
+    """An op object as Function.apply makes one, with ``edges`` telling it which inputs need a gradient."""
+    fn = _new(cls)
+    fn.xp, fn.saved, fn.parents = xp, (), edges
+    return fn
+
+
+def _what_to_keep(saved, made, h, backend):
+    """Where a step's saved arrays should change: [(op, position, copy)].
 
     copy False: it is h(t) itself, which the output buffer holds too (keep the buffer's row).
     copy True: it is a slice of a bigger array made in the step, which would stay alive
     whole (a GRU's W_hn h is a third of the product W_hh h): keep a copy of the slice."""
     made_ids = {id(v) for v in made}
     plan = []
-    for j, fn in enumerate(nodes):
-        for m, a in enumerate(fn.saved):
+    for j, arrays in enumerate(saved):
+        for m, a in enumerate(arrays):
             if a is h:
                 plan.append((j, m, False))
                 continue
