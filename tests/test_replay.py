@@ -274,3 +274,25 @@ def test_a_step_that_passes_its_state_through_cannot_be_replayed():
         replay_mod.Tape(lambda xw_t, state: ((xw_t + state[0]).tanh(), state[1]), xw, [h, c])
     tape = replay_mod.Tape(lambda xw_t, state: ((xw_t + state[0]).tanh(),), xw, [h])
     assert [op.cls.__name__ for op in tape.ops] == ["Add", "Tanh"] and tape.externals == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda replay: nn.ResidualRNN(I, H, num_layers=2, dtype="float64", replay=replay),
+    lambda replay: nn.GatedResidualRNN(I, H, forget_bias=1.0, dtype="float64", replay=replay),
+    lambda replay: nn.SkipConnectedRNN("lstm", I, H, num_layers=2, dtype="float64", replay=replay),
+], ids=["ResidualRNN", "GatedResidualRNN", "SkipConnectedRNN-lstm"])
+def test_the_lecture_layers_replay_too(backend, make):
+    eager, replayed = make(False), make(True)
+    replayed.load_state_dict(eager.state_dict())
+    assert_same(run(eager), run(replayed))
+
+
+def test_dropout_between_layers_draws_the_same_masks_with_replay(backend):
+    """The recording of a step draws no random numbers, so a seeded run is the same run."""
+    results = []
+    for replay in (False, True):
+        tg.manual_seed(0)
+        lstm = nn.LSTM(I, H, num_layers=3, dropout=0.5, dtype="float64", replay=replay)
+        tg.manual_seed(1)
+        results.append(run(lstm))
+    assert_same(*results)
