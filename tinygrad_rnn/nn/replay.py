@@ -8,8 +8,9 @@ sizes that bookkeeping costs more than the arithmetic. A layer made with
 1. records the ops of ONE cell step, its ``Tape``: which op ran, on which
    values, with which attributes (by running the step once on the first
    timestep's inputs, without building a graph);
-2. runs every timestep by calling those ops' ``forward`` on new arrays, and
-   keeps the op objects, which hold what each saved for backward;
+2. runs every timestep by calling those ops' ``forward`` on new arrays (one op
+   object per recorded op serves every step), and keeps what each step's ops
+   saved for backward;
 3. backpropagates by calling their ``backward`` in reverse, from the last
    timestep to the first, carrying dL/dh (and dL/dc) from step to step and
    summing each weight's per-step gradients (the "+=" of BPTT).
