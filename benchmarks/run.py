@@ -5,6 +5,7 @@
     python benchmarks/run.py --only lstm,gru --shapes small,mid --sections training
     python benchmarks/run.py --compare old.json   # also print this run's numbers / old.json's
     python benchmarks/run.py --profile lstm:small # cProfile of the engine's step, then exit
+    python benchmarks/run.py --profile lstm:small:replay   # the same with the layer's replay=True
 
 Sections (``--sections``, default all):
     training   RNN, LSTM, GRU x tiny (B=1,T=25,H=100), small (32,50,128), mid (64,100,256):
@@ -64,7 +65,8 @@ def parse_args(argv):
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "latest.json"),
                     help="where to write the results (default benchmarks/results/latest.json)")
     ap.add_argument("--compare", metavar="OLD.json", help="print ratios of this run to an earlier one")
-    ap.add_argument("--profile", metavar="CELL:SHAPE", help="cProfile the engine's step (e.g. lstm:small), then exit")
+    ap.add_argument("--profile", metavar="CELL:SHAPE[:replay]",
+                    help="cProfile the engine's step (e.g. lstm:small, or lstm:small:replay), then exit")
     args = ap.parse_args(argv)
     args.cells = _choices("--only", args.only, CELLS)
     args.shape_list = _choices("--shapes", args.shapes, SHAPES)
@@ -72,9 +74,10 @@ def parse_args(argv):
     if args.threads != "default" and not (args.threads.isdigit() and int(args.threads) > 0):
         ap.error(f"--threads: expected a positive number or 'default', got {args.threads!r}")
     if args.profile:
-        cell, _, shape = args.profile.partition(":")
-        if cell not in CELLS or shape not in SHAPES:
-            ap.error(f"--profile: expected CELL:SHAPE with CELL in {CELLS} and SHAPE in {SHAPES}, got {args.profile!r}")
+        cell, shape, mode = (args.profile.split(":") + ["", ""])[:3]
+        if cell not in CELLS or shape not in SHAPES or mode not in ("", "replay") or args.profile.count(":") > 2:
+            ap.error(f"--profile: expected CELL:SHAPE or CELL:SHAPE:replay with CELL in {CELLS} and SHAPE in "
+                     f"{SHAPES}, got {args.profile!r}")
     return args
 
 
@@ -167,8 +170,8 @@ def main(argv=None):
     from benchmarks import report
     if args.profile:
         from benchmarks.profiling import profile
-        cell, _, shape = args.profile.partition(":")
-        print(profile(cell, shape))
+        cell, shape, mode = (args.profile.split(":") + ["", ""])[:3]
+        print(profile(cell, shape, replay=mode == "replay"))
         return 0
     old = json.loads(Path(args.compare).read_text()) if args.compare else None   # before --json may overwrite it
 

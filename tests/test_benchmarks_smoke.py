@@ -117,3 +117,15 @@ def test_bad_options_name_what_is_allowed():
                           timeout=60, cwd=ROOT)
     assert proc.returncode == 2
     assert "--threads: expected a positive number or 'default', got 'zero'" in proc.stderr
+    proc = subprocess.run([sys.executable, str(RUN), "--profile", "rnn:tiny:fast"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "--profile: expected CELL:SHAPE or CELL:SHAPE:replay" in proc.stderr and "'rnn:tiny:fast'" in proc.stderr
+
+
+def test_profile_of_the_replayed_step_names_the_loop():
+    proc = subprocess.run([sys.executable, str(RUN), "--profile", "rnn:tiny:replay"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "20 engine training steps, rnn tiny with replay=True" in proc.stdout
+    assert "replay.py" in proc.stdout          # Loop.forward / Loop.backward are among the top functions
