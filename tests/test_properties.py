@@ -507,13 +507,13 @@ def np_lstm(layer, x, batch_first):
     return out, h[None], c[None]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(x=arrays(shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3),
                 dtypes=st.sampled_from(DTYPES + ["float32", "float32"])),
-       input_size=st.integers(1, 3), hidden=st.integers(1, 3), batch_first=st.booleans())
+       input_size=st.integers(1, 3), hidden=st.integers(1, 3), batch_first=st.booleans(), replay=st.booleans())
 @quiet
-def test_lstm_layer(backend, x, input_size, hidden, batch_first):
-    layer = nn.LSTM(input_size, hidden, batch_first=batch_first)
+def test_lstm_layer(backend, x, input_size, hidden, batch_first, replay):
+    layer = nn.LSTM(input_size, hidden, batch_first=batch_first, replay=replay)
     xt = make(x)
 
     def reference():

@@ -296,3 +296,15 @@ def test_dropout_between_layers_draws_the_same_masks_with_replay(backend):
         tg.manual_seed(1)
         results.append(run(lstm))
     assert_same(*results)
+
+
+@pytest.mark.parametrize("Layer", [nn.RNN, nn.LSTM, nn.GRU])
+def test_an_empty_batch_replays_to_empty_outputs_and_zero_gradients(backend, Layer):
+    layer = Layer(I, H, replay=True, dtype="float64")
+    x = data((T, 0, I), 1)
+    out, final = layer(x)
+    final = final if isinstance(final, tuple) else (final,)
+    assert out.shape == (T, 0, H) and all(f.shape == (1, 0, H) for f in final)
+    (out.sum() + sum(f.sum() for f in final)).backward()
+    assert x.grad.shape == (T, 0, I)
+    assert float(np.abs(layer.weight_hh_l0.grad.numpy()).sum()) == 0.0
