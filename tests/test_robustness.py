@@ -63,7 +63,7 @@ def _lstm_tbptt(chunks, detach=True, retain_graph=False, replay=False):
 @pytest.mark.parametrize("replay", [False, True], ids=["eager", "replay"])
 def test_1000_truncated_bptt_iterations_keep_memory_flat(replay):
     tg.set_backend("numpy")
-    chunk = _lstm_tbptt(1_100, replay=replay)
+    chunk = _lstm_tbptt(1_150, replay=replay)
     for k in range(50):                                     # warm up free lists and caches
         chunk(k)
     gc.collect()
@@ -72,16 +72,21 @@ def test_1000_truncated_bptt_iterations_keep_memory_flat(replay):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")                  # no "graph keeps growing" warning either
-            chunk(50)
+            # memory made before tracing started is not traced, but what replaces it is (new parameter
+            # arrays, gradients, states): run a few chunks traced before taking the starting point
+            for k in range(50, 100):
+                chunk(k)
             start = tracemalloc.get_traced_memory()[0]
-            for k in range(51, 1_051):
+            for k in range(100, 1_100):
                 chunk(k)
             growth = tracemalloc.get_traced_memory()[0] - start
     finally:
         tracemalloc.stop()
     gc.collect()
-    # one chunk's graph is about 40 kB; keeping them would grow memory by tens of megabytes
-    assert growth < 300_000, f"memory grew by {growth} bytes over 1,000 chunks"
+    # One chunk's graph is about 35 kB; keeping them grows memory by 35 MB over 1,000 chunks (checked
+    # by hand with detach=False, retain_graph=True). A correct loop still grows by ~0.2 MB here while
+    # NumPy's and Python's small-object caches fill up under tracing (flat after ~600 chunks).
+    assert growth < 1_000_000, f"memory grew by {growth} bytes over 1,000 chunks"
     assert len(gc.get_objects()) - objects < 100
 
 
