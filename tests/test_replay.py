@@ -308,3 +308,13 @@ def test_an_empty_batch_replays_to_empty_outputs_and_zero_gradients(backend, Lay
     (out.sum() + sum(f.sum() for f in final)).backward()
     assert x.grad.shape == (T, 0, I)
     assert float(np.abs(layer.weight_hh_l0.grad.numpy()).sum()) == 0.0
+
+
+def test_the_final_state_does_not_keep_the_loop_buffer_alive():
+    """h_n carried to the next chunk (truncated BPTT) holds B x H numbers, not the T x B x H buffer."""
+    tg.set_backend("numpy")
+    layer = nn.LSTM(I, H, replay=True)
+    out, (h_n, c_n) = layer(tg.randn(50, B, I))
+    h = h_n.detach().data
+    owner = h if h.base is None else h.base
+    assert owner.nbytes == B * H * 4

@@ -184,7 +184,9 @@ class Loop(Function):
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
         self.steps, self.hs = steps, hs
-        return (hs[:T, ...] if reverse else hs[1:, ...], *state)
+        # the final h as an array of its own: a view would keep the whole buffer alive in a state
+        # carried to the next chunk of truncated BPTT
+        return (hs[:T, ...] if reverse else hs[1:, ...], xp.asarray(state[0], copy=True), *state[1:])
 
     def backward(self, dys):
         xp, tape = self.xp, self.tape

@@ -66,7 +66,7 @@ def time_major(name, input, input_size, weight, batch_first):
 def as_given(output, finals, batched, batch_first):
     """Output (T, B, F) and final states (one list per state: h, and c for an LSTM) back in the
     caller's layout: batch_first, or unbatched; returns (output, h_n) or (output, (h_n, c_n))."""
-    final = [stack(lst, axis=0) for lst in finals]
+    final = [stack(lst, axis=0) if len(lst) > 1 else lst[0].unsqueeze(0) for lst in finals]
     if not batched:
         output = output.squeeze(1)
         final = [f.squeeze(1) for f in final]
