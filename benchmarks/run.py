@@ -125,17 +125,17 @@ def training_cell(cell, shape, cfg, use_torch, budget):
                              + ", ".join(f"{k} {v:.7g}" for k, v in wrong.items()))
     ops, leaves = steps.count_nodes(contenders["engine"].loss())
 
-    engine, hand, replay = contenders["engine"], contenders["by_hand"], contenders["replay"]
-    skip_e, skip_h, skip_r = len(engine.phases), len(hand.phases), len(replay.phases)
+    engine, hand = contenders["engine"], contenders["by_hand"]
+    skip = {name: len(c.phases) for name, c in contenders.items() if hasattr(c, "phases")}
     times = timing.alternate(contenders, warmup=cfg["warmup"], min_rounds=cfg["min_rounds"],
                              max_rounds=cfg["max_rounds"], budget=budget)
     n = len(times["engine"])
-    e_ph = engine.phases[skip_e + cfg["warmup"]:][:n]
-    h_ph = hand.phases[skip_h + cfg["warmup"]:][:n]
-    r_ph = replay.phases[skip_r + cfg["warmup"]:][:n]
-    engine_phases = {k: timing.median([ph[i] for ph in e_ph]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
-    hand_phases = {k: timing.median([ph[i] for ph in h_ph]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
-    replay_phases = {k: timing.median([ph[i] for ph in r_ph]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
+
+    def phases_ms(name):
+        """Median ms of each phase over the timed rounds of one contender (warm-up calls left out)."""
+        timed = contenders[name].phases[skip[name] + cfg["warmup"]:][:n]
+        return {k: timing.median([ph[i] for ph in timed]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
+    engine_phases, hand_phases, replay_phases = phases_ms("engine"), phases_ms("by_hand"), phases_ms("replay")
     engine_s, hand_s = timing.median(times["engine"]), timing.median(times["by_hand"])
     row = {"cell": cell, "shape": shape, "B": B, "T": T, "H": H, "V": steps.V, "rounds": n,
            "engine_ms": engine_s * 1e3, "by_hand_ms": hand_s * 1e3,

@@ -37,6 +37,7 @@ import _common  # first: one BLAS thread, and this checkout's tinygrad_rnn and v
 import numpy as np
 import tinygrad_rnn as tg
 import visualize as viz
+from visualize.plots import plot_curves
 from _common import (fill_defaults, make_parser, positive_float, positive_int, save_picture, setup,
                      write_json)
 from tinygrad_rnn import nn
@@ -115,19 +116,6 @@ def train(model, rng, steps, length, lr):
     return losses
 
 
-def plot_losses(curves, path):
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    for (name, losses), style in zip(curves.items(), ("-", "--")):
-        ax.plot(losses, style, linewidth=2, label=name)
-    ax.set(yscale="log", xlabel="training step", ylabel="loss (cross-entropy per character, log scale)",
-           title="Inside or outside a bracket pair: training loss")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.savefig(path, dpi=120)
-
-
 def main():
     parser = make_parser(__doc__, out="out/bidirectional")
     parser.add_argument("--hidden", type=positive_int, default=16, help="hidden units per direction (default: 16)")
@@ -195,7 +183,8 @@ def main():
     written = [save_picture(dg, out / "bptt.svg")]
     if not args.quick:                       # a PNG of a big graph takes a while
         written.append(save_picture(dg, out / "bptt.png"))
-    plot_losses({f"{name} LSTM": losses[name] for name in models}, out / "loss.png")
+    plot_curves({f"{name} LSTM": losses[name] for name in models}, ylabel="cross-entropy per character",
+                title="Inside or outside a bracket pair: training loss", path=out / "loss.png")
     write_json(out / "results.json", {"accuracy": results, "loss": losses})
     print(f"wrote {', '.join(map(str, written))}, {out / 'loss.png'} and {out / 'results.json'}")
 

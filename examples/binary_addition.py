@@ -32,6 +32,7 @@ import tinygrad_rnn as tg
 from _common import fill_defaults, make_parser, positive_int, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
+from visualize.plots import plot_curves
 
 TEST_LENGTHS = (8, 16, 32, 64)
 DEFAULTS = dict(steps=1000, mlp_steps=4000)
@@ -146,20 +147,6 @@ def mlp_predict(model, a, b):
         return (model(a, b).numpy() > 0).astype(np.int64)
 
 
-def plot_losses(curves, title, path):
-    """Training loss against step, one line per model, log scale."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    for (name, losses), style in zip(curves.items(), ("-", "--")):
-        ax.plot(losses, style, linewidth=2, label=name)
-    ax.set(yscale="log", xlabel="training step", ylabel="loss (binary cross-entropy per bit, log scale)",
-           title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.savefig(path, dpi=120)
-
-
 def main():
     parser = make_parser(__doc__, out="out/binary_addition")
     parser.add_argument("--hidden", type=positive_int, default=8, help="hidden units of the RNN (default: 8)")
@@ -227,9 +214,10 @@ def main():
     print(f"\nA 64-bit example:\n    {x:>26,}\n  + {y:>26,}\n  = {s:>26,}   (the RNN's answer: "
           f"{'right' if s == x + y else 'WRONG, the sum is ' + format(x + y, ',')})")
 
-    plot_losses({f"RNN ({rnn.num_parameters()} parameters, numbers of 1..{N} bits)": rnn_losses,
+    plot_curves({f"RNN ({rnn.num_parameters()} parameters, numbers of 1..{N} bits)": rnn_losses,
                  f"MLP ({mlp.num_parameters()} parameters, {N}-bit numbers)": mlp_losses},
-                "Binary addition: training loss", out / "loss.png")
+                ylabel="binary cross-entropy per bit", title="Binary addition: training loss",
+                path=out / "loss.png")
     write_json(out / "results.json", results)
     print(f"\nwrote {out / 'loss.png'} and {out / 'results.json'}")
 

@@ -30,6 +30,7 @@ import tinygrad_rnn as tg
 from _common import fill_defaults, make_parser, positive_int, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
+from visualize.plots import plot_curves
 
 TEST_LENGTHS = (8, 16, 32, 64, 256)
 DEFAULTS = dict(steps=1500, mlp_steps=2000)
@@ -117,19 +118,6 @@ def mlp_parity(model, bits):
         return (model(bits).numpy() > 0).astype(np.int64)
 
 
-def plot_losses(curves, title, path):
-    """Training loss against step, one line per model, log scale."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    for (name, losses), style in zip(curves.items(), ("-", "--")):
-        ax.plot(losses, style, linewidth=2, label=name)
-    ax.set(yscale="log", xlabel="training step", ylabel="loss (binary cross-entropy, log scale)", title=title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.savefig(path, dpi=120)
-
-
 def main():
     parser = make_parser(__doc__, out="out/parity")
     parser.add_argument("--hidden", type=positive_int, default=8, help="hidden units of the RNN (default: 8)")
@@ -191,9 +179,9 @@ def main():
     print(f"\nAn example: {''.join(map(str, bits[0]))} has {bits.sum()} ones; "
           f"the RNN says {'odd' if answer else 'even'} ({'right' if answer == bits.sum() % 2 else 'WRONG'})")
 
-    plot_losses({f"RNN ({rnn.num_parameters()} parameters), prefix parity of {N}-bit strings": rnn_losses,
+    plot_curves({f"RNN ({rnn.num_parameters()} parameters), prefix parity of {N}-bit strings": rnn_losses,
                  f"MLP ({mlp.num_parameters()} parameters), {len(train_set)} strings of {N} bits": mlp_losses},
-                "Parity: training loss", out / "loss.png")
+                ylabel="binary cross-entropy", title="Parity: training loss", path=out / "loss.png")
     write_json(out / "results.json", results)
     print(f"\nwrote {out / 'loss.png'} and {out / 'results.json'}")
 

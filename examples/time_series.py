@@ -44,6 +44,7 @@ import tinygrad_rnn as tg
 from _common import fill_defaults, make_parser, positive_int, setup, write_json
 from tinygrad_rnn import nn
 from tinygrad_rnn.nn import functional as F
+from visualize.plots import plot_curves
 
 WINDOW = 24        # many-to-one: observations read per forecast
 K = L = 4          # NARX: past outputs and forces it sees
@@ -169,19 +170,6 @@ def plot_forecasts(panels, path):
     fig.savefig(path, dpi=110)
 
 
-def plot_losses(curves, path):
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    for (name, losses), style in zip(curves.items(), ("-", "--", ":")):
-        ax.plot(losses, style, linewidth=2, label=name)
-    ax.set(yscale="log", xlabel="training step", ylabel="mean squared error (log scale)",
-           title="Driven oscillator: training loss")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.savefig(path, dpi=120)
-
-
 def main():
     parser = make_parser(__doc__, out="out/time_series")
     parser.add_argument("--length", type=positive_int,
@@ -269,8 +257,8 @@ def main():
         (f"NARX: {HORIZON} steps ahead, closed loop on its own outputs (RMSE {rmses['narx']:.3f})",
          span, y[span], np.arange(start, start + HORIZON), narx_pred, start),
     ], out / "forecast.png")
-    plot_losses({"many-to-one RNN": m2o_loss, "state-space RNN (many-to-many)": ssm_loss, "NARX (MLP)": narx_loss},
-                out / "loss.png")
+    plot_curves({"many-to-one RNN": m2o_loss, "state-space RNN (many-to-many)": ssm_loss, "NARX (MLP)": narx_loss},
+                ylabel="mean squared error", title="Driven oscillator: training loss", path=out / "loss.png")
     write_json(out / "results.json", results)
     print(f"\nwrote {out / 'forecast.png'}, {out / 'loss.png'} and {out / 'results.json'}")
 

@@ -56,6 +56,20 @@ def test_plot_loss_errors():
         plots.plot_loss([[1, 2], [3, 4]])
 
 
+def test_plot_curves_draws_each_named_curve_in_its_own_style(tmp_path):
+    curves = {"RNN": [1.0, 0.5, 0.2], "MLP": ([0, 10, 20, 30], [1.0, 0.9, 0.85, 0.8]), "NARX": [2.0, 1.0]}
+    fig = plots.plot_curves(curves, ylabel="mean squared error", title="three models", path=tmp_path / "c.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["RNN", "MLP", "NARX"]
+    np.testing.assert_array_equal(ax.lines[1].get_xdata(), [0, 10, 20, 30])
+    np.testing.assert_array_equal(ax.lines[2].get_ydata(), [2.0, 1.0])
+    assert len({(l.get_color(), l.get_linestyle()) for l in ax.lines}) == 3
+    assert ax.get_yscale() == "log" and ax.get_ylabel() == "mean squared error (log scale)"
+    assert_png(tmp_path / "c.png")
+    with pytest.raises(ValueError, match="plot_curves: MLP_x has 2 entries but MLP has 3"):
+        plots.plot_curves({"MLP": ([0, 1], [3.0, 2.0, 1.0])})
+
+
 def test_titles_and_names_with_dollars_and_braces_are_drawn_literally(tmp_path):
     bad = r"cost $\frac{$ {and} $x^2$ \\"          # invalid mathtext: drawing it as math would raise
     fig = plots.plot_loss([1.0, 0.5], title=bad, xlabel=bad, path=tmp_path / "t.png")

@@ -78,9 +78,18 @@ class OuterProducts:
         return xp.matrix_transpose(dy) @ x
 
 
-def _value(g):
+def value(g):
     """An array, whatever form the gradient was kept in."""
     return g.value() if type(g) is OuterProducts else g
+
+
+def add_gradients(prev, dx):
+    """prev + dx, two gradients of one tensor: the "+=" of a tensor used more than once.
+    A shared weight's per-timestep products join into one OuterProducts (one matmul later)."""
+    if type(prev) is OuterProducts and type(dx) is OuterProducts:
+        prev.join(dx)
+        return prev
+    return value(prev) + value(dx)
 
 
 def topological_order(root):
@@ -159,7 +168,7 @@ def _walk(root_node, root_index, grad, retain_graph, pending):
             dxs = (None,) * len(parents)
         else:
             if node.multi_output:
-                dys = [_value(dy) for dy in dys]
+                dys = [value(dy) for dy in dys]
             elif type(dys[0]) is OuterProducts:
                 dys[0] = dys[0].value()
             if node.out_hooks:              # hooks and retain_grad()
@@ -187,19 +196,14 @@ def _walk(root_node, root_index, grad, retain_graph, pending):
                 slots[index] = dx
                 continue
             prev = slots[index]
-            if prev is None:
-                slots[index] = dx
-            elif type(prev) is OuterProducts and type(dx) is OuterProducts:
-                prev.join(dx)                       # a shared weight: one more timestep's product
-            else:
-                slots[index] = _value(prev) + _value(dx)   # the "+=" of a tensor used more than once
+            slots[index] = dx if prev is None else add_gradients(prev, dx)
         if not retain_graph:
             node.release()
 
 
 def _watch(node, parent, index, dx, anomaly, observers):
     """Anomaly checks and edge observers see every gradient as an array."""
-    dx = _value(dx)
+    dx = value(dx)
     if anomaly:
         check_backward(node, dx)
     for observe in observers:

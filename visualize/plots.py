@@ -2,7 +2,8 @@
 
     pip install 'tinygrad_rnn[plots]'
 
-- ``plot_loss``: training and validation loss curves.
+- ``plot_loss``: training and validation loss curves; ``plot_curves``: several named
+  curves on one axis (the models an example compares).
 - ``hidden_gradient_norms`` and ``plot_gradient_vs_distance``: ||dL/dh_t|| against
   the distance from the loss, for several models on one log axis (vanishing and
   exploding gradients at a glance).
@@ -104,20 +105,39 @@ def plot_loss(train, validation=None, *, train_x=None, validation_x=None, xlabel
     measured (default 0, 1, 2, ...). Validation is usually measured less often, so
     pass its steps. xlabel: "step" or "epoch" (any text). log_y: log-scale loss axis.
     """
-    curves = [("train", _as_1d(train, "plot_loss: train"), train_x)]
+    curves = {"train": (train_x, train)}
     if validation is not None:
-        curves.append(("validation", _as_1d(validation, "plot_loss: validation"), validation_x))
+        curves["validation"] = (validation_x, validation)
+    return _plot_curves("plot_loss", curves, xlabel, "loss", log_y, title, path)
+
+
+def plot_curves(curves, *, xlabel="training step", ylabel="loss", log_y=True, title="Training loss", path=None):
+    """Several named curves on one axis, e.g. the training loss of the models an example compares.
+
+    curves: {label: losses} or {label: (steps, losses)}; each curve gets its own colour, line
+    style and marker. log_y (default on): log-scale axis, and " (log scale)" after ylabel."""
+    return _plot_curves("plot_curves", {k: v if isinstance(v, tuple) else (None, v) for k, v in curves.items()},
+                        xlabel, ylabel, log_y, title, path)
+
+
+def _plot_curves(what, curves, xlabel, ylabel, log_y, title, path):
+    """curves: {label: (x or None, y)}; the shared body of plot_loss and plot_curves."""
+    named = []
+    for label, (x, y) in curves.items():
+        y = _as_1d(y, f"{what}: {label}")
+        if len(y) == 0:
+            raise ValueError(f"{what}: {label} is empty")
+        x = np.arange(len(y)) if x is None else _as_1d(x, f"{what}: {label}_x")
+        if len(x) != len(y):
+            raise ValueError(f"{what}: {label}_x has {len(x)} entries but {label} has {len(y)}")
+        named.append((label, x, y))
     fig, fonts = _figure((7, 4.5))
     with fonts:
         ax = fig.add_subplot()
-        for i, (label, y, x) in enumerate(curves):
-            if len(y) == 0:
-                raise ValueError(f"plot_loss: {label} is empty")
-            x = np.arange(len(y)) if x is None else _as_1d(x, f"plot_loss: {label}_x")
-            if len(x) != len(y):
-                raise ValueError(f"plot_loss: {label}_x has {len(x)} entries but {label} has {len(y)}")
-            ax.plot(x, y, label=label, color=PALETTE[i], linestyle=LINESTYLES[i], linewidth=2,
-                    marker=None if len(y) > 30 else MARKERS[i])
+        for i, (label, x, y) in enumerate(named):
+            k = i % len(PALETTE)
+            ax.plot(x, y, label=label, color=PALETTE[k], linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=2,
+                    marker=None if len(y) > 30 else MARKERS[k])
         if log_y:
             from matplotlib.ticker import LogFormatter
             ax.set_yscale("log")
@@ -125,7 +145,7 @@ def plot_loss(train, validation=None, *, train_x=None, validation_x=None, xlabel
             ax.yaxis.set_major_formatter(LogFormatter())
             ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.6)))
         ax.set_xlabel(xlabel, parse_math=False)
-        ax.set_ylabel("loss" + (" (log scale)" if log_y else ""))
+        ax.set_ylabel(ylabel + (" (log scale)" if log_y else ""), parse_math=False)
         ax.set_title(title, parse_math=False)
         ax.grid(True, which="both", alpha=0.3)
         _legend(ax)

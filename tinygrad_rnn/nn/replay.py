@@ -27,7 +27,7 @@ built-in layers and not a general tracer.
 """
 from operator import itemgetter
 
-from ..autograd import OuterProducts, sum_to_shape
+from ..autograd import OuterProducts, add_gradients, sum_to_shape, value
 from ..backend import backend_of
 from ..function import STATE, Function, no_grad
 from ..tensor import Tensor
@@ -213,7 +213,7 @@ class Loop(Function):
                     dy = grads[out:out + n_out]
                     if all(g is None for g in dy):
                         continue
-                    dy = [_value(g) for g in dy]
+                    dy = [value(g) for g in dy]
                 fn = fns[position]
                 fn.saved = saved[position]
                 dxs = fn.backward(dy)
@@ -225,10 +225,7 @@ class Loop(Function):
                         continue
                     if dx.shape != shape:
                         dx = sum_to_shape(dx, shape, xp)
-                    if grads[i] is None:
-                        grads[i] = dx
-                    else:
-                        _accumulate(grads, i, dx)
+                    grads[i] = dx if grads[i] is None else add_gradients(grads[i], dx)
             d_external = grads[:E]
             d_xw[t] = grads[E]
             carry = grads[E + 1:E + 1 + S]
@@ -239,11 +236,11 @@ class Loop(Function):
         dxw = None
         if self.needs_input_grad[0]:
             zero = xp.zeros(tape.shapes[E], dtype=self.dtype) if any(g is None for g in d_xw) else None
-            dxw = xp.stack([zero if g is None else _value(g) for g in d_xw], axis=0)
+            dxw = xp.stack([zero if g is None else value(g) for g in d_xw], axis=0)
             d_external = [self._stacked(g, d_xw, dxw) for g in d_external]
         if free:
             self.h_prev = self.hs = None
-        return (dxw, *[None if g is None else _value(g) for g in carry], *d_external)
+        return (dxw, *[None if g is None else value(g) for g in carry], *d_external)
 
     def _stacked(self, g, d_xw, dxw):
         """W_hh's gradient sum_t dL/da(t).T @ h(t-1) from the loop's own stacked arrays.
@@ -292,21 +289,6 @@ def _what_to_keep(saved, made, h, backend):
             if base is not None and id(base) in made_ids and base.size > a.size:
                 plan.append((j, m, True))
     return plan
-
-
-def _value(g):
-    return g.value() if type(g) is OuterProducts else g
-
-
-def _accumulate(grads, number, dx):
-    """grads[number] += dx, keeping a weight's per-step products as one OuterProducts."""
-    prev = grads[number]
-    if prev is None:
-        grads[number] = dx
-    elif type(prev) is OuterProducts and type(dx) is OuterProducts:
-        prev.join(dx)
-    else:
-        grads[number] = _value(prev) + _value(dx)
 
 
 def can_replay():
