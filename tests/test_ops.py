@@ -561,6 +561,57 @@ def test_where_needs_a_bool_condition(backend):
         tg.where(tg.zeros(2), tg.zeros(2), tg.ones(2))
 
 
+@pytest.mark.parametrize("x_shape, ids", [((4, 3), [2, 0, 1, 2]),           # (N, C), t (N,)
+                                           ((3,), 1),                         # (C,), a 0-d t
+                                           ((2, 3, 4), [[0, 2, 1, 1], [2, 2, 0, 1]])])   # (N, C, d1)
+def test_pick_takes_the_entry_of_each_index_along_axis(backend, x_shape, ids):
+    """pick(x, t)[i] = x[i, t_i] = sum_c x[i, c] * [c = t_i]: against the one-hot sum, and
+    its gradient (dy at the picked entry, 0 elsewhere) against finite differences."""
+    a = normal(60, x_shape)
+    t = np.asarray(ids)
+    axis = 1 if a.ndim >= 2 else 0
+    mask = np.expand_dims(t, axis) == np.arange(a.shape[axis]).reshape((-1,) + (1,) * (a.ndim - axis - 1))
+    x = t64(a)
+    y = ops.Pick.apply(x, tg.Tensor(t), axis=axis, ignore=-100)
+    check_value(y, (a * mask).sum(axis=axis), rtol=0)
+    tg.gradcheck(lambda x: ops.Pick.apply(x, tg.Tensor(t), axis=axis, ignore=-100), [x])
+    w = normal(61, y.shape)
+    (y * tg.Tensor(w)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.expand_dims(w, axis) * mask)
+
+
+@pytest.mark.parametrize("ignore", [-100, 1])
+def test_pick_gives_zero_and_no_gradient_where_the_index_is_ignored(backend, ignore):
+    a = normal(62, (4, 3))
+    x = t64(a)
+    y = ops.Pick.apply(x, tg.Tensor([0, ignore, 2, ignore]), axis=1, ignore=ignore)
+    check_value(y, [a[0, 0], 0.0, a[2, 2], 0.0], rtol=0)
+    y.sum().backward()
+    expected = np.zeros((4, 3))
+    expected[0, 0] = expected[2, 2] = 1
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+
+
+def test_take_and_put_along_axis_of_every_backend_agree_with_numpy(backend):
+    """The backend's own versions (NumPy: one fancy index for (N, C)) and the standard's
+    (take_along_axis; put: compare every position with the index) give NumPy's answer."""
+    from tinygrad_rnn.backend import Backend
+    b = tg.get_backend()
+    rng = np.random.default_rng(63)
+    for shape, axis in [((5, 4), 1), ((2, 3, 4), 1), ((3,), 0)]:
+        index_shape = shape[:axis] + (1,) + shape[axis + 1:]
+        index = rng.integers(0, shape[axis], index_shape)
+        values = rng.standard_normal(index_shape)
+        expected = np.zeros(shape)
+        np.put_along_axis(expected, index, values, axis)
+        for put in (b.put_along_axis, lambda *args: Backend.put_along_axis(b, *args)):
+            out = put(shape, b.xp.asarray(index), b.xp.asarray(values), axis)
+            np.testing.assert_array_equal(b.to_numpy(out), expected)
+        for take in (b.take_along_axis, lambda *args: Backend.take_along_axis(b, *args)):
+            out = take(b.xp.asarray(expected), b.xp.asarray(index), axis)
+            np.testing.assert_array_equal(b.to_numpy(out), values)
+
+
 @pytest.mark.parametrize("x_shape", [(5,), (2, 5), (3, 2, 5)])
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(backend, x_shape, bias):

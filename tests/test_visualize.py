@@ -957,10 +957,16 @@ def test_cross_entropy_constants_are_drawn_as_small_named_constants():
     for picture in (viz.draw_bptt(loss), viz.draw_graph(loss)):
         g = picture.graph
         consts = {n.lines[0][0]: n for n in g.nodes.values() if n.kind == "const"}
-        assert "-1 / n = -0.167" in consts and "[t = true]  (6, 3)" in consts, sorted(consts)
+        assert "-1 / n = -0.167" in consts, sorted(consts)
         assert all(n.lines[0][1] == "small" and len(n.lines) == 1 for n in consts.values())
+        # the true classes are data: a box named t_true, read by pick
+        (ids,) = [n for n in g.nodes.values() if n.name == "t_true"]
+        assert ids.kind == "input" and [text for text, _ in ids.lines[:2]] == ["t_true", "(6,)"]
+        assert [g.nodes[e.dst].op for e in g.edges if e.src == ids.id] == ["pick"]
+    (ids,) = [n for n in viz.draw_graph(loss).graph.nodes.values() if n.name == "t_true"]
+    assert ids.lines[2][0] == "[0, 1, 2, 0, 1, 2]"            # ids as integers, not 1.00
     titles = [n.lines[0][0] for n in viz.draw_bptt(loss).graph.nodes.values() if n.kind == "op"]
-    assert "mul(\u00b7, -1 / n)" in titles and "where([t = true], \u00b7, 0)" in titles
+    assert "mul(\u00b7, -1 / n)" in titles and "pick" in titles
 
 
 # ------------------------------------------------------------------------------------------ layout

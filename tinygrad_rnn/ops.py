@@ -385,15 +385,18 @@ class LogSoftmax(Function):
     def forward(self, x, axis):
         xp = self.xp
         self.axis = axis
-        shifted = x - xp.max(x, axis=axis, keepdims=True)
-        y = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        y = x - xp.max(x, axis=axis, keepdims=True)
+        y -= xp.log(xp.sum(xp.exp(y), axis=axis, keepdims=True))     # in place: y is ours
         self.save_for_backward(y)
         return y
 
     def backward(self, dy):
         (y,) = self.saved
         xp = self.xp
-        return dy - xp.exp(y) * xp.sum(dy, axis=self.axis, keepdims=True)
+        dx = xp.exp(y)                                               # softmax(x)
+        dx *= -xp.sum(dy, axis=self.axis, keepdims=True)
+        dx += dy
+        return dx
 
 
 # ---------------------------------------------------------------- reductions
@@ -635,6 +638,29 @@ class Embedding(Function):
         (flat,) = self.saved
         values = self.xp.reshape(dy, (flat.shape[0],) + self.weight_shape[1:])
         return backend_of(self.xp).index_add(self.weight_shape, 0, flat, values), None
+
+
+class Pick(Function):
+    """y = x[i, t_i] along ``axis``: each row's entry at its index t_i, that is
+    sum_c x[i, c] * [c = t_i] (the lecture's log P(t) * [t = true]); 0 where t_i is ``ignore``.
+    x: (N, C, d1, ...) with axis 1 (or (C,) with axis 0), t: x's shape without that axis."""
+    formula = "dx = dy at [c = t], 0 elsewhere"
+
+    def forward(self, x, t, axis, ignore):
+        xp = self.xp
+        self.axis, self.in_shape = axis, x.shape
+        kept = t != ignore
+        at = x.shape[:axis] + (1,) + x.shape[axis + 1:]            # t's shape with x's axis put back
+        t = xp.reshape(xp.where(kept, t, 0), at)                    # an ignored row reads class 0
+        self.save_for_backward(t, kept)
+        y = xp.reshape(backend_of(xp).take_along_axis(x, t, axis), kept.shape)
+        return xp.where(kept, y, 0.0)
+
+    def backward(self, dy):
+        xp = self.xp
+        t, kept = self.saved
+        dy = xp.reshape(xp.where(kept, dy, 0.0), t.shape)
+        return backend_of(xp).put_along_axis(self.in_shape, t, dy, self.axis), None
 
 
 # ---------------------------------------------------------------- helpers

@@ -85,9 +85,12 @@ class Optimizer:
         raise NotImplementedError
 
     def _check_grad(self, i):
-        p, name = self.params[i], self.param_names[i]
+        p = self.params[i]
         g = p.grad
-        who = f"{type(self).__name__}.step: parameter {name!r}"
+        if type(g) is Tensor and g._backend is p._backend and g.data.shape == p.data.shape and \
+                g.data.dtype == p.data.dtype and self._state_devices[i] in (None, p.device):
+            return                           # all is well: the messages below are not needed
+        who = f"{type(self).__name__}.step: parameter {self.param_names[i]!r}"
         if not isinstance(g, Tensor):
             raise TypeError(f"{who}: expected a Tensor gradient, got {type(g).__name__}")
         if g.shape != p.shape:

@@ -5,16 +5,17 @@ Cross-entropy is the lecture's
 
     Loss = - sum_i log P(t_i) * [t_i = true]
 
-written literally: ``log_softmax`` (one fused, stable op) gives log P, a
-constant one-hot mask [t_i = true] picks the true class (``where``), a sum adds
-the picks up, and the sign (or -1/n for the mean) comes last: after the logits,
-four ops.
+written literally: ``log_softmax`` (one fused, stable op) gives log P, ``pick``
+takes log P(t_i) * [t_i = true] summed over the classes (the entry of the true
+class t_i), a sum adds the picks up, and the sign (or -1/n for the mean) comes
+last: after the logits, four ops.
 
 Shapes: N is the batch, C the classes; ``d1, ...`` are extra axes (e.g. time),
 as in PyTorch's (N, C, d1, ...) convention.
 """
+from .. import ops
 from ..backend import host as np
-from ..functions import embedding as _embedding, linear as _linear, stack, where
+from ..functions import embedding as _embedding, linear as _linear, stack
 from ..tensor import Tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy_with_logits", "softmax",
@@ -56,6 +57,8 @@ def _check_ids(what, ids, low, high, ignore=None, noun="class id"):
     if ids.device == "cupy" or ids.numel() == 0:
         return
     a = ids.numpy()
+    if a.min() >= low and a.max() < high:       # the usual case, in two reductions
+        return
     bad = (a < low) | (a >= high)
     if ignore is not None:
         bad &= a != ignore
@@ -103,27 +106,21 @@ def nll_loss(input, target, reduction="mean", ignore_index=-100):
 
 def _nll(input, target, reduction, ignore_index):
     """nll_loss after the checks."""
-    C = input.shape[1] if input.ndim >= 2 else input.shape[0]
-    # The mask [t_i = true]: a constant, so no gradient flows into it.
-    xp = input.backend.xp
-    t = target.data
     class_axis = 1 if input.ndim >= 2 else 0
-    ids = xp.reshape(t, t.shape[:class_axis] + (1,) + t.shape[class_axis:])
-    classes = xp.reshape(xp.arange(C, dtype=t.dtype), (C,) + (1,) * (input.ndim - class_axis - 1))
-    kept = ids != ignore_index                 # (N, 1, d1, ...): the elements not ignored
-    # an ignore_index outside [0, C) never equals a class, so [t = c] is already false there
-    hit = Tensor._wrap((ids == classes) & kept if 0 <= ignore_index < C else ids == classes, input.backend)
-    hit._name = "[t = true]"
-
-    # log P(t_i) * [t_i = true], as where(): a log P of -inf at another class gives 0, not NaN
-    picked = where(hit, input, 0.0)
+    # log P(t_i) * [t_i = true], summed over the classes: the true class's entry (a "pick"
+    # rather than a product with a one-hot mask: no zeros made for the other classes, and a
+    # log P of -inf at another class gives 0, not NaN). The ids t_i are a constant.
+    t = Tensor._wrap(target.data, target.backend)
+    t._name = "t_true"
+    picked = ops.Pick.apply(input, t, axis=class_axis, ignore=ignore_index)
     if reduction == "none":
-        return -picked.sum(axis=class_axis)
+        return -picked
     if reduction == "sum":
         return -picked.sum()
+    xp = input.backend.xp
+    kept = target.data != ignore_index
     n = xp.sum(xp.astype(kept, input.data.dtype))     # the number of elements not ignored
-    weight = Tensor._wrap(xp.where(n > 0, -1 / xp.maximum(n, xp.ones_like(n)), xp.full_like(n, xp.nan)),
-                          input.backend)
+    weight = Tensor._wrap(xp.where(n > 0, -1 / xp.maximum(n, 1.0), xp.nan), input.backend)   # NaN for 0 / 0
     weight._name = "-1 / n"
     return picked.sum() * weight
 

@@ -30,6 +30,7 @@ from operator import itemgetter
 from ..autograd import OuterProducts, add_gradients, sum_to_shape, value
 from ..backend import backend_of
 from ..function import STATE, Function, no_grad
+from ..ops import Linear
 from ..tensor import Tensor
 
 _new = object.__new__
@@ -89,6 +90,16 @@ class Tape:
         self.n_values = len(self.shapes)
         self.n_external = len(self.externals)
         self.n_state = len(state)
+        # W_hh's gradient is sum_t da(t).T @ h(t-1), with a(t) = linear(h(t-1), W_hh, ...): rather
+        # than a product per step, the loop keeps each step's dL/da and multiplies once at the end,
+        # by the buffer of h's (as hand-written BPTT does). That holds for every weight that one
+        # linear op of the step reads with h(t-1) as its input, and no other op reads:
+        # {op position: (weight number, does that op add xw_t as its bias, so dL/da(t) = dL/dxw_t)}
+        E = self.n_external
+        reads = [i for op in self.ops for i in op.ins]
+        self.summed_after = {k: (op.ins[1], op.ins[2:] == (E,) and reads.count(E) == 1)
+                             for k, op in enumerate(self.ops)
+                             if op.cls is Linear and op.ins[0] == E + 1 and op.ins[1] < E and reads.count(op.ins[1]) == 1}
         self.outputs = tuple(number.get(id(s), -1) for s in new_state)
         first_made = self.n_external + 1 + self.n_state
         if len(set(self.outputs)) != len(self.outputs) or min(self.outputs) < first_made:
@@ -119,11 +130,16 @@ class Tape:
             first = self.needs(xw_rg, state_rg)
             later = self.needs(xw_rg, [first[i] for i in self.outputs])
             rg = (first, later)
+            # (op position, input position) of the weights summed after the loop: not per step
+            after = {(k, 1) for k, (j, _) in self.summed_after.items() if first[j]}
             forward = tuple([(op.cls, op.attrs, op.ins[0], op.get, op.out, op.n_out,
-                              tuple(_NEEDED if r[i] else _NOT_NEEDED for i in op.ins)) for op in self.ops]
-                            for r in rg)
+                              tuple(_NEEDED if r[i] and (k, pos) not in after else _NOT_NEEDED
+                                    for pos, i in enumerate(op.ins)))
+                             for k, op in enumerate(self.ops)] for r in rg)
             backward = tuple([(k, op.out, op.n_out,
-                               tuple((pos, i, self.shapes[i]) for pos, i in enumerate(op.ins) if r[i]))
+                               tuple((pos, i, self.shapes[i]) for pos, i in enumerate(op.ins)
+                                     if r[i] and (k, pos) not in after),
+                               (k, 1) in after)
                               for k, op in reversed(list(enumerate(self.ops)))] for r in rg)
             self._plans[key] = (rg, forward, backward)
         return self._plans[key]
@@ -155,9 +171,7 @@ class Loop(Function):
         hs[T if reverse else 0, ...] = state[0]
         state[0] = hs[T if reverse else 0, ...]
         steps, keep = [None] * T, [None, None]
-        self.h_prev = [None] * T                    # the row each step read as h(t-1)
         for k, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
-            self.h_prev[t] = state[0]
             values[E] = xw[t, ...]
             values[E + 1:E + 1 + S] = state
             saved = []
@@ -192,11 +206,13 @@ class Loop(Function):
         xp, tape = self.xp, self.tape
         d_out, carry = dys[0], list(dys[1:])        # carry: dL/d(state) arriving from later steps
         T, E, S = len(self.steps), tape.n_external, tape.n_state
-        d_external = [None] * E
+        grads = [None] * tape.n_values              # one step's gradients; the weights' sums stay
+        blank = [None] * (tape.n_values - E)
         d_xw = [None] * T
+        d_a = {k: [None] * T for k in tape.summed_after}    # dL/da(t) of the linear ops reading W_hh
         free = not STATE.retain_graph
         for k, t in enumerate(range(T) if self.reverse else range(T - 1, -1, -1)):
-            grads = d_external + [None] * (tape.n_values - E)
+            grads[E:] = blank
             for number, g in zip(tape.outputs, carry):   # the new state: made by the step's ops, once each
                 grads[number] = g
             if d_out is not None:                        # h(t) is also the layer's output at t
@@ -204,7 +220,7 @@ class Loop(Function):
                 grads[h] = d_out[t, ...] if grads[h] is None else grads[h] + d_out[t, ...]
             first = k == T - 1                           # the last step done is the first one run
             fns, saved = self.fns[not first], self.steps[t]
-            for position, out, n_out, targets in self.backward_plans[not first]:
+            for position, out, n_out, targets, keep_dy in self.backward_plans[not first]:
                 if n_out == 1:
                     dy = grads[out]
                     if dy is None:
@@ -214,6 +230,10 @@ class Loop(Function):
                     if all(g is None for g in dy):
                         continue
                     dy = [value(g) for g in dy]
+                if keep_dy:
+                    d_a[position][t] = dy
+                if not targets:
+                    continue
                 fn = fns[position]
                 fn.saved = saved[position]
                 dxs = fn.backward(dy)
@@ -226,43 +246,38 @@ class Loop(Function):
                     if dx.shape != shape:
                         dx = sum_to_shape(dx, shape, xp)
                     grads[i] = dx if grads[i] is None else add_gradients(grads[i], dx)
-            d_external = grads[:E]
             d_xw[t] = grads[E]
             carry = grads[E + 1:E + 1 + S]
             if free:                                 # as eager backward frees each node after its backward
                 self.steps[t] = None
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
-        dxw = None
-        if self.needs_input_grad[0]:
-            zero = xp.zeros(tape.shapes[E], dtype=self.dtype) if any(g is None for g in d_xw) else None
-            dxw = xp.stack([zero if g is None else value(g) for g in d_xw], axis=0)
-            d_external = [self._stacked(g, d_xw, dxw) for g in d_external]
-        if free:
-            self.h_prev = self.hs = None
-        return (dxw, *[None if g is None else value(g) for g in carry], *d_external)
-
-    def _stacked(self, g, d_xw, dxw):
-        """W_hh's gradient sum_t dL/da(t).T @ h(t-1) from the loop's own stacked arrays.
-
-        In an RNN or LSTM step a = W_hh h(t-1) + xw_t, so the factors of W_hh's per-step
-        products are dL/dxw_t (just stacked into ``dxw``) and the rows of the h buffer:
-        one product of the two, without copying the factors into new arrays again.
-        Any other gradient is returned as it was."""
-        if type(g) is not OuterProducts or len(g.dys) != len(d_xw):
-            return g
-        T = len(d_xw)
-        order = range(T) if self.reverse else range(T - 1, -1, -1)      # the order the products came in
-        if not all(dy is d_xw[t] and x is self.h_prev[t] for dy, x, t in zip(g.dys, g.xs, order)):
-            return g
+        d_external = grads[:E]
+        dxw = _stacked(xp, d_xw, tape.shapes[E], self.dtype) if self.needs_input_grad[0] else None
+        # the weights summed after the loop: sum_t dL/da(t).T @ h(t-1) as one product, the rows of
+        # h(t-1) straight from the buffer (row t for step t; reverse: row t+1)
         h_prev = self.hs[1:, ...] if self.reverse else self.hs[:T, ...]
-        rows = T * d_xw[0].shape[0]
-        xp = self.xp
-        return OuterProducts(xp, xp.reshape(dxw, (rows, dxw.shape[-1])), xp.reshape(h_prev, (rows, h_prev.shape[-1])))
+        for position, (j, a_is_xw) in tape.summed_after.items():
+            if not self.needs_input_grad[1 + S + j]:
+                continue
+            da = dxw if a_is_xw and dxw is not None else \
+                _stacked(xp, d_a[position], tape.shapes[tape.ops[position].out], self.dtype)
+            rows = T * h_prev.shape[1]
+            d_external[j] = OuterProducts(xp, xp.reshape(da, (rows, da.shape[-1])),
+                                          xp.reshape(h_prev, (rows, h_prev.shape[-1])))
+        if free:
+            self.hs = None
+        return (dxw, *[None if g is None else value(g) for g in carry], *d_external)
 
     def release(self):
         self.saved = None
-        self.steps = self.fns = self.h_prev = self.hs = None
+        self.steps = self.fns = self.hs = None
+
+
+def _stacked(xp, per_step, shape, dtype):
+    """The per-step gradients stacked along a new first axis (zeros where none arrived)."""
+    zero = xp.zeros(shape, dtype=dtype) if any(g is None for g in per_step) else None
+    return xp.stack([zero if g is None else value(g) for g in per_step], axis=0)
 
 
 def _op(cls, xp, edges):
