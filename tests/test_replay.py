@@ -318,3 +318,34 @@ def test_the_final_state_does_not_keep_the_loop_buffer_alive():
     h = h_n.detach().data
     owner = h if h.base is None else h.base
     assert owner.nbytes == B * H * 4
+
+
+@pytest.mark.parametrize("Layer", [nn.RNN, nn.LSTM, nn.GRU])
+def test_w_hh_summed_after_the_loop_equals_eager_when_nothing_else_needs_a_gradient(backend, Layer):
+    """W_hh's gradient is one product after the loop (sum_t dL/da(t).T @ h(t-1)). It must not
+    depend on dL/dxw being computed: here x, W_ih and the biases need no gradient, h_0 is a
+    constant, and only the last step's output is in the loss (dL/da is zero at first)."""
+    grads = []
+    for layer in twin_layers(Layer):
+        for name, p in layer.named_parameters():
+            p.requires_grad = name.startswith("weight_hh")
+        out, _ = layer(data((T, B, I), 1, requires_grad=False))
+        (out[T - 1] * data((B, H), 2, requires_grad=False)).sum().backward()
+        grads.append(layer.weight_hh_l0.grad.numpy())
+        assert all(p.grad is None for name, p in layer.named_parameters() if not name.startswith("weight_hh"))
+    assert np.abs(grads[0]).sum() > 0
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-14)
+
+
+def test_which_weights_are_summed_after_the_loop():
+    """A weight read by one linear op of the step, with h(t-1) as its input; not the peepholes."""
+    tg.set_backend("numpy")
+    for layer, expected in [(nn.RNN(I, H, replay=True), ["weight_hh_l0"]),
+                            (nn.LSTM(I, H, peephole=True, replay=True), ["weight_hh_l0"]),
+                            (nn.GRU(I, H, replay=True), ["weight_hh_l0"])]:
+        layer(tg.randn(T, B, I))
+        (tape,) = layer._tapes.values()
+        names = {id(p): n for n, p in layer.named_parameters()}
+        assert [names[id(tape.externals[j])] for j, _ in tape.summed_after.values()] == expected
+        # the RNN and the LSTM add xw_t as the bias of that op (dL/da(t) = dL/dxw_t); the GRU adds b_hh
+        assert [a_is_xw for _, a_is_xw in tape.summed_after.values()] == [not isinstance(layer, nn.GRU)]
