@@ -97,9 +97,10 @@ class Tape:
         # {op position: (weight number, does that op add xw_t as its bias, so dL/da(t) = dL/dxw_t)}
         E = self.n_external
         reads = [i for op in self.ops for i in op.ins]
-        self.summed_after = {k: (op.ins[1], op.ins[2:] == (E,) and reads.count(E) == 1)
-                             for k, op in enumerate(self.ops)
-                             if op.cls is Linear and op.ins[0] == E + 1 and op.ins[1] < E and reads.count(op.ins[1]) == 1}
+        self.summed_after = {}
+        for k, op in enumerate(self.ops):
+            if op.cls is Linear and op.ins[0] == E + 1 and op.ins[1] < E and reads.count(op.ins[1]) == 1:
+                self.summed_after[k] = (op.ins[1], op.ins[2:] == (E,) and reads.count(E) == 1)
         self.outputs = tuple(number.get(id(s), -1) for s in new_state)
         first_made = self.n_external + 1 + self.n_state
         if len(set(self.outputs)) != len(self.outputs) or min(self.outputs) < first_made:
