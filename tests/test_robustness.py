@@ -34,6 +34,29 @@ def test_lstm_over_10000_timesteps_backs_up_without_recursion():
     assert h0.grad is not None and np.isfinite(h0.grad.numpy()).all()   # the gradient reached t=0
 
 
+@pytest.mark.parametrize("Layer", [nn.RNN, nn.LSTM, nn.GRU])
+def test_the_eager_graph_keeps_each_hidden_state_once(Layer):
+    """Every h(t) the graph saves for backward is a row of the layer's output, not a copy of its
+    own, except the last one (the final state, which must not keep the output alive)."""
+    from tinygrad_rnn.autograd import topological_order
+    tg.set_backend("numpy")
+    T, B, H = 6, 3, 4
+    layer = Layer(2, H, dtype="float64")
+    out, final = layer(tg.randn(T, B, 2, dtype="float64"))
+    h_n = (final[0] if isinstance(final, tuple) else final).data[0]
+    saved_hs = []                              # the saved arrays holding the numbers of some h(t)
+    for node in topological_order(out.sum()._ctx):
+        for t in range(T):
+            saved_hs += [(a, t) for a in node.saved or () if a.shape == (B, H) and np.array_equal(a, out.data[t])]
+    assert {t for _, t in saved_hs} >= set(range(T - 1)), "every h(t) but the last is saved by the next step"
+    for a, t in saved_hs:
+        if t < T - 1:
+            assert a.base is out.data, f"h({t}) is saved as a row of the output"
+        else:
+            assert a.base is None or a.base is not out.data, "the final h has an array of its own"
+    assert not np.shares_memory(h_n, out.data)
+
+
 def _lstm_tbptt(chunks, detach=True, retain_graph=False, replay=False):
     """A char-model loop: LSTM + Linear + cross-entropy over consecutive chunks, state carried over."""
     tg.manual_seed(0)
