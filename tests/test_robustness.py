@@ -57,6 +57,20 @@ def test_the_eager_graph_keeps_each_hidden_state_once(Layer):
     assert not np.shares_memory(h_n, out.data)
 
 
+def test_a_state_passed_through_unchanged_keeps_its_own_array(monkeypatch):
+    """A step that returns its state as it came (here every step): the state is not turned into
+    a row of the output, so neither the caller's h_0 nor the final state shares the output's memory."""
+    tg.set_backend("numpy")
+    layer = nn.RNN(2, 3, dtype="float64")
+    monkeypatch.setattr(layer, "_cell", lambda tag: (lambda xw, state: state))
+    h_0 = tg.randn(1, 4, 3, dtype="float64", requires_grad=True)
+    before = h_0.data
+    out, h_n = layer(tg.randn(5, 4, 2, dtype="float64"), h_0)
+    assert h_0.data is before and not np.shares_memory(before, out.data)
+    assert not np.shares_memory(h_n.data, out.data)
+    np.testing.assert_array_equal(out.numpy(), np.broadcast_to(before[0], (5, 4, 3)))
+
+
 def _lstm_tbptt(chunks, detach=True, retain_graph=False, replay=False):
     """A char-model loop: LSTM + Linear + cross-entropy over consecutive chunks, state carried over."""
     tg.manual_seed(0)

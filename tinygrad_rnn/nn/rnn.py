@@ -196,12 +196,14 @@ class RNNBase(Module):
             out = None                    # the output (T, B, H): each h(t) goes into its row t at once
             for k, t in enumerate(reversed(range(T)) if reverse else range(T)):
                 with scope(f"t={t}", self.cell_name):
-                    state = step(xw_t[t], state)
+                    state, before = step(xw_t[t], state), state
                 h = hs[t] = state[0]
                 if out is None:
                     out = xw.backend.xp.empty((T,) + h.shape, dtype=h.data.dtype)
                 out[t, ...] = h.data
-                if k < T - 1:             # the last h stays an array of its own (it is the final state)
+                # the last h stays an array of its own (it is the final state), and so does a state
+                # the step passed through unchanged (it may be carried on to the final state)
+                if k < T - 1 and all(h is not s for s in before):
                     _live_on_as_row(h, out[t, ...])
         return ops.Stack.apply(*hs, axis=0, out=out), state
 
