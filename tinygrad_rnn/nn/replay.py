@@ -165,6 +165,7 @@ class Loop(Function):
         # step's op saved for backward is kept per step. Two sets: the first step's ops may
         # need fewer input gradients (h_0 may be a constant).
         self.fns = [[_op(cls, xp, edges) for cls, _, _, _, _, _, edges in plan] for plan in plans]
+        runs = [list(zip(fns, plan)) for fns, plan in zip(self.fns, plans)]
         values = externals + [None] * (tape.n_values - E)     # one step's values, reused step after step
         # h_0 and every h(t) in one buffer, h(t-1) next to h(t) as in hand-written BPTT: row 0 is
         # h_0 and row t+1 is h(t) (reverse: row T is h_0, row t is h(t)); the output is a view
@@ -176,9 +177,10 @@ class Loop(Function):
             values[E] = xw[t, ...]
             values[E + 1:E + 1 + S] = state
             saved = []
-            for fn, (_, attrs, first_in, get, out, n_out, _) in zip(self.fns[k > 0], plans[k > 0]):
+            for fn, (_, attrs, first_in, get, out, n_out, _) in runs[k > 0]:
                 fn.saved = ()
-                y = fn.forward(*(get(values) if get else (values[first_in],)), **attrs)
+                args = get(values) if get else (values[first_in],)
+                y = fn.forward(*args, **attrs) if attrs else fn.forward(*args)
                 if n_out == 1:
                     values[out] = y
                 else:
