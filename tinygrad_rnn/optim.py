@@ -87,21 +87,21 @@ class Optimizer:
     def _check_grad(self, i):
         p = self.params[i]
         g = p.grad
-        if type(g) is Tensor and g._backend is p._backend and g.data.shape == p.data.shape and \
-                g.data.dtype == p.data.dtype and self._state_devices[i] in (None, p.device):
-            return                           # all is well: the messages below are not needed
-        who = f"{type(self).__name__}.step: parameter {self.param_names[i]!r}"
         if not isinstance(g, Tensor):
-            raise TypeError(f"{who}: expected a Tensor gradient, got {type(g).__name__}")
+            raise TypeError(f"{self._who(i)}: expected a Tensor gradient, got {type(g).__name__}")
         if g.shape != p.shape:
-            raise ValueError(f"{who}: gradient has shape {g.shape}, expected the parameter's shape {p.shape}")
+            raise ValueError(f"{self._who(i)}: gradient has shape {g.shape}, expected the parameter's shape {p.shape}")
         if g.device != p.device:
-            raise ValueError(f"{who}: gradient is on backend {g.device!r}, the parameter on {p.device!r}")
+            raise ValueError(f"{self._who(i)}: gradient is on backend {g.device!r}, the parameter on {p.device!r}")
         if g.dtype != p.dtype:
-            raise TypeError(f"{who}: gradient has dtype {g.dtype}, expected the parameter's dtype {p.dtype}")
+            raise TypeError(f"{self._who(i)}: gradient has dtype {g.dtype}, expected the parameter's dtype {p.dtype}")
         if self._state_devices[i] not in (None, p.device):
-            raise ValueError(f"{who}: the parameter moved to backend {p.device!r} but its optimizer state is "
+            raise ValueError(f"{self._who(i)}: the parameter moved to backend {p.device!r} but its optimizer state is "
                              f"on {self._state_devices[i]!r}; create the optimizer after moving the model")
+
+    def _who(self, i):
+        """The start of an error message about parameter i (built only when there is an error)."""
+        return f"{type(self).__name__}.step: parameter {self.param_names[i]!r}"
 
     # --- checkpoints -----------------------------------------------------------
     def state_dict(self):

@@ -121,28 +121,28 @@ class Tape:
 
     def plan(self, xw_rg, state_rg):
         """How to run the steps, for the first step (h_0 may be a constant) and the others:
-        ``rg`` (requires-grad by value number), ``forward`` (per op: class, attributes, first
-        input, input getter, first output, number of outputs, and the edges that tell the op
-        which input gradients it must compute) and ``backward`` (per op, last first: its
-        position, first output, number of outputs, and (argument position, value number,
-        shape) of each input that needs a gradient). Kept per requires-grad pattern."""
+        ``forward`` (per op: class, attributes, first input, input getter, first output, number
+        of outputs, and the edges that tell the op which input gradients it must compute) and
+        ``backward`` (per op, last first: its position, first output, number of outputs,
+        (argument position, value number, shape) of each input that needs a gradient, and
+        whether to keep its dL/da for a weight summed after the loop). Kept per requires-grad
+        pattern."""
         key = (xw_rg, tuple(state_rg), tuple(t.requires_grad for t in self.externals))
         if key not in self._plans:
             first = self.needs(xw_rg, state_rg)
             later = self.needs(xw_rg, [first[i] for i in self.outputs])
-            rg = (first, later)
             # (op position, input position) of the weights summed after the loop: not per step
             after = {(k, 1) for k, (j, _) in self.summed_after.items() if first[j]}
             forward = tuple([(op.cls, op.attrs, op.ins[0], op.get, op.out, op.n_out,
                               tuple(_NEEDED if r[i] and (k, pos) not in after else _NOT_NEEDED
                                     for pos, i in enumerate(op.ins)))
-                             for k, op in enumerate(self.ops)] for r in rg)
+                             for k, op in enumerate(self.ops)] for r in (first, later))
             backward = tuple([(k, op.out, op.n_out,
                                tuple((pos, i, self.shapes[i]) for pos, i in enumerate(op.ins)
                                      if r[i] and (k, pos) not in after),
                                (k, 1) in after)
-                              for k, op in reversed(list(enumerate(self.ops)))] for r in rg)
-            self._plans[key] = (rg, forward, backward)
+                              for k, op in reversed(list(enumerate(self.ops)))] for r in (first, later))
+            self._plans[key] = (forward, backward)
         return self._plans[key]
 
 
@@ -160,7 +160,7 @@ class Loop(Function):
         T, S, E = xw.shape[0], tape.n_state, tape.n_external
         state, externals = list(arrays[:S]), list(arrays[S:])
         self.tape, self.reverse, self.dtype = tape, reverse, xw.dtype
-        self.rg, plans, self.backward_plans = tape.plan(xw_grad, state_grad)
+        plans, self.backward_plans = tape.plan(xw_grad, state_grad)
         # One object per op serves every step (its attributes depend on shapes only); what each
         # step's op saved for backward is kept per step. Two sets: the first step's ops may
         # need fewer input gradients (h_0 may be a constant).
