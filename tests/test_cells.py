@@ -129,9 +129,9 @@ PER_STEP = {
     ("RNN", ()): {"linear": 1, "tanh": 1},
     ("LSTM", ()): {"linear": 1, "split": 1, "sigmoid": 3, "tanh": 2, "mul": 3, "add": 1},
     ("LSTM", (("peephole", True),)): {"linear": 3, "split": 2, "sigmoid": 3, "tanh": 2, "mul": 3, "add": 4},
-    ("GRU", ()): {"split": 2, "linear": 1, "add": 4, "sigmoid": 2, "mul": 2, "tanh": 1, "sub": 1},
-    ("GRU", (("reset_after", False),)): {"split": 2, "linear": 2, "add": 4, "sigmoid": 2, "mul": 2, "tanh": 1,
-                                          "sub": 1},
+    ("GRU", ()): {"split": 2, "linear": 1, "add": 3, "sigmoid": 2, "mul": 1, "tanh": 1, "lerp": 1},
+    ("GRU", (("reset_after", False),)): {"split": 2, "linear": 2, "add": 3, "sigmoid": 2, "mul": 1, "tanh": 1,
+                                          "lerp": 1},
 }
 
 

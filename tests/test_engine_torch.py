@@ -167,6 +167,19 @@ def _pair(a, dtype="float64"):
             torch.tensor(a, dtype=getattr(torch, dtype), requires_grad=True))
 
 
+def test_lerp_like_torch(backend):
+    """torch.lerp(x, e, w) with a tensor weight (broadcast) and with a number: values and gradients."""
+    rng = np.random.default_rng(5)
+    xa, ea, wa = rng.standard_normal((3, 4)), rng.standard_normal((4,)), rng.standard_normal((3, 1))
+    (x, tx), (e, te), (w, tw) = _pair(xa), _pair(ea), _pair(wa)
+    for ours, theirs in ((x.lerp(e, w), tx.lerp(te, tw)), (x.lerp(e, 0.3), tx.lerp(te, 0.3))):
+        np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=RTOL, atol=ATOL)
+        ours.sum().backward()
+        theirs.sum().backward()
+    for ours, theirs in ((x, tx), (e, te), (w, tw)):
+        np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
 def test_max_ties_split_like_torch_amax(backend):
     a = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     x, xt = _pair(a)

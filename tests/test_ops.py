@@ -81,6 +81,42 @@ def test_binary_op_gradient_of_broadcast_input_is_summed(backend, name):
     tg.gradcheck(fn, [x, w])
 
 
+@pytest.mark.parametrize("sx, se, sw", [((2, 3), (2, 3), (2, 3)), ((2, 3), (3,), (2, 1)), ((), (4,), (2, 1))])
+def test_lerp_values_and_gradients_broadcast(backend, sx, se, sw):
+    """lerp(x, e, w) = x + w (e - x): values as NumPy, gradients (summed to each input's shape)
+    against finite differences."""
+    xa, ea, wa = normal(1, sx), normal(2, se), normal(3, sw)
+    x, e, w = t64(xa), t64(ea), t64(wa)
+    check_value(x.lerp(e, w), xa + wa * (ea - xa))
+    check_value(tg.lerp(x, e, w), (1 - wa) * xa + wa * ea)
+    tg.gradcheck(lambda x, e, w: x.lerp(e, w), [x, e, w])
+
+
+def test_lerp_gradients_by_hand_and_only_where_needed(backend):
+    """dx = dy (1 - w), de = dy w, dw = dy (e - x); inputs that need no gradient get none."""
+    xa, ea, wa, dya = normal(1, (3, 2)), normal(2, (3, 2)), normal(3, (3, 2)), normal(4, (3, 2))
+    x, e, w = t64(xa), t64(ea), t64(wa)
+    (x.lerp(e, w) * t64(dya, requires_grad=False)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), dya * (1 - wa), rtol=1e-12)
+    np.testing.assert_allclose(e.grad.numpy(), dya * wa, rtol=1e-12)
+    np.testing.assert_allclose(w.grad.numpy(), dya * (ea - xa), rtol=1e-12)
+    fn = x.lerp(t64(ea, requires_grad=False), 0.25).grad_fn
+    assert fn.needs_input_grad == (True, False, False)
+    assert fn.backward(t64(dya).data)[1:] == (None, None)
+
+
+def test_lerp_with_a_number_and_its_errors(backend):
+    x, e = t64([1.0, 2.0]), t64([3.0, 6.0])
+    check_value(x.lerp(e, 0.5), [2.0, 4.0])
+    check_value(x.lerp(10.0, 1.0), [10.0, 10.0])
+    with pytest.raises(TypeError, match="lerp: weight must have the input's dtype float64, got float32"):
+        x.lerp(e, tg.Tensor([0.5, 0.5], dtype="float32"))
+    with pytest.raises(TypeError, match="lerp: expected a float tensor, got int64"):
+        tg.Tensor([1, 2]).lerp(e, 0.5)
+    with pytest.raises(ValueError, match=r"lerp: .*\(inputs: \(2,\) float64, \(3,\) float64"):
+        x.lerp(t64([1.0, 2.0, 3.0]), 0.5)
+
+
 @pytest.mark.parametrize("expr, np_expr", [
     (lambda x: 2 - x, lambda a: 2 - a),
     (lambda x: 2 / x, lambda a: 2 / a),

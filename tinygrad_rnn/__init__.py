@@ -10,7 +10,7 @@ from .creation import (arange, eye, full, full_like, ones, ones_like, rand, rand
                        randn_like, tensor, uniform, zeros, zeros_like)
 from .function import (Function, current_scope, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
                        retain_values, scope)
-from .functions import cat, concat, embedding, linear, stack, where
+from .functions import cat, concat, embedding, lerp, linear, stack, where
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor
 from . import data, nn, optim

@@ -1,4 +1,4 @@
-"""Ops that take several tensors, as module-level functions: concat, stack, where, linear, embedding."""
+"""Ops that take several tensors, as module-level functions: concat, stack, where, lerp, linear, embedding."""
 from . import ops
 from .tensor import Tensor, _check_axis, _check_backends, _promote
 
@@ -54,6 +54,13 @@ def where(cond, x, y):
     if x.dtype != y.dtype:
         x, y = _promote(ops.Where, x, y)
     return ops.Where.apply(cond, x, y)
+
+
+def lerp(input, end, weight):
+    """``input + weight * (end - input)`` as one op (``torch.lerp``); see ``Tensor.lerp``."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"lerp: input must be a tensor, got {type(input).__name__}")
+    return input.lerp(end, weight)
 
 
 def linear(x, weight, bias=None):

@@ -55,6 +55,21 @@ class Mul(Function):
         return (dy * w if need_x else None), (dy * x if need_w else None)
 
 
+class Lerp(Function):
+    """y = x + w * (e - x) = (1 - w) * x + w * e  (torch.lerp(x, e, w)): x where w = 0, e where w = 1"""
+    formula = "dx = dy * (1 - w);  de = dy * w;  dw = dy * (e - x)"
+
+    def forward(self, x, e, w):
+        self.save_for_backward(x, e, w)
+        return x + w * (e - x)
+
+    def backward(self, dy):
+        x, e, w = self.saved
+        need_x, need_e, need_w = self.needs_input_grad
+        de = dy * w if need_x or need_e else None
+        return ((dy - de) if need_x else None), (de if need_e else None), (dy * (e - x) if need_w else None)
+
+
 class Div(Function):
     """y = x / w"""
     formula = "dx = dy / w;  dw = -dy * y / w"

@@ -341,6 +341,17 @@ class Tensor:
     def __rmatmul__(self, other):
         return _binary(ops.MatMul, self._lift(other), self)
 
+    def lerp(self, end, weight):
+        """self + weight * (end - self), as one op (``torch.lerp``): weight 0 gives self, 1 gives end.
+        ``end`` and ``weight`` are tensors of self's float dtype or numbers; shapes broadcast."""
+        if self.dtype not in _backends.FLOAT_DTYPES:
+            raise TypeError(f"lerp: expected a float tensor, got {self.dtype}")
+        end, weight = self._lift(end), self._lift(weight)
+        for what, t in (("end", end), ("weight", weight)):
+            if t.dtype != self.dtype:
+                raise TypeError(f"lerp: {what} must have the input's dtype {self.dtype}, got {t.dtype}")
+        return ops.Lerp.apply(self, end, weight)
+
     def __pow__(self, exponent):
         if isinstance(exponent, (Tensor, list, tuple, np.ndarray)):
             return _power(self, exponent)

@@ -14,7 +14,7 @@ from .unroll import STATE_NAME
 PARAM = re.compile(r"^(?:(?P<module>.*)\.)?(?P<kind>weight|bias)(?:_(?P<which>ih|hh|cif|co)_l(?P<layer>\d+)(?P<rev>_reverse)?)?$")
 SUP = str.maketrans("0123456789", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 OP_TITLES = {"logsoftmax": "log_softmax", "getitem": "index [ ]", "matmul": "matmul @"}
-SHOWS_ARGS = ("linear", "matmul", "mul", "add", "sub", "div", "embedding", "where", "pick")
+SHOWS_ARGS = ("linear", "matmul", "mul", "add", "sub", "div", "lerp", "embedding", "where", "pick")
 PART_TITLES = {"cell": "cell", "readout": "output + loss", "pre": "input projection", "post": "stack outputs"}
 
 

@@ -51,7 +51,7 @@ def gru_step(xw, h_prev, W_hh, b_hh=None, reset_after=True):
     """r, z = sigmoid(W_ir x + W_hr h + b_r), sigmoid(W_iz x + W_hz h + b_z)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn))     (reset_after=True: PyTorch, cuDNN)
     n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)     (reset_after=False: Cho et al. 2014, the notes)
-    h_t = (1 - z) * n + z * h_{t-1}, computed as n + z * (h_{t-1} - n)
+    h_t = (1 - z) * n + z * h_{t-1} = lerp(n, h_{t-1}, z), one op (torch.lerp)
 
     (The notes write h_t = (1 - z) h_{t-1} + z h~: the same cell with z and 1 - z swapped.)"""
     x_r, x_z, x_n = xw.chunk(3, axis=-1)
@@ -66,7 +66,7 @@ def gru_step(xw, h_prev, W_hh, b_hh=None, reset_after=True):
         h_r, h_z = linear(h_prev, W_hrz, b_hrz).chunk(2, axis=-1)
         r, z = (x_r + h_r).sigmoid(), (x_z + h_z).sigmoid()
         n = (x_n + linear(r * h_prev, W_hn, b_hn)).tanh()
-    h = n + z * (h_prev - n)
+    h = n.lerp(h_prev, z)
     h.name = "h"
     return h
 

@@ -119,14 +119,15 @@ class Tape:
                 rg[op.out:op.out + op.n_out] = [True] * op.n_out
         return rg
 
-    def plan(self, xw_rg, state_rg):
+    def plan(self, xw_rg, state_rg, xp):
         """How to run the steps, for the first step (h_0 may be a constant) and the others:
-        ``forward`` (per op: class, attributes, first input, input getter, first output, number
-        of outputs, and the edges that tell the op which input gradients it must compute) and
-        ``backward`` (per op, last first: its position, first output, number of outputs,
-        (argument position, value number, shape) of each input that needs a gradient, and
-        whether to keep its dL/da for a weight summed after the loop). Kept per requires-grad
-        pattern."""
+        ``runs`` (per op: its op object, which serves every step of every forward, paired with
+        its class, attributes, first input, input getter, first output, number of outputs, and
+        the edges that tell the op which input gradients it must compute), those op objects
+        (``fns``), and ``backward`` (per op, last first: its position, first output, number
+        of outputs, (argument position, value number, shape) of each input that needs a
+        gradient, and whether to keep its dL/da for a weight summed after the loop). Kept
+        per requires-grad pattern."""
         key = (xw_rg, tuple(state_rg), tuple(t.requires_grad for t in self.externals))
         if key not in self._plans:
             first = self.needs(xw_rg, state_rg)
@@ -137,12 +138,14 @@ class Tape:
                               tuple(_NEEDED if r[i] and (k, pos) not in after else _NOT_NEEDED
                                     for pos, i in enumerate(op.ins)))
                              for k, op in enumerate(self.ops)] for r in (first, later))
+            fns = tuple([_op(cls, xp, edges) for cls, _, _, _, _, _, edges in plan] for plan in forward)
+            runs = tuple(list(zip(ops, plan)) for ops, plan in zip(fns, forward))
             backward = tuple([(k, op.out, op.n_out,
                                tuple((pos, i, self.shapes[i]) for pos, i in enumerate(op.ins)
                                      if r[i] and (k, pos) not in after),
                                (k, 1) in after)
                               for k, op in reversed(list(enumerate(self.ops)))] for r in (first, later))
-            self._plans[key] = (forward, backward)
+            self._plans[key] = (runs, fns, backward)
         return self._plans[key]
 
 
@@ -159,20 +162,17 @@ class Loop(Function):
         xp = self.xp
         T, S, E = xw.shape[0], tape.n_state, tape.n_external
         state, externals = list(arrays[:S]), list(arrays[S:])
-        self.tape, self.reverse, self.dtype = tape, reverse, xw.dtype
-        plans, self.backward_plans = tape.plan(xw_grad, state_grad)
-        # One object per op serves every step (its attributes depend on shapes only); what each
-        # step's op saved for backward is kept per step. Two sets: the first step's ops may
-        # need fewer input gradients (h_0 may be a constant).
-        self.fns = [[_op(cls, xp, edges) for cls, _, _, _, _, _, edges in plan] for plan in plans]
-        runs = [list(zip(fns, plan)) for fns, plan in zip(self.fns, plans)]
+        self.tape, self.reverse, self.dtype, self.externals = tape, reverse, xw.dtype, externals
+        # One object per op serves every step (its attributes depend on shapes only). Two sets:
+        # the first step's ops may need fewer input gradients (h_0 may be a constant).
+        runs, self.fns, self.backward_plans = tape.plan(xw_grad, state_grad, xp)
         values = externals + [None] * (tape.n_values - E)     # one step's values, reused step after step
         # h_0 and every h(t) in one buffer, h(t-1) next to h(t) as in hand-written BPTT: row 0 is
         # h_0 and row t+1 is h(t) (reverse: row T is h_0, row t is h(t)); the output is a view
         hs = xp.empty((T + 1,) + tuple(state[0].shape), dtype=state[0].dtype)
         hs[T if reverse else 0, ...] = state[0]
         state[0] = hs[T if reverse else 0, ...]
-        steps, keep = [None] * T, [None, None]
+        steps, layouts = [None] * T, [None, None]
         for k, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
             values[E] = xw[t, ...]
             values[E + 1:E + 1 + S] = state
@@ -187,20 +187,16 @@ class Loop(Function):
                     values[out:out + n_out] = y
                 saved.append(fn.saved)
             state = [values[i] for i in tape.outputs]
-            # h(t) goes into the buffer, and the step's ops keep that row, not a second copy
-            row = hs[t if reverse else t + 1, ...]
+            row = hs[t if reverse else t + 1, ...]     # h(t) goes into the buffer
             row[...] = state[0]
-            if keep[k > 0] is None:                  # the same ops save the same things at every later step
-                keep[k > 0] = _what_to_keep(saved, values[E + 1 + S:], state[0], backend_of(xp))
-            for j, m, copy in keep[k > 0]:
-                kept = list(saved[j])
-                kept[m] = xp.asarray(kept[m], copy=True) if copy else row
-                saved[j] = tuple(kept)
+            if layouts[k > 0] is None:                 # the same ops save the same things at every later step
+                layouts[k > 0] = StepLayout(saved, externals, values[E + 1], state[0],
+                                            values[E + 1 + S:], backend_of(xp))
+            steps[t] = layouts[k > 0].keep(saved, xp)
             state[0] = row
-            steps[t] = saved
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
-        self.steps, self.hs = steps, hs
+        self.steps, self.layouts, self.hs = steps, layouts, hs
         # the final h as an array of its own: a view would keep the whole buffer alive in a state
         # carried to the next chunk of truncated BPTT
         return (hs[:T, ...] if reverse else hs[1:, ...], xp.asarray(state[0], copy=True), *state[1:])
@@ -214,6 +210,7 @@ class Loop(Function):
         d_xw = [None] * T
         d_a = {k: [None] * T for k in tape.summed_after}    # dL/da(t) of the linear ops reading W_hh
         free = not STATE.retain_graph
+        hs, back = self.hs, 0 if self.reverse else 1   # h(t) is row t + back of hs, h(t-1) the other
         for k, t in enumerate(range(T) if self.reverse else range(T - 1, -1, -1)):
             grads[E:] = blank
             for number, g in zip(tape.outputs, carry):   # the new state: made by the step's ops, once each
@@ -222,7 +219,8 @@ class Loop(Function):
                 h = tape.outputs[0]
                 grads[h] = d_out[t, ...] if grads[h] is None else grads[h] + d_out[t, ...]
             first = k == T - 1                           # the last step done is the first one run
-            fns, saved = self.fns[not first], self.steps[t]
+            fns, layout = self.fns[not first], self.layouts[not first]
+            pool = layout.pool(self.externals, hs[t + 1 - back, ...], hs[t + back, ...], self.steps[t])
             for position, out, n_out, targets, keep_dy in self.backward_plans[not first]:
                 if n_out == 1:
                     dy = grads[out]
@@ -238,7 +236,7 @@ class Loop(Function):
                 if not targets:
                     continue
                 fn = fns[position]
-                fn.saved = saved[position]
+                fn.saved = layout.saved[position](pool)
                 dxs = fn.backward(dy)
                 if type(dxs) is not tuple:
                     dxs = (dxs,)
@@ -259,7 +257,7 @@ class Loop(Function):
         dxw = _stacked(xp, d_xw, tape.shapes[E], self.dtype) if self.needs_input_grad[0] else None
         # the weights summed after the loop: sum_t dL/da(t).T @ h(t-1) as one product, the rows of
         # h(t-1) straight from the buffer (row t for step t; reverse: row t+1)
-        h_prev = self.hs[1:, ...] if self.reverse else self.hs[:T, ...]
+        h_prev = hs[1:, ...] if self.reverse else hs[:T, ...]
         for position, (j, a_is_xw) in tape.summed_after.items():
             if not self.needs_input_grad[1 + S + j]:
                 continue
@@ -274,7 +272,7 @@ class Loop(Function):
 
     def release(self):
         self.saved = None
-        self.steps = self.fns = self.hs = None
+        self.steps = self.layouts = self.fns = self.hs = self.externals = None
 
 
 def _stacked(xp, per_step, shape, dtype):
@@ -290,23 +288,57 @@ def _op(cls, xp, edges):
     return fn
 
 
-def _what_to_keep(saved, made, h, backend):
-    """Where a step's saved arrays should change: [(op, position, copy)].
+class StepLayout:
+    """What one step's ops saved, sorted by where backward can find it again.
 
-    copy False: it is h(t) itself, which the output buffer holds too (keep the buffer's row).
-    copy True: it is a slice of a bigger array made in the step, which would stay alive
-    whole (a GRU's W_hn h is a third of the product W_hh h): keep a copy of the slice."""
-    made_ids = {id(v) for v in made}
-    plan = []
-    for j, arrays in enumerate(saved):
-        for m, a in enumerate(arrays):
-            if a is h:
-                plan.append((j, m, False))
-                continue
-            base = backend.base_of(a)
-            if base is not None and id(base) in made_ids and base.size > a.size:
-                plan.append((j, m, True))
-    return plan
+    A step's ops save weights (the same arrays at every step), h(t-1) and h(t)
+    (rows of the loop's buffer of h's, which backward reads anyway), and arrays of
+    their own (gates, c(t), ...). Only the last kind is kept per step, as one
+    tuple; backward rebuilds each op's saved tuple from a pool
+    [weights..., h(t-1), h(t), the step's own arrays...]. A slice of a bigger array
+    made in the step (a GRU's W_hn h is a third of the product W_hh h) would keep the
+    whole array alive: the step keeps a copy of the slice instead.
+    """
+
+    def __init__(self, saved, externals, h_prev, h, made, backend):
+        E = len(externals)
+        where = {id(a): e for e, a in enumerate(externals)}
+        where.setdefault(id(h_prev), E)
+        where.setdefault(id(h), E + 1)
+        made_ids = {id(v) for v in made}
+        self.own = []                        # (op, position, copy?) of each array kept per step
+        slots = []                           # per op: the pool numbers of what it saved
+        for j, arrays in enumerate(saved):
+            numbers = []
+            for m, a in enumerate(arrays):
+                if id(a) in where:
+                    numbers.append(where[id(a)])
+                    continue
+                base = backend.base_of(a) if a is not None else None
+                copy = base is not None and id(base) in made_ids and base.size > a.size
+                numbers.append(E + 2 + len(self.own))
+                self.own.append((j, m, copy))
+            slots.append(numbers)
+        self.saved = [_getter(numbers) for numbers in slots]
+
+    def keep(self, saved, xp):
+        """The step's own saved arrays (None when it has none)."""
+        if not self.own:
+            return None
+        return tuple([xp.asarray(saved[j][m], copy=True) if copy else saved[j][m] for j, m, copy in self.own])
+
+    def pool(self, externals, h_prev, h, own):
+        return externals + [h_prev, h] if own is None else externals + [h_prev, h, *own]
+
+
+def _getter(numbers):
+    """pool -> the tuple of pool[n] for n in numbers."""
+    if not numbers:
+        return lambda pool: ()
+    if len(numbers) == 1:
+        n = numbers[0]
+        return lambda pool: (pool[n],)
+    return itemgetter(*numbers)
 
 
 def can_replay():
