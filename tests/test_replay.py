@@ -349,3 +349,51 @@ def test_which_weights_are_summed_after_the_loop():
         assert [names[id(tape.externals[j])] for j, _ in tape.summed_after.values()] == expected
         # the RNN and the LSTM add xw_t as the bias of that op (dL/da(t) = dL/dxw_t); the GRU adds b_hh
         assert [a_is_xw for _, a_is_xw in tape.summed_after.values()] == [not isinstance(layer, nn.GRU)]
+
+
+@pytest.mark.parametrize("Layer, own", [(nn.RNN, []), (nn.LSTM, ["sigmoid", "sigmoid", "tanh", "c_prev", "sigmoid",
+                                                                    "tanh"]),
+                                        (nn.GRU, ["sigmoid", "sigmoid", "W_hn h (copy)", "tanh"])])
+def test_a_step_keeps_only_its_own_arrays_once(Layer, own):
+    """Weights and h(t-1), h(t) come back at backward from the layer's weights and its buffer of
+    h's; what the step made itself is kept once even when several ops saved it (the LSTM's
+    f, i, g, o and tanh(c) are saved by sigmoid/tanh and again by the products that read them).
+    c(t-1) is the one array an LSTM step keeps that it did not make; the GRU keeps W_hn h as a
+    copy, not as a view of the whole product W_hh h."""
+    tg.set_backend("numpy")
+    layer = Layer(I, H, replay=True)
+    out, _ = layer(tg.randn(T, B, I))
+    loop = out.grad_fn
+    for layout in loop.layouts:
+        names = []
+        for j, m, copy in layout.own:
+            op = loop.tape.ops[j]
+            if op.cls.__name__ == "Mul" and not copy:
+                names.append("c_prev")
+            else:
+                names.append("W_hn h (copy)" if copy else op.cls.__name__.lower())
+        assert names == own
+    assert all(len(step) == len(own) for step in loop.steps) if own else loop.steps == [None] * T
+
+
+def test_the_replayed_rnn_keeps_nothing_per_step_but_h():
+    """Memory per timestep of a replayed RNN layer's graph: its row of the buffer of h's (B x H
+    numbers), no Python objects per step (by tracemalloc, between T = 100 and T = 300)."""
+    import gc
+    import tracemalloc
+    tg.set_backend("numpy")
+    layer = nn.RNN(I, 32, replay=True)
+    kept = {}
+    tracemalloc.start()
+    try:
+        for steps in (100, 300, 100, 300):
+            x = tg.Tensor(np.ones((steps, 4, I), dtype=np.float32))
+            gc.collect()
+            start = tracemalloc.get_traced_memory()[0]
+            out, h_n = layer(x)
+            kept[steps] = tracemalloc.get_traced_memory()[0] - start
+            del out, h_n
+    finally:
+        tracemalloc.stop()
+    per_step = (kept[300] - kept[100]) / 200
+    assert 4 * 32 * 4 <= per_step <= 4 * 32 * 4 * 1.05, per_step

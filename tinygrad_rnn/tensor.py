@@ -52,6 +52,7 @@ class Tensor:
     __slots__ = ("data", "requires_grad", "_ctx", "_out_idx", "_backend", "_name", "__dict__", "__weakref__")
     grad = None     # a Tensor after backward (leaves, and retain_grad())
     _accum = None   # a leaf's AccumulateGrad node, made at its first recorded use
+    _sink = None    # the edge (_accum, 0) that every recorded use of the leaf points at
     _cut = None     # for a detach()ed tensor: (op name, scope, name) of where the graph was cut
     __array_priority__ = 100  # numpy scalars/arrays on the left defer to our operators
 
@@ -89,10 +90,11 @@ class Tensor:
             return (self, None)
         if self._ctx is not None:
             return (self._ctx, self._out_idx)
-        acc = self._accum
-        if acc is None:
-            acc = self._accum = AccumulateGrad(self)
-        return (acc, 0)
+        edge = self._sink
+        if edge is None:          # made once: every use of a weight shares the one edge
+            self._accum = AccumulateGrad(self)
+            edge = self._sink = (self._accum, 0)
+        return edge
 
     # --- properties -------------------------------------------------------
     @property

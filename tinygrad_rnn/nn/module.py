@@ -143,7 +143,7 @@ class Module:
         for p in self.parameters():
             moved = p.to(backend)
             p.data, p._backend, p.grad = moved.data, moved._backend, None
-            p._accum = None
+            p._accum = p._sink = None
         return self
 
     def num_parameters(self):

@@ -311,13 +311,12 @@ class StepLayout:
         for j, arrays in enumerate(saved):
             numbers = []
             for m, a in enumerate(arrays):
-                if id(a) in where:
-                    numbers.append(where[id(a)])
-                    continue
-                base = backend.base_of(a) if a is not None else None
-                copy = base is not None and id(base) in made_ids and base.size > a.size
-                numbers.append(E + 2 + len(self.own))
-                self.own.append((j, m, copy))
+                if id(a) not in where:       # the step's own (kept once when several ops saved it)
+                    base = backend.base_of(a) if a is not None else None
+                    copy = base is not None and id(base) in made_ids and base.size > a.size
+                    where[id(a)] = E + 2 + len(self.own)
+                    self.own.append((j, m, copy))
+                numbers.append(where[id(a)])
             slots.append(numbers)
         self.saved = [_getter(numbers) for numbers in slots]
 
