@@ -203,9 +203,13 @@ def main(argv=None):
     if "per-op" in args.section_list:
         from benchmarks import overhead
         say("  per-op overhead ...        ", end="\r", flush=True)
-        result["per_op"] = {"forward": overhead.forward_overhead(cfg["per_op_calls"], cfg["per_op_repeats"]),
+        forward = overhead.forward_overhead(cfg["per_op_calls"], cfg["per_op_repeats"], torch=use_torch)
+        result["per_op"] = {"forward": forward,
                             "backward": overhead.backward_per_node(cfg["chain"], cfg["chain_repeats"]),
-                            "target_us": report.PER_OP_TARGET_US}
+                            "target_us": report.PER_OP_TARGET_US,
+                            "scaled_target_us": overhead.scaled_target(forward, report.PER_OP_TARGET_US),
+                            "issue_numpy_add_us": overhead.ISSUE_NUMPY_ADD_US,
+                            "issue_torch_add_us": overhead.ISSUE_TORCH_ADD_US}
 
     if "memory" in args.section_list:
         from benchmarks import memory, steps

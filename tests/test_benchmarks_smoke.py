@@ -78,6 +78,10 @@ def test_per_op_memory_and_render_sections(smoke):
         positive(r["per_op"]["forward"][op], "numpy_us", "engine_us", "no_grad_us", "calls")
     for op in ("a + b", "a @ W"):
         positive(r["per_op"]["backward"][op], "numpy_us", "engine_us", "nodes")
+    # the issue's 2 µs, scaled by this run's np.add against the issue's 0.57 µs
+    per_op = r["per_op"]
+    assert per_op["scaled_target_us"] == pytest.approx(2.0 * per_op["forward"]["a + b"]["numpy_us"] / 0.57)
+    assert f"so the same target here is {per_op['scaled_target_us']:.1f} µs" in smoke[0].stdout
     acts = r["memory"]["activations"]
     assert [a["cell"] for a in acts] == CELLS
     for a in acts:
@@ -129,3 +133,18 @@ def test_profile_of_the_replayed_step_names_the_loop():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "20 engine training steps, rnn tiny with replay=True" in proc.stdout
     assert "replay.py" in proc.stdout          # Loop.forward / Loop.backward are among the top functions
+
+
+def test_per_op_overhead_with_the_torch_reference():
+    """With torch, the per-op loops also run on torch tensors that require grad (the issue's reference)."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks.overhead import forward_overhead
+    finally:
+        sys.path.remove(str(ROOT))
+    result = forward_overhead(n=20, repeats=1, torch=True)
+    assert list(result) == ["a + b", "a @ W", "a.tanh()"]
+    for r in result.values():
+        positive(r, "numpy_us", "engine_us", "torch_us")
+        assert r["torch_overhead_us"] == pytest.approx(r["torch_us"] - r["numpy_us"])
