@@ -41,11 +41,17 @@ SHAPES = [((6, 4), (6,)), ((3, 4, 5), (3, 5)), ((2, 3, 2, 4), (2, 2, 4))]
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("shape, target_shape", SHAPES, ids=["NC", "NCT", "NCd1d2"])
 @pytest.mark.parametrize("ignore_index", [-100, 1])
-def test_cross_entropy_equals_the_definition(backend, shape, target_shape, reduction, ignore_index):
+@pytest.mark.parametrize("any_ignored", [True, False])
+def test_cross_entropy_equals_the_definition(backend, shape, target_shape, reduction, ignore_index, any_ignored):
+    """With and without ignored elements (without, and ignore_index outside [0, C), the loss
+    takes the path that needs no mask and divides by the number of elements)."""
     rng = np.random.default_rng(0)
     logits = rng.standard_normal(shape) * 3
     target = rng.integers(0, shape[1], size=target_shape)
-    target.flat[0] = ignore_index                     # at least one ignored element
+    if any_ignored:
+        target.flat[0] = ignore_index                 # at least one ignored element
+    else:
+        target[target == ignore_index] = 0
     loss = F.cross_entropy(t64(logits), ids(target), reduction=reduction, ignore_index=ignore_index)
     expected = np_cross_entropy(logits, target, reduction, ignore_index)
     assert loss.shape == np.shape(expected)

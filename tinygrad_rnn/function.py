@@ -50,6 +50,20 @@ class _State:
 STATE = _State()
 
 
+class NeedsInputGrad:
+    """``fn.needs_input_grad``: one bool per input, does a gradient have to flow into it?
+
+    Read off the node's edges when asked (an eager node is asked once, in its backward).
+    A replayed op, whose edges never change and whose backward runs at every timestep,
+    stores the tuple on itself once: an instance attribute wins over this descriptor,
+    which defines no ``__set__``."""
+
+    def __get__(self, fn, cls=None):
+        if fn is None:
+            return self
+        return tuple([index is not None for _, index in fn.parents])
+
+
 class Function:
     """Base class of all ops. Subclasses define ``forward``, ``backward`` and ``formula``.
 
@@ -125,10 +139,7 @@ class Function:
     def save_for_backward(self, *arrays):
         self.saved = arrays
 
-    @property
-    def needs_input_grad(self):
-        """One bool per input: does a gradient have to flow into it?"""
-        return tuple([index is not None for _, index in self.parents])
+    needs_input_grad = NeedsInputGrad()
 
     # --- what the engine and the visualizer use ---------------------------
     @property

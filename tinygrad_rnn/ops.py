@@ -663,25 +663,27 @@ class Embedding(Function):
 
 class Pick(Function):
     """y = x[i, t_i] along ``axis``: each row's entry at its index t_i, that is
-    sum_c x[i, c] * [c = t_i] (the lecture's log P(t) * [t = true]); 0 where t_i is ``ignore``.
-    x: (N, C, d1, ...) with axis 1 (or (C,) with axis 0), t: x's shape without that axis."""
+    sum_c x[i, c] * [c = t_i] (the lecture's log P(t) * [t = true]); 0 where t_i is ``ignore``
+    (None: no id is ignored). x: (N, C, d1, ...) with axis 1 (or (C,) with axis 0), t: x's
+    shape without that axis."""
     formula = "dx = dy at [c = t], 0 elsewhere"
 
-    def forward(self, x, t, axis, ignore):
+    def forward(self, x, t, axis, ignore=None):
         xp = self.xp
         self.axis, self.in_shape = axis, x.shape
-        kept = t != ignore
+        kept = None if ignore is None else t != ignore
         at = x.shape[:axis] + (1,) + x.shape[axis + 1:]            # t's shape with x's axis put back
-        t = xp.reshape(xp.where(kept, t, 0), at)                    # an ignored row reads class 0
-        self.save_for_backward(t, kept)
-        y = xp.reshape(backend_of(xp).take_along_axis(x, t, axis), kept.shape)
-        return xp.where(kept, y, 0.0)
+        index = xp.reshape(t if kept is None else xp.where(kept, t, 0), at)    # an ignored row reads class 0
+        self.save_for_backward(index, kept)
+        y = xp.reshape(backend_of(xp).take_along_axis(x, index, axis), t.shape)
+        return y if kept is None else xp.where(kept, y, 0.0)
 
     def backward(self, dy):
         xp = self.xp
-        t, kept = self.saved
-        dy = xp.reshape(xp.where(kept, dy, 0.0), t.shape)
-        return backend_of(xp).put_along_axis(self.in_shape, t, dy, self.axis), None
+        index, kept = self.saved
+        if kept is not None:
+            dy = xp.where(kept, dy, 0.0)
+        return backend_of(xp).put_along_axis(self.in_shape, index, xp.reshape(dy, index.shape), self.axis), None
 
 
 # ---------------------------------------------------------------- helpers

@@ -89,13 +89,14 @@ class Optimizer:
         g = p.grad
         if not isinstance(g, Tensor):
             raise TypeError(f"{self._who(i)}: expected a Tensor gradient, got {type(g).__name__}")
-        if g.shape != p.shape:
+        # the arrays' own attributes: these checks run for every parameter at every step
+        if g.data.shape != p.data.shape:
             raise ValueError(f"{self._who(i)}: gradient has shape {g.shape}, expected the parameter's shape {p.shape}")
-        if g.device != p.device:
+        if g._backend is not p._backend and g.device != p.device:
             raise ValueError(f"{self._who(i)}: gradient is on backend {g.device!r}, the parameter on {p.device!r}")
-        if g.dtype != p.dtype:
+        if g.data.dtype != p.data.dtype:
             raise TypeError(f"{self._who(i)}: gradient has dtype {g.dtype}, expected the parameter's dtype {p.dtype}")
-        if self._state_devices[i] not in (None, p.device):
+        if self._state_devices[i] is not None and self._state_devices[i] != p.device:
             raise ValueError(f"{self._who(i)}: the parameter moved to backend {p.device!r} but its optimizer state is "
                              f"on {self._state_devices[i]!r}; create the optimizer after moving the model")
 

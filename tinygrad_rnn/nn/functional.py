@@ -53,12 +53,13 @@ def _check_same_shape(what, input, target, reduction):
 def _check_ids(what, ids, low, high, ignore=None, noun="class id"):
     """Every id in [low, high) (or equal to ``ignore``); the error names the first bad one.
 
-    Skipped on CuPy: reading the ids back to the host would stall the GPU."""
+    Skipped on CuPy: reading the ids back to the host would stall the GPU. Returns True when
+    every id was seen inside [low, high) (then none equals an ``ignore`` outside that range)."""
     if ids.device == "cupy" or ids.numel() == 0:
-        return
+        return False
     a = ids.numpy()
     if a.min() >= low and a.max() < high:       # the usual case, in two reductions
-        return
+        return True
     bad = (a < low) | (a >= high)
     if ignore is not None:
         bad &= a != ignore
@@ -67,11 +68,12 @@ def _check_ids(what, ids, low, high, ignore=None, noun="class id"):
         extra = f" or ignore_index={ignore}" if ignore is not None else ""
         raise IndexError(f"{what}: {noun} {int(a[pos])} at position {pos} is out of range; expected ids in "
                          f"[{low}, {high}){extra}")
+    return False
 
 
 def _check_class_target(what, input, target, ignore_index):
     """(N, C, d1, ...) input with (N, d1, ...) integer target in [0, C) (or ignore_index),
-    or (C,) input with a 0-d target."""
+    or (C,) input with a 0-d target. Returns True when it saw that no element is ignored."""
     _check_float(what, "input", input)
     _check_tensor(what, "target", target)
     if target.dtype not in ("int64", "int32"):
@@ -86,7 +88,7 @@ def _check_class_target(what, input, target, ignore_index):
     if target.device != input.device:
         raise ValueError(f"{what}: input is on backend {input.device!r} but target on {target.device!r}")
     C = input.shape[1] if input.ndim >= 2 else input.shape[0]
-    _check_ids(what, target, 0, C, ignore_index)
+    return _check_ids(what, target, 0, C, ignore_index) and not 0 <= ignore_index < C
 
 
 # ---------------------------------------------------------------- classification losses
@@ -100,26 +102,28 @@ def nll_loss(input, target, reduction="mean", ignore_index=-100):
     reduction: "mean" -> scalar, "sum" -> scalar, "none" -> target's shape."""
     what = "nll_loss"
     _check_reduction(what, reduction)
-    _check_class_target(what, input, target, ignore_index)
-    return _nll(input, target, reduction, ignore_index)
+    none_ignored = _check_class_target(what, input, target, ignore_index)
+    return _nll(input, target, reduction, ignore_index, none_ignored)
 
 
-def _nll(input, target, reduction, ignore_index):
-    """nll_loss after the checks."""
+def _nll(input, target, reduction, ignore_index, none_ignored):
+    """nll_loss after the checks (``none_ignored``: they saw no id equal to ignore_index)."""
     class_axis = 1 if input.ndim >= 2 else 0
     # log P(t_i) * [t_i = true], summed over the classes: the true class's entry (a "pick"
     # rather than a product with a one-hot mask: no zeros made for the other classes, and a
     # log P of -inf at another class gives 0, not NaN). The ids t_i are a constant.
     t = Tensor._wrap(target.data, target.backend)
     t._name = "t_true"
-    picked = ops.Pick.apply(input, t, axis=class_axis, ignore=ignore_index)
+    picked = ops.Pick.apply(input, t, axis=class_axis, ignore=None if none_ignored else ignore_index)
     if reduction == "none":
         return -picked
     if reduction == "sum":
         return -picked.sum()
     xp = input.backend.xp
-    kept = target.data != ignore_index
-    n = xp.sum(xp.astype(kept, input.data.dtype))     # the number of elements not ignored
+    if none_ignored:                                 # n = every element: known from the shape
+        n = xp.asarray(float(target.numel()), dtype=input.data.dtype)
+    else:                                            # counted on the device (no host round trip)
+        n = xp.sum(xp.astype(target.data != ignore_index, input.data.dtype))
     weight = Tensor._wrap(xp.where(n > 0, -1 / xp.maximum(n, 1.0), xp.nan), input.backend)   # NaN for 0 / 0
     weight._name = "-1 / n"
     return picked.sum() * weight
@@ -137,9 +141,9 @@ def cross_entropy(input, target, reduction="mean", ignore_index=-100):
     subtracts the maximum first)."""
     what = "cross_entropy"
     _check_reduction(what, reduction)
-    _check_class_target(what, input, target, ignore_index)
+    none_ignored = _check_class_target(what, input, target, ignore_index)
     log_p = input.log_softmax(axis=1 if input.ndim >= 2 else 0)
-    return _nll(log_p, target, reduction, ignore_index)
+    return _nll(log_p, target, reduction, ignore_index, none_ignored)
 
 
 def binary_cross_entropy_with_logits(input, target, reduction="mean"):

@@ -126,8 +126,9 @@ class Tape:
         the edges that tell the op which input gradients it must compute), those op objects
         (``fns``), and ``backward`` (per op, last first: its position, first output, number
         of outputs, (argument position, value number, shape) of each input that needs a
-        gradient, and whether to keep its dL/da for a weight summed after the loop). Kept
-        per requires-grad pattern."""
+        gradient, and whether to keep its dL/da for a weight summed after the loop), and the
+        ``StepLayout`` of the first step and of the others (filled in by the first forward).
+        Kept per requires-grad pattern."""
         key = (xw_rg, tuple(state_rg), tuple(t.requires_grad for t in self.externals))
         if key not in self._plans:
             first = self.needs(xw_rg, state_rg)
@@ -145,7 +146,8 @@ class Tape:
                                      if r[i] and (k, pos) not in after),
                                (k, 1) in after)
                               for k, op in reversed(list(enumerate(self.ops)))] for r in (first, later))
-            self._plans[key] = (runs, fns, backward)
+            layouts = [None, None]           # StepLayouts, filled in by the first forward that runs the plan
+            self._plans[key] = (runs, fns, backward, layouts)
         return self._plans[key]
 
 
@@ -165,14 +167,15 @@ class Loop(Function):
         self.tape, self.reverse, self.dtype, self.externals = tape, reverse, xw.dtype, externals
         # One object per op serves every step (its attributes depend on shapes only). Two sets:
         # the first step's ops may need fewer input gradients (h_0 may be a constant).
-        runs, self.fns, self.backward_plans = tape.plan(xw_grad, state_grad, xp)
+        runs, self.fns, self.backward_plans, layouts = tape.plan(xw_grad, state_grad, xp)
         values = externals + [None] * (tape.n_values - E)     # one step's values, reused step after step
         # h_0 and every h(t) in one buffer, h(t-1) next to h(t) as in hand-written BPTT: row 0 is
         # h_0 and row t+1 is h(t) (reverse: row T is h_0, row t is h(t)); the output is a view
         hs = xp.empty((T + 1,) + tuple(state[0].shape), dtype=state[0].dtype)
-        hs[T if reverse else 0, ...] = state[0]
-        state[0] = hs[T if reverse else 0, ...]
-        steps, layouts = [None] * T, [None, None]
+        rows = xp.unstack(hs, axis=0)                  # its rows as views, made in one call
+        rows[T if reverse else 0][...] = state[0]
+        state[0] = rows[T if reverse else 0]
+        steps = [None] * T
         for k, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
             values[E] = xw[t, ...]
             values[E + 1:E + 1 + S] = state
@@ -187,12 +190,14 @@ class Loop(Function):
                     values[out:out + n_out] = y
                 saved.append(fn.saved)
             state = [values[i] for i in tape.outputs]
-            row = hs[t if reverse else t + 1, ...]     # h(t) goes into the buffer
+            row = rows[t if reverse else t + 1]        # h(t) goes into the buffer
             row[...] = state[0]
-            if layouts[k > 0] is None:                 # the same ops save the same things at every later step
-                layouts[k > 0] = StepLayout(saved, externals, values[E + 1], state[0],
-                                            values[E + 1 + S:], backend_of(xp))
-            steps[t] = layouts[k > 0].keep(saved, xp)
+            layout = layouts[k > 0]
+            if layout is None:                         # the same ops save the same things at every step of every forward
+                layout = layouts[k > 0] = StepLayout(saved, externals, values[E + 1], state[0],
+                                                     values[E + 1 + S:], backend_of(xp))
+            if layout.own:
+                steps[t] = layout.keep(saved, xp)
             state[0] = row
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
@@ -207,10 +212,17 @@ class Loop(Function):
         T, E, S = len(self.steps), tape.n_external, tape.n_state
         grads = [None] * tape.n_values              # one step's gradients; the weights' sums stay
         blank = [None] * (tape.n_values - E)
-        d_xw = [None] * T
-        d_a = {k: [None] * T for k in tape.summed_after}    # dL/da(t) of the linear ops reading W_hh
+        # What leaves the loop stacked over t is written into its row as soon as it is made
+        # (zeros where no gradient arrives): dL/dxw(t), and dL/da(t) of each linear op whose
+        # weight is summed after the loop (unless that is dL/dxw(t) itself).
+        dxw = xp.zeros((T,) + tape.shapes[E], dtype=self.dtype) if self.needs_input_grad[0] else None
+        d_a = {}
+        for position, (j, a_is_xw) in tape.summed_after.items():
+            if self.needs_input_grad[1 + S + j] and not (a_is_xw and dxw is not None):
+                d_a[position] = xp.zeros((T,) + tape.shapes[tape.ops[position].out], dtype=self.dtype)
         free = not STATE.retain_graph
         hs, back = self.hs, 0 if self.reverse else 1   # h(t) is row t + back of hs, h(t-1) the other
+        rows = xp.unstack(hs, axis=0)
         for k, t in enumerate(range(T) if self.reverse else range(T - 1, -1, -1)):
             grads[E:] = blank
             for number, g in zip(tape.outputs, carry):   # the new state: made by the step's ops, once each
@@ -220,7 +232,7 @@ class Loop(Function):
                 grads[h] = d_out[t, ...] if grads[h] is None else grads[h] + d_out[t, ...]
             first = k == T - 1                           # the last step done is the first one run
             fns, layout = self.fns[not first], self.layouts[not first]
-            pool = layout.pool(self.externals, hs[t + 1 - back, ...], hs[t + back, ...], self.steps[t])
+            pool = layout.pool(self.externals, rows[t + 1 - back], rows[t + back], self.steps[t])
             for position, out, n_out, targets, keep_dy in self.backward_plans[not first]:
                 if n_out == 1:
                     dy = grads[out]
@@ -231,8 +243,8 @@ class Loop(Function):
                     if all(g is None for g in dy):
                         continue
                     dy = [value(g) for g in dy]
-                if keep_dy:
-                    d_a[position][t] = dy
+                if keep_dy and position in d_a:
+                    d_a[position][t, ...] = dy
                 if not targets:
                     continue
                 fn = fns[position]
@@ -247,25 +259,24 @@ class Loop(Function):
                     if dx.shape != shape:
                         dx = sum_to_shape(dx, shape, xp)
                     grads[i] = dx if grads[i] is None else add_gradients(grads[i], dx)
-            d_xw[t] = grads[E]
+            if dxw is not None and grads[E] is not None:
+                dxw[t, ...] = value(grads[E])
             carry = grads[E + 1:E + 1 + S]
             if free:                                 # as eager backward frees each node after its backward
                 self.steps[t] = None
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
         d_external = grads[:E]
-        dxw = _stacked(xp, d_xw, tape.shapes[E], self.dtype) if self.needs_input_grad[0] else None
         # the weights summed after the loop: sum_t dL/da(t).T @ h(t-1) as one product, the rows of
         # h(t-1) straight from the buffer (row t for step t; reverse: row t+1)
         h_prev = hs[1:, ...] if self.reverse else hs[:T, ...]
         for position, (j, a_is_xw) in tape.summed_after.items():
             if not self.needs_input_grad[1 + S + j]:
                 continue
-            da = dxw if a_is_xw and dxw is not None else \
-                _stacked(xp, d_a[position], tape.shapes[tape.ops[position].out], self.dtype)
-            rows = T * h_prev.shape[1]
-            d_external[j] = OuterProducts(xp, xp.reshape(da, (rows, da.shape[-1])),
-                                          xp.reshape(h_prev, (rows, h_prev.shape[-1])))
+            da = dxw if a_is_xw and dxw is not None else d_a[position]
+            n = T * h_prev.shape[1]
+            d_external[j] = OuterProducts(xp, xp.reshape(da, (n, da.shape[-1])),
+                                          xp.reshape(h_prev, (n, h_prev.shape[-1])))
         if free:
             self.hs = None
         return (dxw, *[None if g is None else value(g) for g in carry], *d_external)
@@ -275,16 +286,12 @@ class Loop(Function):
         self.steps = self.layouts = self.fns = self.hs = self.externals = None
 
 
-def _stacked(xp, per_step, shape, dtype):
-    """The per-step gradients stacked along a new first axis (zeros where none arrived)."""
-    zero = xp.zeros(shape, dtype=dtype) if any(g is None for g in per_step) else None
-    return xp.stack([zero if g is None else value(g) for g in per_step], axis=0)
-
-
 def _op(cls, xp, edges):
-    """An op object as Function.apply makes one, with ``edges`` telling it which inputs need a gradient."""
+    """An op object as Function.apply makes one, with ``edges`` telling it which inputs need a gradient
+    (and that answer stored once: it is asked at every step)."""
     fn = _new(cls)
     fn.xp, fn.saved, fn.parents = xp, (), edges
+    fn.needs_input_grad = tuple([index is not None for _, index in edges])
     return fn
 
 
