@@ -129,7 +129,7 @@ class Function:
             fn.out_shapes = tuple([o.shape for o in out])
             outs = tuple([_tensor(o, backend, fn, i) for i, o in enumerate(out)])
         else:
-            fn.out_shapes = (out.shape,)
+            fn.out_shapes = _ONE_SHAPE.get(out.shape) or _one_shape(out.shape)
             outs = _tensor(out, backend, fn, 0)
         if STATE.tape is not None:
             STATE.tape.append((cls, inputs, attrs, outs))
@@ -216,6 +216,18 @@ class AccumulateGrad(Function):
 
     def release(self):  # a leaf's sink is reused by every backward pass
         pass
+
+
+# ``out_shapes`` of one-output nodes, one tuple per distinct shape: a graph has a few shapes and many
+# nodes (each tuple would cost a node about 100 bytes). Started afresh when shapes keep changing.
+_ONE_SHAPE = {}
+
+
+def _one_shape(shape):
+    if len(_ONE_SHAPE) >= 10_000:
+        _ONE_SHAPE.clear()
+    _ONE_SHAPE[shape] = (shape,)
+    return _ONE_SHAPE[shape]
 
 
 def _observe_forward(fn, inputs, out):

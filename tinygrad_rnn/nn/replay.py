@@ -201,7 +201,9 @@ class Loop(Function):
             state[0] = row
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
-        self.steps, self.layouts, self.hs = steps, layouts, hs
+        # what each step kept of its own (no list when no step has anything: the RNN)
+        self.steps = None if all(own is None for own in steps) else steps
+        self.layouts, self.hs = layouts, hs
         # the final h as an array of its own: a view would keep the whole buffer alive in a state
         # carried to the next chunk of truncated BPTT
         return (hs[:T, ...] if reverse else hs[1:, ...], xp.asarray(state[0], copy=True), *state[1:])
@@ -209,7 +211,7 @@ class Loop(Function):
     def backward(self, dys):
         xp, tape = self.xp, self.tape
         d_out, carry = dys[0], list(dys[1:])        # carry: dL/d(state) arriving from later steps
-        T, E, S = len(self.steps), tape.n_external, tape.n_state
+        T, E, S = self.hs.shape[0] - 1, tape.n_external, tape.n_state
         grads = [None] * tape.n_values              # one step's gradients; the weights' sums stay
         blank = [None] * (tape.n_values - E)
         # What leaves the loop stacked over t is written into its row as soon as it is made
@@ -232,7 +234,8 @@ class Loop(Function):
                 grads[h] = d_out[t, ...] if grads[h] is None else grads[h] + d_out[t, ...]
             first = k == T - 1                           # the last step done is the first one run
             fns, layout = self.fns[not first], self.layouts[not first]
-            pool = layout.pool(self.externals, rows[t + 1 - back], rows[t + back], self.steps[t])
+            own = None if self.steps is None else self.steps[t]
+            pool = layout.pool(self.externals, rows[t + 1 - back], rows[t + back], own)
             for position, out, n_out, targets, keep_dy in self.backward_plans[not first]:
                 if n_out == 1:
                     dy = grads[out]
@@ -262,7 +265,7 @@ class Loop(Function):
             if dxw is not None and grads[E] is not None:
                 dxw[t, ...] = value(grads[E])
             carry = grads[E + 1:E + 1 + S]
-            if free:                                 # as eager backward frees each node after its backward
+            if free and own is not None:             # as eager backward frees each node after its backward
                 self.steps[t] = None
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
