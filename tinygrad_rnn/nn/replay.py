@@ -172,9 +172,8 @@ class Loop(Function):
         # h_0 and every h(t) in one buffer, h(t-1) next to h(t) as in hand-written BPTT: row 0 is
         # h_0 and row t+1 is h(t) (reverse: row T is h_0, row t is h(t)); the output is a view
         hs = xp.empty((T + 1,) + tuple(state[0].shape), dtype=state[0].dtype)
-        rows = xp.unstack(hs, axis=0)                  # its rows as views, made in one call
-        rows[T if reverse else 0][...] = state[0]
-        state[0] = rows[T if reverse else 0]
+        hs[T if reverse else 0, ...] = state[0]
+        state[0] = hs[T if reverse else 0, ...]
         steps = [None] * T
         for k, t in enumerate(range(T - 1, -1, -1) if reverse else range(T)):
             values[E] = xw[t, ...]
@@ -190,15 +189,14 @@ class Loop(Function):
                     values[out:out + n_out] = y
                 saved.append(fn.saved)
             state = [values[i] for i in tape.outputs]
-            row = rows[t if reverse else t + 1]        # h(t) goes into the buffer
-            row[...] = state[0]
+            hs[t if reverse else t + 1, ...] = state[0]    # h(t) goes into the buffer
             layout = layouts[k > 0]
             if layout is None:                         # the same ops save the same things at every step of every forward
                 layout = layouts[k > 0] = StepLayout(saved, externals, values[E + 1], state[0],
                                                      values[E + 1 + S:], backend_of(xp))
             if layout.own:
                 steps[t] = layout.keep(saved, xp)
-            state[0] = row
+            state[0] = hs[t if reverse else t + 1, ...]   # the next step reads h(t) from the buffer
         for fn in self.fns[0] + self.fns[1]:
             fn.saved = ()
         # what each step kept of its own (no list when no step has anything: the RNN)
@@ -224,7 +222,7 @@ class Loop(Function):
                 d_a[position] = xp.zeros((T,) + tape.shapes[tape.ops[position].out], dtype=self.dtype)
         free = not STATE.retain_graph
         hs, back = self.hs, 0 if self.reverse else 1   # h(t) is row t + back of hs, h(t-1) the other
-        rows = xp.unstack(hs, axis=0)
+        rows = xp.unstack(hs, axis=0)                  # (read only, so views or copies alike)
         for k, t in enumerate(range(T) if self.reverse else range(T - 1, -1, -1)):
             grads[E:] = blank
             for number, g in zip(tape.outputs, carry):   # the new state: made by the step's ops, once each
