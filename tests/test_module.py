@@ -330,3 +330,57 @@ def test_module_list(backend):
     assert s.layers[1].weight.name == "layers.1.weight"
     assert s(tg.randn(5, 2)).shape == (5, 1)
     assert repr(s).startswith("Stack(\n  (layers): ModuleList(\n    (0): Linear(in_features=2")
+
+
+# ---------------------------------------------------------------- copy.deepcopy
+class CharNet(Module):
+    def __init__(self, replay):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4, num_layers=2, replay=replay)
+        self.out = Linear(4, 3)
+
+    def forward(self, x):
+        return self.out(self.rnn(x)[0]).sum()
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_deepcopy_of_a_model_is_independent_and_computes_the_same(backend, replay):
+    """copy.deepcopy, as PyTorch users keep their best model: the same weights, gradients, names and
+    Parameter types in arrays of their own; the copy computes what the original computes
+    (replay's recorded steps are not copied but made again); training the copy leaves the original
+    as it was."""
+    import copy
+    model = CharNet(replay)
+    x = tg.randn(5, 2, 3)
+    model(x).backward()                       # a replayed layer now holds recorded steps, params have grads
+    twin = copy.deepcopy(model)
+    assert [n for n, _ in twin.named_parameters()] == [n for n, _ in model.named_parameters()]
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert type(q) is Parameter and q.name == p.name and q.requires_grad and q is not p
+        np.testing.assert_array_equal(q.numpy(), p.numpy())
+        np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
+        assert q.data is not p.data and q.grad.data is not p.grad.data
+    assert twin.rnn._tapes == {}
+    before = {n: p.numpy().copy() for n, p in model.named_parameters()}
+    grads = {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
+    assert twin(x).item() == pytest.approx(model(x).item(), rel=1e-6)
+    opt = tg.optim.SGD(twin.parameters(), lr=0.5)
+    opt.zero_grad()
+    twin(x).backward()
+    opt.step()
+    for name, p in model.named_parameters():
+        np.testing.assert_array_equal(p.numpy(), before[name])
+        np.testing.assert_array_equal(p.grad.numpy(), grads[name])
+    assert twin(x).item() != pytest.approx(model(x).item(), rel=1e-6)
+
+
+def test_deepcopy_of_a_tensor_made_by_an_op_is_refused_as_in_pytorch(backend):
+    import copy
+    x = tg.randn(2, 3, requires_grad=True)
+    y = (x * 2).tanh()
+    with pytest.raises(RuntimeError, match=r"deepcopy: only tensors made by the user \(graph leaves\) can be "
+                                           r"deep-copied; this one was made by tanh"):
+        copy.deepcopy(y)
+    z = copy.deepcopy(y.detach())
+    np.testing.assert_array_equal(z.numpy(), y.numpy())
+    assert z.backend is y.backend and not z.requires_grad

@@ -33,6 +33,9 @@ class Backend:
         self.float_dtypes = frozenset(self.dtypes[n] for n in FLOAT_DTYPES)  # for quick `in` tests
         self.seed(seed)
 
+    def __deepcopy__(self, memo):
+        return self          # one backend per name and process: a deep-copied tensor stays on it
+
     def dtype_of(self, name):
         """The dtype object this backend's arrays report for ``name``."""
         return getattr(self.xp, name)

@@ -5,6 +5,7 @@ op, in which case ``_ctx`` is that op's graph node and ``_out_idx`` says which
 of its outputs this is. Arithmetic on tensors calls the ops in ``ops.py``;
 ``backward()`` hands the graph to ``autograd.backward``.
 """
+import copy
 import numbers
 
 from .backend import host as np
@@ -95,6 +96,27 @@ class Tensor:
             self._accum = AccumulateGrad(self)
             edge = self._sink = (self._accum, 0)
         return edge
+
+    def __deepcopy__(self, memo):
+        """``copy.deepcopy`` of a leaf (data, a parameter): the same kind of tensor with its own copy
+        of the numbers, its .grad and name, and no graph yet. As in PyTorch, a tensor made by an op
+        cannot be deep-copied (its graph would come along): detach() it first."""
+        if self._ctx is not None:
+            raise RuntimeError(f"deepcopy: only tensors made by the user (graph leaves) can be deep-copied; this "
+                               f"one was made by {self._ctx.name}. Deep-copy tensor.detach() instead")
+        new = _new(type(self))
+        memo[id(self)] = new
+        new.data = self._backend.xp.asarray(self.data, copy=True)
+        new.requires_grad, new._ctx, new._out_idx, new._backend, new._name = \
+            self.requires_grad, None, 0, self._backend, self._name
+        for key, value in vars(self).items():              # grad, _cut; not the graph's sink of the original
+            if key not in ("_accum", "_sink"):
+                setattr(new, key, copy.deepcopy(value, memo))
+        for cls in type(self).__mro__[:type(self).__mro__.index(Tensor)]:   # a subclass's slots (Parameter's)
+            for slot in cls.__dict__.get("__slots__", ()):
+                if hasattr(self, slot):
+                    setattr(new, slot, copy.deepcopy(getattr(self, slot), memo))
+        return new
 
     # --- properties -------------------------------------------------------
     @property

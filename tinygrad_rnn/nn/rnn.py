@@ -207,6 +207,11 @@ class RNNBase(Module):
                     _live_on_as_row(h, out[t, ...])
         return ops.Stack.apply(*hs, axis=0, out=out), state
 
+    def __getstate__(self):
+        """What ``copy.deepcopy`` (and pickle) copy: everything but replay's recorded steps, a cache
+        that is made again at the next forward (it holds op objects of the backend)."""
+        return {**self.__dict__, "_tapes": {}}
+
     def _tape_key(self, tag, xw, state):
         """What a recorded cell step depends on besides the parameters (which replay.run checks):
         the layer and direction, the shapes and dtype, and the layer's settings."""
