@@ -15,7 +15,7 @@ How it runs, per layer and direction:
      it is made, and the graph keeps that row rather than a second copy)
 With ``replay=True`` steps 2-4 are one ``replay.Loop`` node instead: the ops of one
 cell step are recorded once and replayed for every t (same ops, same numbers,
-without a graph node per op; 1.2 to 1.6 times faster at small sizes; see replay.py).
+without a graph node per op; 1.25 to 1.75 times faster at small sizes; see replay.py).
 The scopes ("LSTM", "layer0" or "layer0_reverse", "t=3", "LSTMCell") are what
 the visualizer uses to lay the graph out through time; ``t`` is the position
 in the input, so the reverse direction's first step is t=T-1.
