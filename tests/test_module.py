@@ -384,3 +384,32 @@ def test_deepcopy_of_a_tensor_made_by_an_op_is_refused_as_in_pytorch(backend):
     z = copy.deepcopy(y.detach())
     np.testing.assert_array_equal(z.numpy(), y.numpy())
     assert z.backend is y.backend and not z.requires_grad
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_pickle_of_a_model_round_trips(backend, replay):
+    """pickle (as torch.save uses it): weights, gradients, names and types come back, on the same
+    backend, and the loaded model computes what the original computes."""
+    import pickle
+    model = CharNet(replay)
+    x = tg.randn(5, 2, 3)
+    model(x).backward()
+    loaded = pickle.loads(pickle.dumps(model))
+    for (name, p), (name2, q) in zip(model.named_parameters(), loaded.named_parameters()):
+        assert name2 == name and type(q) is Parameter and q.name == p.name and q.device == p.device
+        np.testing.assert_array_equal(q.numpy(), p.numpy())
+        np.testing.assert_array_equal(q.grad.numpy(), p.grad.numpy())
+    assert loaded(x).item() == pytest.approx(model(x).item(), rel=1e-6)
+    net = pickle.loads(pickle.dumps(Net()))           # Sequential, Dropout, a plain tensor attribute
+    assert [n for n, _ in net.named_parameters()] == [n for n, _ in Net().named_parameters()]
+
+
+def test_pickle_of_a_tensor_made_by_an_op_gives_a_leaf_as_in_pytorch(backend):
+    import pickle
+    x = tg.randn(2, 3, requires_grad=True)
+    y = (x * 2).tanh()
+    z = pickle.loads(pickle.dumps(y))
+    assert z.is_leaf and z.requires_grad and z.dtype == "float32" and z.device == y.device
+    np.testing.assert_array_equal(z.numpy(), y.numpy())
+    ids = pickle.loads(pickle.dumps(tg.Tensor([1, 2, 3])))
+    assert ids.dtype == "int64" and ids.tolist() == [1, 2, 3]

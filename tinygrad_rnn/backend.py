@@ -36,6 +36,9 @@ class Backend:
     def __deepcopy__(self, memo):
         return self          # one backend per name and process: a deep-copied tensor stays on it
 
+    def __reduce__(self):
+        return (get_backend, (self.name,))     # pickled by name, the same backend when loaded
+
     def dtype_of(self, name):
         """The dtype object this backend's arrays report for ``name``."""
         return getattr(self.xp, name)

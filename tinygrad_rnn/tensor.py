@@ -109,14 +109,25 @@ class Tensor:
         new.data = self._backend.xp.asarray(self.data, copy=True)
         new.requires_grad, new._ctx, new._out_idx, new._backend, new._name = \
             self.requires_grad, None, 0, self._backend, self._name
-        for key, value in vars(self).items():              # grad, _cut; not the graph's sink of the original
-            if key not in ("_accum", "_sink"):
-                setattr(new, key, copy.deepcopy(value, memo))
-        for cls in type(self).__mro__[:type(self).__mro__.index(Tensor)]:   # a subclass's slots (Parameter's)
+        for key, value in self._extras().items():
+            setattr(new, key, copy.deepcopy(value, memo))
+        return new
+
+    def __reduce_ex__(self, protocol):
+        """``pickle``: the numbers as a host NumPy array, the backend by name, requires_grad, name,
+        .grad; no graph, so a tensor made by an op comes back as a leaf (as PyTorch's does)."""
+        return (_unpickled, (type(self), self.numpy(), self._backend.name, self.requires_grad, self._name,
+                             self._extras()))
+
+    def _extras(self):
+        """What deepcopy and pickle carry over besides the numbers: .grad and the like, and a
+        subclass's own slots (Parameter's); not the sink that ties a leaf to graphs already built."""
+        extras = {key: value for key, value in vars(self).items() if key not in ("_accum", "_sink")}
+        for cls in type(self).__mro__[:type(self).__mro__.index(Tensor)]:
             for slot in cls.__dict__.get("__slots__", ()):
                 if hasattr(self, slot):
-                    setattr(new, slot, copy.deepcopy(getattr(self, slot), memo))
-        return new
+                    extras[slot] = getattr(self, slot)
+        return extras
 
     # --- properties -------------------------------------------------------
     @property
@@ -676,6 +687,17 @@ def _to_array(data, dtype, backend):
     except ValueError as e:   # ragged nested lists
         raise ValueError(f"Tensor: nested lists must form a rectangular array ({e})") from None
     return backend.asarray(a, dtype or _infer_dtype(a, isinstance(data, np.ndarray) or hasattr(data, "__array__")))
+
+
+def _unpickled(cls, array, backend_name, requires_grad, name, extras):
+    """A tensor back from ``pickle`` (see Tensor.__reduce_ex__)."""
+    backend = _backends.get_backend(backend_name)
+    t = _new(cls)
+    t.data = backend.asarray(array, array.dtype.name)
+    t.requires_grad, t._ctx, t._out_idx, t._backend, t._name = requires_grad, None, 0, backend, name
+    for key, value in extras.items():
+        setattr(t, key, value)
+    return t
 
 
 def _infer_dtype(a, is_array):
