@@ -9,8 +9,10 @@ sizes that bookkeeping costs more than the arithmetic. A layer made with
    values, with which attributes (by running the step once on the first
    timestep's inputs, without building a graph);
 2. runs every timestep by calling those ops' ``forward`` on new arrays (one op
-   object per recorded op serves every step), and keeps what each step's ops
-   saved for backward;
+   object per recorded op serves every step of every forward), and keeps what
+   each step's ops saved for backward, but only the arrays they made themselves:
+   weights and h(t-1), h(t) are found again in the weights and the layer's
+   buffer of h's (``StepLayout``);
 3. backpropagates by calling their ``backward`` in reverse, from the last
    timestep to the first, carrying dL/dh (and dL/dc) from step to step and
    summing each weight's per-step gradients (the "+=" of BPTT).
