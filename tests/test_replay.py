@@ -396,4 +396,4 @@ def test_the_replayed_rnn_keeps_nothing_per_step_but_h():
     finally:
         tracemalloc.stop()
     per_step = (kept[300] - kept[100]) / 200
-    assert 4 * 32 * 4 <= per_step <= 4 * 32 * 4 * 1.05, per_step
+    assert 0.95 <= per_step / (4 * 32 * 4) <= 1.05, per_step      # (a few bytes of the interpreter move)

@@ -120,11 +120,12 @@ def _nll(input, target, reduction, ignore_index, none_ignored):
     if reduction == "sum":
         return -picked.sum()
     xp = input.backend.xp
-    if none_ignored:                                 # n = every element: known from the shape
-        n = xp.asarray(float(target.numel()), dtype=input.data.dtype)
-    else:                                            # counted on the device (no host round trip)
+    if none_ignored:          # n = every element, known from the shape (and > 0: the checks saw ids)
+        weight = xp.asarray(-1.0 / target.numel(), dtype=input.data.dtype)
+    else:                     # n counted on the device (no host round trip); NaN for 0 / 0
         n = xp.sum(xp.astype(target.data != ignore_index, input.data.dtype))
-    weight = Tensor._wrap(xp.where(n > 0, -1 / xp.maximum(n, 1.0), xp.nan), input.backend)   # NaN for 0 / 0
+        weight = xp.where(n > 0, -1 / xp.maximum(n, 1.0), xp.nan)
+    weight = Tensor._wrap(weight, input.backend)
     weight._name = "-1 / n"
     return picked.sum() * weight
 

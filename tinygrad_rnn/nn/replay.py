@@ -331,9 +331,7 @@ class StepLayout:
         self.saved = [_getter(numbers) for numbers in slots]
 
     def keep(self, saved, xp):
-        """The step's own saved arrays (None when it has none)."""
-        if not self.own:
-            return None
+        """The step's own saved arrays (called only when ``own`` is not empty)."""
         return tuple([xp.asarray(saved[j][m], copy=True) if copy else saved[j][m] for j, m, copy in self.own])
 
     def pool(self, externals, h_prev, h, own):
