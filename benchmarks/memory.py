@@ -39,17 +39,14 @@ class _Traced:
 
 
 def activations(cell, B, T, H):
-    """{"engine_bytes", "replay_bytes", "by_hand_bytes", "by_hand_cache_nbytes", "ratio", "replay_ratio"}:
-    memory the forward leaves alive (replay: the layer made with replay=True)."""
+    """{"engine_bytes", "by_hand_bytes", "by_hand_cache_nbytes", "ratio"}: memory the forward leaves alive."""
     p = params(cell, H)
     x, y = batch(T, B)
     engine = EngineStep(cell, p, x, y)
-    replay = EngineStep(cell, p, x, y, replay=True)
     hand = ByHandStep(cell, p, x, y)
     with _Traced():
         for _ in range(2):     # warm-up under tracing: anything allocated once and kept is not an activation
             engine.loss()
-            replay.loss()
             bh.char_model_forward(hand.p, x, y, cell)
         gc.collect()
         base = _current()
@@ -58,17 +55,11 @@ def activations(cell, B, T, H):
         del loss
         gc.collect()
         base = _current()
-        loss = replay.loss()
-        replayed = _current() - base
-        del loss
-        gc.collect()
-        base = _current()
         _, cache = bh.char_model_forward(hand.p, x, y, cell)
         theirs = _current() - base
         cache_nbytes = bh.cache_nbytes(cache)     # counts x too, which existed before
         del cache
-    return {"engine_bytes": ours, "replay_bytes": replayed, "by_hand_bytes": theirs,
-            "by_hand_cache_nbytes": cache_nbytes, "ratio": ours / theirs, "replay_ratio": replayed / theirs}
+    return {"engine_bytes": ours, "by_hand_bytes": theirs, "by_hand_cache_nbytes": cache_nbytes, "ratio": ours / theirs}
 
 
 def step_peak(step):

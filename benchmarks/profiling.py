@@ -11,11 +11,11 @@ import pstats
 from .steps import SHAPES, EngineStep, batch, params
 
 
-def profile(cell, shape, steps=20, top=25, replay=False):
+def profile(cell, shape, steps=20, top=25):
     s = SHAPES[shape]
     p = params(cell, s["H"])
     x, y = batch(s["T"], s["B"])
-    step = EngineStep(cell, p, x, y, replay=replay)
+    step = EngineStep(cell, p, x, y)
     for _ in range(3):
         step()
     prof = cProfile.Profile()
@@ -25,7 +25,7 @@ def profile(cell, shape, steps=20, top=25, replay=False):
     prof.disable()
     out = io.StringIO()
     stats = pstats.Stats(prof, stream=out)
-    out.write(f"cProfile of {steps} engine training steps, {cell} {shape}{' with replay=True' if replay else ''} "
+    out.write(f"cProfile of {steps} engine training steps, {cell} {shape} "
               f"(B={s['B']}, T={s['T']}, H={s['H']}); cProfile itself slows Python calls down\n")
     stats.sort_stats("tottime").print_stats(top)
     stats.sort_stats("cumulative").print_stats(top)

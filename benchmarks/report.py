@@ -3,7 +3,7 @@
 Targets of issue #6 sit next to each measured ratio with a ✓ or ✗: a report, never
 an assertion (a shared machine is noisy; a check mark is a reading, not a test).
 """
-TRAINING_TARGETS = {"tiny": 2.5, "small": 1.3, "mid": 1.15}    # engine step / by-hand step
+TRAINING_TARGETS = {"tiny": 2.0, "small": 1.15, "mid": 1.05}    # engine step / by-hand step
 PER_OP_TARGET_US = 2.0                                          # forward overhead per recorded op
 ACTIVATIONS_TARGET = 1.5                                        # engine activations / by-hand cache
 MARK = {True: "✓", False: "✗", None: " "}
@@ -58,7 +58,7 @@ def training_tables(rows, use_torch):
     out = ["Training step (float32, V=65: forward over T + cross-entropy + backward + SGD); "
            "ratio = median over rounds of engine/by-hand (interquartile range)"]
     heads = ["cell", "shape", "B x T x H", "engine ms", "chars/s", "peak MB", "by-hand ms", "by-hand peak MB",
-             "ratio (IQR)", "replay (IQR)", "target", "ok"]
+             "ratio (IQR)", "target", "ok"]
     if use_torch:
         heads += ["torch ops", "torch fused"]
     heads += ["rounds"]
@@ -69,18 +69,14 @@ def training_tables(rows, use_torch):
             continue
         line = [r["cell"], r["shape"], f"{r['B']}x{r['T']}x{r['H']}", f"{r['engine_ms']:.2f}",
                 f"{r['chars_per_s']:,.0f}", mb(r["peak_bytes"]), f"{r['by_hand_ms']:.2f}",
-                mb(r["by_hand_peak_bytes"]), _ratio(r["ratio"]),
-                _ratio(r["replay_ratio"]) if "replay_ratio" in r else "-", f"<= {r['target']:.2f}x",
-                mark(r["ratio"]["ratio"], r["target"])
-                + (" " + mark(r["replay_ratio"]["ratio"], r["target"]) if "replay_ratio" in r else "")]
+                mb(r["by_hand_peak_bytes"]), _ratio(r["ratio"]), f"<= {r['target']:.2f}x",
+                mark(r["ratio"]["ratio"], r["target"])]
         if use_torch:
             line += [f"{r['torch_ops']['ratio']:.2f}x" if "torch_ops" in r else "-",
                      f"{r['torch_fused']['ratio']:.2f}x" if "torch_fused" in r else "-"]
         line.append(r["rounds"])
         body.append(line)
     out.append(table(heads, body))
-    out.append("replay: the same step with the layer made with replay=True (one recorded cell step replayed "
-               "for every t, the loop one graph node); ok: eager, replay")
     if use_torch:
         out.append("torch ops / torch fused: the same step in PyTorch (primitive-op loop with autograd; "
                    "torch.nn fused layer), as ratios to by-hand in the same rounds")
@@ -88,17 +84,15 @@ def training_tables(rows, use_torch):
     out.append("")
     out.append("Where the engine's step goes (medians, ms; ratio to the by-hand phase in brackets; "
                "µs per graph node = phase time / op nodes)")
-    heads = ["cell", "shape", "forward", "backward", "update", "op nodes", "fwd µs/node", "bwd µs/node",
-             "replay forward", "replay backward"]
+    heads = ["cell", "shape", "forward", "backward", "update", "op nodes", "fwd µs/node", "bwd µs/node"]
     body = []
     for r in rows:
         if "error" in r:
             continue
-        e, h, rp = r["engine_phases_ms"], r["by_hand_phases_ms"], r.get("replay_phases_ms")
+        e, h = r["engine_phases_ms"], r["by_hand_phases_ms"]
         ph = [f"{e[k]:.2f} ({e[k] / h[k]:.1f}x)" for k in ("forward", "backward", "update")]
-        rph = [f"{rp[k]:.2f} ({rp[k] / h[k]:.1f}x)" if rp else "-" for k in ("forward", "backward")]
         body.append([r["cell"], r["shape"], *ph, r["op_nodes"], f"{r['forward_us_per_node']:.1f}",
-                     f"{r['backward_us_per_node']:.1f}", *rph])
+                     f"{r['backward_us_per_node']:.1f}"])
     out.append(table(heads, body))
     return "\n".join(out)
 
@@ -152,13 +146,10 @@ def memory_tables(mem):
     if mem.get("activations"):
         out.append("Activations kept for backward: tracemalloc current after forward - before "
                    "(engine: the graph behind the loss; by-hand: its forward cache)")
-        heads = ["cell", "shape", "engine MB", "by-hand MB", "(cache nbytes MB)", "ratio", "replay ratio",
-                 "target", "ok"]
+        heads = ["cell", "shape", "engine MB", "by-hand MB", "(cache nbytes MB)", "ratio", "target", "ok"]
         body = [[r["cell"], r["shape"], mb(r["engine_bytes"]), mb(r["by_hand_bytes"]),
-                 mb(r["by_hand_cache_nbytes"]), f"{r['ratio']:.2f}x",
-                 f"{r['replay_ratio']:.2f}x" if "replay_ratio" in r else "-", f"<= {ACTIVATIONS_TARGET:.1f}x",
-                 mark(r["ratio"], ACTIVATIONS_TARGET)
-                 + (" " + mark(r["replay_ratio"], ACTIVATIONS_TARGET) if "replay_ratio" in r else "")]
+                 mb(r["by_hand_cache_nbytes"]), f"{r['ratio']:.2f}x", f"<= {ACTIVATIONS_TARGET:.1f}x",
+                 mark(r["ratio"], ACTIVATIONS_TARGET)]
                 for r in mem["activations"]]
         out.append(table(heads, body))
     if mem.get("growth"):
@@ -220,14 +211,12 @@ def compare(new, old):
         if o is None or "error" in r:
             continue
         line = [r["cell"], r["shape"], _q(r["engine_ms"], o["engine_ms"]), _q(r["by_hand_ms"], o["by_hand_ms"]),
-                _q(r["ratio"]["ratio"], o["ratio"]["ratio"]),
-                _q(r["replay_ratio"]["ratio"], o["replay_ratio"]["ratio"]) if "replay_ratio" in o else "-",
-                _q(r["peak_bytes"], o["peak_bytes"])]
+                _q(r["ratio"]["ratio"], o["ratio"]["ratio"]), _q(r["peak_bytes"], o["peak_bytes"])]
         for k in ("torch_ops", "torch_fused"):
             line.append(_q(r[k]["ratio"], o[k]["ratio"]) if k in r and k in o else "-")
         body.append(line)
     if body:
-        out.append(table(["cell", "shape", "engine ms", "by-hand ms", "ratio", "replay ratio", "peak MB",
+        out.append(table(["cell", "shape", "engine ms", "by-hand ms", "ratio", "peak MB",
                           "torch ops ratio", "torch fused ratio"], body))
     if new.get("per_op") and old.get("per_op"):
         body = []

@@ -5,12 +5,11 @@
     python benchmarks/run.py --only lstm,gru --shapes small,mid --sections training
     python benchmarks/run.py --compare old.json   # also print this run's numbers / old.json's
     python benchmarks/run.py --profile lstm:small # cProfile of the engine's step, then exit
-    python benchmarks/run.py --profile lstm:small:replay   # the same with the layer's replay=True
 
 Sections (``--sections``, default all):
     training   RNN, LSTM, GRU x tiny (B=1,T=25,H=100), small (32,50,128), mid (64,100,256):
                engine step time, chars/s, peak memory, ratio to by-hand NumPy BPTT (paired,
-               alternating rounds, median), the same with the layer's replay=True,
+               alternating rounds, median),
                torch primitive-op loop and fused layer if installed
     per-op     forward overhead per recorded op above bare NumPy, backward cost per node
     memory     activations kept for backward vs by-hand's cache; growth for T = 100..10,000
@@ -65,8 +64,8 @@ def parse_args(argv):
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "latest.json"),
                     help="where to write the results (default benchmarks/results/latest.json)")
     ap.add_argument("--compare", metavar="OLD.json", help="print ratios of this run to an earlier one")
-    ap.add_argument("--profile", metavar="CELL:SHAPE[:replay]",
-                    help="cProfile the engine's step (e.g. lstm:small, or lstm:small:replay), then exit")
+    ap.add_argument("--profile", metavar="CELL:SHAPE",
+                    help="cProfile the engine's step (e.g. lstm:small), then exit")
     args = ap.parse_args(argv)
     args.cells = _choices("--only", args.only, CELLS)
     args.shape_list = _choices("--shapes", args.shapes, SHAPES)
@@ -74,10 +73,10 @@ def parse_args(argv):
     if args.threads != "default" and not (args.threads.isdigit() and int(args.threads) > 0):
         ap.error(f"--threads: expected a positive number or 'default', got {args.threads!r}")
     if args.profile:
-        cell, shape, mode = (args.profile.split(":") + ["", ""])[:3]
-        if cell not in CELLS or shape not in SHAPES or mode not in ("", "replay") or args.profile.count(":") > 2:
-            ap.error(f"--profile: expected CELL:SHAPE or CELL:SHAPE:replay with CELL in {CELLS} and SHAPE in "
-                     f"{SHAPES}, got {args.profile!r}")
+        cell, shape = (args.profile.split(":") + [""])[:2]
+        if cell not in CELLS or shape not in SHAPES or args.profile.count(":") != 1:
+            ap.error(f"--profile: expected CELL:SHAPE with CELL in {CELLS} and SHAPE in {SHAPES}, "
+                     f"got {args.profile!r}")
     return args
 
 
@@ -110,8 +109,7 @@ def training_cell(cell, shape, cfg, use_torch, budget):
     B, T, H = s["B"], s["T"], s["H"]
     p = steps.params(cell, H)
     x, y = steps.batch(T, B)
-    contenders = {"engine": steps.EngineStep(cell, p, x, y), "by_hand": steps.ByHandStep(cell, p, x, y),
-                  "replay": steps.EngineStep(cell, p, x, y, replay=True)}
+    contenders = {"engine": steps.EngineStep(cell, p, x, y), "by_hand": steps.ByHandStep(cell, p, x, y)}
     if use_torch:
         contenders["torch_ops"] = steps.TorchOpsStep(cell, p, x, y)
         contenders["torch_fused"] = steps.TorchFusedStep(cell, p, x, y)
@@ -135,22 +133,19 @@ def training_cell(cell, shape, cfg, use_torch, budget):
         """Median ms of each phase over the timed rounds of one contender (warm-up calls left out)."""
         timed = contenders[name].phases[skip[name] + cfg["warmup"]:][:n]
         return {k: timing.median([ph[i] for ph in timed]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
-    engine_phases, hand_phases, replay_phases = phases_ms("engine"), phases_ms("by_hand"), phases_ms("replay")
+    engine_phases, hand_phases = phases_ms("engine"), phases_ms("by_hand")
     engine_s, hand_s = timing.median(times["engine"]), timing.median(times["by_hand"])
     row = {"cell": cell, "shape": shape, "B": B, "T": T, "H": H, "V": steps.V, "rounds": n,
            "engine_ms": engine_s * 1e3, "by_hand_ms": hand_s * 1e3,
            "chars_per_s": B * T / engine_s, "by_hand_chars_per_s": B * T / hand_s,
            "ratio": timing.paired_ratio(times["engine"], times["by_hand"]),
            "target": TRAINING_TARGETS[shape],
-           "replay_ms": timing.median(times["replay"]) * 1e3,
-           "replay_ratio": timing.paired_ratio(times["replay"], times["by_hand"]),
-           "engine_phases_ms": engine_phases, "by_hand_phases_ms": hand_phases, "replay_phases_ms": replay_phases,
+           "engine_phases_ms": engine_phases, "by_hand_phases_ms": hand_phases,
            "op_nodes": ops, "leaf_nodes": leaves,
            "forward_us_per_node": engine_phases["forward"] * 1e3 / ops,
            "backward_us_per_node": engine_phases["backward"] * 1e3 / ops,
            "first_loss": losses}
     row["ok"] = row["ratio"]["ratio"] <= row["target"]
-    row["replay_ok"] = row["replay_ratio"]["ratio"] <= row["target"]
     for k in ("torch_ops", "torch_fused"):
         if k in times:
             row[k] = timing.paired_ratio(times[k], times["by_hand"])
@@ -170,8 +165,8 @@ def main(argv=None):
     from benchmarks import report
     if args.profile:
         from benchmarks.profiling import profile
-        cell, shape, mode = (args.profile.split(":") + ["", ""])[:3]
-        print(profile(cell, shape, replay=mode == "replay"))
+        cell, shape = args.profile.split(":")
+        print(profile(cell, shape))
         return 0
     old = json.loads(Path(args.compare).read_text()) if args.compare else None   # before --json may overwrite it
 

@@ -5,7 +5,6 @@ or GRU) -> a Linear decoder (H -> V) -> mean cross-entropy against the next
 character; then backward through time and a plain SGD update p <- p - lr * dp.
 
     EngineStep        tg.nn.{RNN,LSTM,GRU} + tg.nn.Linear + F.cross_entropy + tg.optim.SGD
-                      (replay=True: the layer made with replay=True, see tinygrad_rnn/nn/replay.py)
     ByHandStep        tinygrad_rnn.by_hand: the same step with the backward derived on paper
     TorchOpsStep      the same cell written with torch primitive ops, autograd, one op per call
     TorchFusedStep    torch.nn.{RNN,LSTM,GRU} (the fused kernel) + nn.Linear
@@ -50,9 +49,9 @@ def copy(p):
 class CharModel(nn.Module):
     """one-hot (T, B, V) -> {RNN, LSTM, GRU}(V, H) -> Linear(H, V)."""
 
-    def __init__(self, cell, H, replay=False):
+    def __init__(self, cell, H):
         super().__init__()
-        self.rnn = LAYERS[cell](V, H, replay=replay)
+        self.rnn = LAYERS[cell](V, H)
         self.decoder = nn.Linear(H, V)
 
     def forward(self, x, targets):
@@ -62,8 +61,8 @@ class CharModel(nn.Module):
 
 
 class EngineStep:
-    def __init__(self, cell, p, x, targets, lr=LR, replay=False):
-        self.model = CharModel(cell, p["rnn.weight_hh_l0"].shape[1], replay)
+    def __init__(self, cell, p, x, targets, lr=LR):
+        self.model = CharModel(cell, p["rnn.weight_hh_l0"].shape[1])
         self.model.load_state_dict(copy(p))
         self.opt = tg.optim.SGD(self.model.parameters(), lr=lr)
         self.x = tg.Tensor(x)

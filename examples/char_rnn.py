@@ -128,9 +128,7 @@ class CharRNN(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[model]
-        # replay=True: the time loop runs from one recorded cell step (the same numbers, faster);
-        # the picture of the unrolled graph switches it off (draw_pictures)
-        self.rnn = layer(vocab_size, hidden, layers, dropout=dropout, replay=True)   # dropout between layers
+        self.rnn = layer(vocab_size, hidden, layers, dropout=dropout)   # dropout between layers
         self.drop = nn.Dropout(dropout)                                 # and on the top layer's output
         self.head = nn.Linear(hidden, vocab_size)
 
@@ -444,11 +442,9 @@ def draw_pictures(out, model, vocab, val_ids, history, args):
     start = max(vocab.decode(val_ids[:20_000]).find("return "), 0)
     ids = val_ids[start:start + 9]
     model.eval()
-    model.rnn.replay = False                      # a node per op and timestep, for the picture
     try:
         logits, _ = model(tg.Tensor(ids[:-1, None]))
     finally:
-        model.rnn.replay = True
         model.train()
     loss = F.cross_entropy(logits.reshape(-1, len(vocab)), tg.Tensor(ids[1:]))
     loss.name = "L"

@@ -56,18 +56,15 @@ def test_training_rows_have_positive_numbers_and_equal_first_losses(smoke):
                  "forward_us_per_node", "backward_us_per_node")
         positive(row["ratio"], "ratio", "p25", "p75")
         assert row["ratio"]["p25"] <= row["ratio"]["ratio"] <= row["ratio"]["p75"]
-        positive(row["replay_ratio"], "ratio", "p25", "p75")
-        assert row["replay_ok"] == (row["replay_ratio"]["ratio"] <= 2.5)
-        positive(row["replay_phases_ms"], "forward", "backward", "update")
+        assert not any("replay" in key for key in row)
         assert row["chars_per_s"] == pytest.approx(25 / (row["engine_ms"] / 1e3))
-        assert row["target"] == 2.5 and row["ok"] == (row["ratio"]["ratio"] <= 2.5)
+        assert row["target"] == 2.0 and row["ok"] == (row["ratio"]["ratio"] <= 2.0)
         assert row["rounds"] == 3
         positive(row["engine_phases_ms"], "forward", "backward", "update")
         positive(row["by_hand_phases_ms"], "forward", "backward", "update")
         assert "torch_ops" not in row and "torch_fused" not in row
         losses = row["first_loss"]
         assert losses["engine"] == pytest.approx(losses["by_hand"], rel=1e-5)
-        assert losses["replay"] == pytest.approx(losses["by_hand"], rel=1e-5)
         assert losses["by_hand"] == pytest.approx(4.17, abs=0.05)      # ~ log(65): untrained
 
 
@@ -85,7 +82,7 @@ def test_per_op_memory_and_render_sections(smoke):
     acts = r["memory"]["activations"]
     assert [a["cell"] for a in acts] == CELLS
     for a in acts:
-        positive(a, "engine_bytes", "replay_bytes", "by_hand_bytes", "by_hand_cache_nbytes", "ratio", "replay_ratio")
+        positive(a, "engine_bytes", "by_hand_bytes", "by_hand_cache_nbytes", "ratio")
     growth = r["memory"]["growth"]
     assert [g["T"] for g in growth] == [20, 40, 80]
     for g in growth:
@@ -109,7 +106,7 @@ def test_compare_of_a_run_with_itself_is_all_ones(smoke):
     assert len(body) == 6                        # 3 training rows + 3 activation rows
     training = body[:3]
     for line in training:
-        assert line.split()[2:7] == ["1.00"] * 5  # engine ms, by-hand ms, ratio, replay ratio, peak MB
+        assert line.split()[2:6] == ["1.00"] * 4  # engine ms, by-hand ms, ratio, peak MB
 
 
 def test_bad_options_name_what_is_allowed():
@@ -124,15 +121,15 @@ def test_bad_options_name_what_is_allowed():
     proc = subprocess.run([sys.executable, str(RUN), "--profile", "rnn:tiny:fast"], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert proc.returncode == 2
-    assert "--profile: expected CELL:SHAPE or CELL:SHAPE:replay" in proc.stderr and "'rnn:tiny:fast'" in proc.stderr
+    assert "--profile: expected CELL:SHAPE with CELL in" in proc.stderr and "'rnn:tiny:fast'" in proc.stderr
 
 
-def test_profile_of_the_replayed_step_names_the_loop():
-    proc = subprocess.run([sys.executable, str(RUN), "--profile", "rnn:tiny:replay"], capture_output=True, text=True,
+def test_profile_of_the_step_names_the_fused_cell_op():
+    proc = subprocess.run([sys.executable, str(RUN), "--profile", "lstm:tiny"], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "20 engine training steps, rnn tiny with replay=True" in proc.stdout
-    assert "replay.py" in proc.stdout          # Loop.forward / Loop.backward are among the top functions
+    assert "20 engine training steps, lstm tiny" in proc.stdout
+    assert "cell_ops.py" in proc.stdout        # LSTMStep.forward / backward are among the top functions
 
 
 def test_per_op_overhead_with_the_torch_reference():

@@ -304,7 +304,7 @@ STEP_OPS = {"ResidualRNNCell": ["add", "linear", "tanh"],
 
 
 def _recorded_nodes(t):
-    return [n for n in topological_order(t.grad_fn) if not isinstance(n, AccumulateGrad)]
+    return [n for n in topological_order(t.grad_fn, expand=True) if not isinstance(n, AccumulateGrad)]
 
 
 @pytest.mark.parametrize("make, name, cell", [

@@ -115,10 +115,9 @@ LAYER_CASES = [
 ]
 
 
-def run_layer_parity(kind, kwargs, mode, dtype, replay=False):
+def run_layer_parity(kind, kwargs, mode, dtype):
     rng = np.random.default_rng(2)
     tm, m = twins(getattr(torch.nn, kind), getattr(nn, kind), dtype, I, H, **kwargs)
-    m.replay = replay
     L = kwargs.get("num_layers", 1) * (2 if kwargs.get("bidirectional") else 1)
     unbatched = mode.startswith("unbatched")
     if unbatched:
@@ -156,13 +155,6 @@ def run_layer_parity(kind, kwargs, mode, dtype, replay=False):
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
 def test_layer_matches_torch(backend, kind, kwargs, mode, dtype):
     run_layer_parity(kind, kwargs, mode, dtype)
-
-
-@pytest.mark.parametrize("kwargs, mode", LAYER_CASES, ids=[f"{m}-{kw}" for kw, m in LAYER_CASES])
-@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
-def test_replayed_layer_matches_torch(backend, kind, kwargs, mode):
-    """replay=True (one recorded cell step replayed for every t) against PyTorch's layer."""
-    run_layer_parity(kind, kwargs, mode, "float64", replay=True)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -1,38 +1,45 @@
-"""Reverse-mode automatic differentiation: the backward pass.
+"""Reverse-mode automatic differentiation: the backward pass. The idea in a few lines::
 
-Backward walks the graph from the output to the leaves without recursion
-(a 100,000-op chain is fine), by counting dependencies as PyTorch's engine does:
+    pending = count_consumers(loss)          # how many gradients will reach each node
+    grads = {loss: 1}
+    ready = [loss]
+    while ready:
+        node = ready.pop()
+        dxs = node.backward(grads.pop(node))  # the chain rule, one op
+        for parent, dx in zip(node.parents, dxs):
+            grads[parent] += dx               # a tensor used twice gets the sum: BPTT's "+="
+            pending[parent] -= 1
+            if pending[parent] == 0:          # every consumer has sent its gradient
+                ready.append(parent)
 
-1. ``count_consumers``: for every node the output depends on, count the edges
-   that will bring it a gradient (one explicit-stack walk over the graph).
-2. Start at the output. Process a node: pop the gradients that have arrived at
-   its outputs, call ``node.backward`` and add each input gradient into the node
-   it came from (``grads[parent][index] += dx``). A node whose count drops to
-   zero has all its gradient and is ready. A tensor used many times (a shared
-   RNN weight) therefore gets the sum of its per-use gradients before its own
-   backward runs. Broadcasting is undone in one place, ``sum_to_shape``.
+No recursion anywhere (a 100,000-op chain is fine): ``count_consumers`` is one
+explicit-stack walk, and a node runs only when all of its gradient is in, as in
+PyTorch's engine. The rest of this file is what makes that loop practical:
 
-Anything can watch the walk: ``record_gradients()`` collects every gradient
-contribution on every edge (what the visualizer draws), ``detect_anomaly()``
-checks each gradient for NaN/inf.
+* a node has several outputs (``grads[node]`` is a list, ``(node, index)`` edges);
+* broadcasting is undone in one place, ``sum_to_shape``;
+* a weight used at every timestep receives its gradient as factors
+  (``ops.OuterProducts``), multiplied once when all timesteps are in;
+* what each node saved is freed after the pass (``retain_graph=False``), and a second
+  pass through a freed graph says why (``GraphFreedError``);
+* hooks and ``retain_grad()``; ``record_gradients()`` sees every gradient on every edge
+  and ``detect_anomaly()`` checks each for NaN/inf. While either watches, a fused op
+  (cell_ops.py) runs its backward as the primitive ops it stands for, so what they
+  report names the op inside the cell.
 """
 import warnings
 from contextlib import contextmanager
 
-from .function import STATE
-
-
-class AnomalyError(FloatingPointError):
-    """Raised under ``detect_anomaly()`` at the first NaN or inf."""
+from .function import STATE, AnomalyError, all_finite
+from .ops import OuterProducts
 
 
 class GraphFreedError(RuntimeError):
     """Backward through a graph whose saved values were already freed."""
 
 
-# Callbacks that see every gradient contribution: fn(source_node, source_index, consumer, grad)
-_edge_observers = []
-REPEATED_BACKWARD_WARNING = 4  # warn when one graph was built across more backward passes than this
+_edge_observers = []            # fn(source_node, source_index, consumer, grad) for every gradient
+REPEATED_BACKWARD_WARNING = 4   # warn when one graph was built across more backward passes than this
 
 
 def sum_to_shape(grad, shape, xp):
@@ -46,93 +53,43 @@ def sum_to_shape(grad, shape, xp):
     return grad
 
 
-class OuterProducts:
-    """A weight gradient  sum_k dy_k.T @ x_k, kept as its factors until every term is in.
-
-    In BPTT a weight used at every timestep receives one product per step:
-    dL/dW_hh = sum_t dL/da(t).T @ h(t-1), the notes' "+=". T small products and
-    T additions cost far more than stacking the factors and multiplying once,
-    which is how a hand-written BPTT computes dW_hh after its time loop. So
-    ``Linear.backward`` returns its weight gradient as one of these, the
-    backward pass joins them as they arrive, and ``value()`` multiplies once
-    when the total is needed. (Same numbers, up to float rounding.)
-    """
-    __slots__ = ("xp", "dys", "xs", "shape")
-
-    def __init__(self, xp, dy, x):
-        self.xp, self.dys, self.xs = xp, [dy], [x]
-        self.shape = (dy.shape[-1], x.shape[-1])
-
-    def join(self, other):
-        self.dys += other.dys
-        self.xs += other.xs
-
-    def value(self):
-        xp = self.xp
-        if len(self.dys) == 1:
-            dy, x = self.dys[0], self.xs[0]
-        else:
-            dy, x = xp.concat(self.dys, axis=0), xp.concat(self.xs, axis=0)
-        if dy.shape[0] == 1:   # one row: an outer product, which matmul does slowly (inner size 1)
-            return xp.reshape(dy, (-1, 1)) * x
-        return xp.matrix_transpose(dy) @ x
-
-
 def value(g):
-    """An array, whatever form the gradient was kept in."""
+    """An array, whatever form the gradient was kept in (see ops.OuterProducts)."""
     return g.value() if type(g) is OuterProducts else g
 
 
-def add_gradients(prev, dx):
-    """prev + dx, two gradients of one tensor: the "+=" of a tensor used more than once.
-    A shared weight's per-timestep products join into one OuterProducts (one matmul later)."""
-    if type(prev) is OuterProducts and type(dx) is OuterProducts:
-        prev.join(dx)
-        return prev
-    return value(prev) + value(dx)
+def backward(roots, retain_graph=False):
+    """Backpropagate from ``roots``, a list of ``(node, output index, gradient)`` (a loss: one)
+    to every leaf, accumulating into the leaves' ``.grad``."""
+    pending = count_consumers([node for node, _, _ in roots])
+    STATE.backward_passes += 1
+    _walk(roots, pending, retain_graph)
 
 
-def topological_order(root):
-    """Nodes reachable from ``root``, each before the nodes it feeds (root first)."""
-    order, visited = [], set()
-    stack = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent, index in node.parents:
-            if index is not None and id(parent) not in visited:
-                stack.append((parent, False))
-    order.reverse()
-    return order
+def count_consumers(roots, stop=()):
+    """{node: number of edges from the graph below ``roots`` that bring it a gradient}.
 
-
-def count_consumers(root):
-    """{node: number of edges from the graph below ``root`` that bring it a gradient}.
-
-    The same walk checks, before backward changes anything, that no node's saved values were
-    freed by an earlier pass, and warns when the graph was built across many backward passes."""
-    if root.saved is None:
-        raise GraphFreedError(_freed_message(root))
-    pending = {}
-    built_after = {root.born}     # how many backward passes had run when each node was made
-    stack = [root]
+    The walk does not go past the nodes in ``stop``. It also checks, before backward changes
+    anything, that no node's saved values were freed by an earlier pass, and warns when the
+    graph was built across many backward passes (a hidden state carried without detach)."""
+    pending, seen = {}, set(roots)
+    built_after = set()           # how many backward passes had run when each node was made
+    for root in roots:
+        if root.saved is None:
+            raise GraphFreedError(_freed_message(root))
+        built_after.add(root.born)
+    stack = list(seen)
     while stack:
         node = stack.pop()
         for parent, index in node.parents:
             if index is None:
                 continue
-            if parent in pending:
-                pending[parent] += 1
+            pending[parent] = pending.get(parent, 0) + 1
+            if parent in seen or parent in stop:
                 continue
             if parent.saved is None:
                 raise GraphFreedError(_freed_message(parent))
-            pending[parent] = 1
+            seen.add(parent)
             if parent.parents:
                 built_after.add(parent.born)
             stack.append(parent)
@@ -141,29 +98,22 @@ def count_consumers(root):
     return pending
 
 
-def backward(root_node, root_index, grad, retain_graph=False):
-    """Backpropagate ``grad`` from output ``root_index`` of ``root_node`` to every leaf."""
-    pending = count_consumers(root_node)
-    STATE.backward_passes += 1
-    old, STATE.retain_graph = STATE.retain_graph, retain_graph   # ops that free as they go read it
-    try:
-        _walk(root_node, root_index, grad, retain_graph, pending)
-    finally:
-        STATE.retain_graph = old
-
-
-def _walk(root_node, root_index, grad, retain_graph, pending):
-    """The loop of ``backward``: nodes in dependency order, each once all its gradient is in."""
-    grads = {root_node: [None] * len(root_node.out_shapes)}
-    grads[root_node][root_index] = grad
+def _walk(roots, pending, retain_graph, stop=()):
+    """The loop of ``backward``: nodes in dependency order, each once all its gradient is in.
+    Returns the gradients that reached the ``stop`` nodes (which are not run)."""
+    grads = {}
+    for node, index, grad in roots:
+        slots = grads.setdefault(node, [None] * len(node.out_shapes))
+        slots[index] = _add(slots[index], grad)
+    ready = [node for node in grads if pending.get(node, 0) == 0]
     observers = list(_edge_observers)
-    anomaly = STATE.anomaly
-    ready = [root_node]
+    watching = STATE.anomaly or bool(observers)
 
     while ready:
         node = ready.pop()
         dys = grads.pop(node, None)
         parents = node.parents
+        expanded = False
         if dys is None:               # no gradient reached it: just pass the news on to its parents
             dxs = (None,) * len(parents)
         else:
@@ -174,7 +124,11 @@ def _walk(root_node, root_index, grad, retain_graph, pending):
             if node.out_hooks:              # hooks and retain_grad()
                 dys = _run_hooks(node, dys)
             node.passes += 1
-            dxs = node.backward(dys) if node.multi_output else node.backward(dys[0])
+            expanded = watching and node.expand() is not None
+            if expanded:
+                dxs = _backward_expanded(node, dys)
+            else:
+                dxs = node.backward(dys) if node.multi_output else node.backward(dys[0])
             if not isinstance(dxs, tuple):   # one-input ops return a bare array
                 dxs = (dxs,)
         for (parent, index), dx in zip(parents, dxs, strict=True):
@@ -182,50 +136,71 @@ def _walk(root_node, root_index, grad, retain_graph, pending):
                 continue
             left = pending[parent] - 1
             pending[parent] = left
-            if left == 0:
+            if left == 0 and parent not in stop:
                 ready.append(parent)
             if dx is None:
                 continue
             if dx.shape != parent.out_shapes[index]:
                 dx = sum_to_shape(dx, parent.out_shapes[index], node.xp)
-            if anomaly or observers:
-                _watch(node, parent, index, dx, anomaly, observers)
-            slots = grads.get(parent)
+            if watching and not expanded:     # an expanded node's ops were watched inside
+                _watch(node, parent, index, dx, observers)
+            slots = grads.get(parent)         # grads[parent][index] += dx
             if slots is None:
                 slots = grads[parent] = [None] * len(parent.out_shapes)
                 slots[index] = dx
-                continue
-            prev = slots[index]
-            slots[index] = dx if prev is None else add_gradients(prev, dx)
+            else:
+                slots[index] = _add(slots[index], dx)
         if not retain_graph:
             node.release()
+    return grads
 
 
-def _watch(node, parent, index, dx, anomaly, observers):
+def _add(prev, dx):
+    """prev + dx, two gradients of one tensor. A shared weight's per-timestep products join into
+    one OuterProducts (one matmul later); anything else is added as arrays."""
+    if prev is None:
+        return dx
+    if type(prev) is OuterProducts and type(dx) is OuterProducts:
+        prev.join(dx)
+        return prev
+    return value(prev) + value(dx)
+
+
+def _backward_expanded(node, dys):
+    """A fused op's backward done as the primitive ops it stands for (the same numbers), so
+    that anomaly checks and observers see each op inside. The ops' inputs are the fused
+    node's own parents; the walk stops there and hands their gradients back."""
+    inputs, outputs = node.expand()
+    roots = [(o._ctx, o._out_idx, dy) for o, dy in zip(outputs, dys) if dy is not None]
+    stop = {parent for parent, index in node.parents if index is not None}
+    grads = _walk(roots, count_consumers([n for n, _, _ in roots], stop), True, stop)
+    dxs, given = [], set()
+    for parent, index in node.parents:      # one gradient per input (an edge used twice: its sum, once)
+        taken = index is None or (parent, index) in given
+        given.add((parent, index))
+        dxs.append(None if taken else value(grads.get(parent, [None] * (index + 1))[index]))
+    return tuple(dxs)
+
+
+def _watch(node, parent, index, dx, observers):
     """Anomaly checks and edge observers see every gradient as an array."""
     dx = value(dx)
-    if anomaly:
+    if STATE.anomaly:
         check_backward(node, dx)
     for observe in observers:
         observe(parent, index, node, dx)
 
 
 def _run_hooks(node, dys):
-    """The user's hooks may replace a gradient; then retain_grad() keeps the result on its tensor."""
-    from .tensor import Tensor
+    """The user's hooks may replace a gradient (Tensor.register_hook checks what they return);
+    then retain_grad() keeps the result on its tensor."""
     dys = list(dys)
     for index, hooks in node.out_hooks.items():
         for hook in hooks:
             if dys[index] is not None:
                 new = hook(dys[index])
-                if new is None:
-                    continue
-                if isinstance(new, Tensor):   # a hook may answer with a Tensor or an array
-                    new = new.data
-                if tuple(new.shape) != tuple(dys[index].shape):
-                    raise ValueError(f"a hook on {node.name} returned a gradient of shape {tuple(new.shape)}, "
-                                     f"expected {tuple(dys[index].shape)}")
-                dys[index] = new
+                if new is not None:
+                    dys[index] = new
     for index, ref in (node.out_retained or {}).items():
         t = ref()
         if t is not None and dys[index] is not None:
@@ -246,7 +221,14 @@ def _warn_growing_graph(n_passes):
         f"this backward pass walks a graph whose parts were built across {n_passes} different backward "
         f"passes: the graph keeps growing across iterations. If a hidden state is carried between "
         f"truncated-BPTT chunks, cut it with h = h.detach() (and drop retain_graph=True).",
-        RuntimeWarning, stacklevel=4)
+        RuntimeWarning, stacklevel=5)
+
+
+def check_backward(fn, dx):
+    if not all_finite(dx, fn.xp):
+        raise AnomalyError(
+            f"backward: {fn.name} at {'/'.join(fn.scope) or 'top level'} produced a NaN or inf gradient of "
+            f"shape {tuple(dx.shape)} (its local derivative: {fn.formula})")
 
 
 @contextmanager
@@ -256,7 +238,8 @@ def record_gradients():
     Yields a list that fills with ``GradientEdge`` records, one per edge per pass:
     the gradient ``grad`` that ``consumer`` sent back into output ``source_index``
     of ``source`` (for a leaf, ``source`` is its AccumulateGrad node). Summing
-    the records of one source gives that tensor's total gradient.
+    the records of one source gives that tensor's total gradient. Inside a fused
+    cell op the records are those of the primitive ops it stands for.
     """
     records = []
 
@@ -289,34 +272,26 @@ class GradientEdge:
         return f"<GradientEdge {self.consumer.name} -> {self.source.name}[{self.source_index}] {tuple(self.grad.shape)}>"
 
 
-# --- anomaly detection --------------------------------------------------------
-def _all_finite(a, xp):
-    if not xp.isdtype(a.dtype, "real floating"):
-        return True
-    return bool(xp.all(xp.isfinite(a)))
-
-
-def _where(fn):
-    scope = getattr(fn, "scope", ())
-    return "/".join(scope) if scope else "top level"
-
-
-def check_forward(fn, inputs, outputs):
-    for i, t in enumerate(inputs):
-        if not _all_finite(t.data, fn.xp):
-            raise AnomalyError(
-                f"forward: input {i} ({t.name or 'unnamed'}, shape {tuple(t.shape)}) of {fn.name} at "
-                f"{'/'.join(STATE.scope) or 'top level'} already contains NaN or inf")
-    for o in outputs:
-        if not _all_finite(o, fn.xp):
-            shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
-            raise AnomalyError(
-                f"forward: {fn.name} at {'/'.join(STATE.scope) or 'top level'} produced NaN or inf "
-                f"(input shapes {shapes}; output shape {tuple(o.shape)})")
-
-
-def check_backward(fn, dx):
-    if not _all_finite(dx, fn.xp):
-        raise AnomalyError(
-            f"backward: {fn.name} at {_where(fn)} produced a NaN or inf gradient of shape "
-            f"{tuple(dx.shape)} (its local derivative: {fn.formula})")
+def topological_order(root, expand=False):
+    """Nodes reachable from ``root``, each before the nodes it feeds (root first). With
+    ``expand=True`` a fused op is replaced by the primitive ops it stands for."""
+    order, visited = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        expansion = node.expand() if expand else None
+        if expansion is not None:        # the node stands for the ops that make its outputs
+            stack.extend((out.grad_fn, False) for out in expansion[1] if id(out.grad_fn) not in visited)
+            continue
+        stack.append((node, True))
+        for parent, index in node.parents:
+            if index is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    order.reverse()
+    return order

@@ -1,4 +1,8 @@
-"""Function: one node of the computation graph, and the switches that shape recording.
+"""Function: one node of the computation graph. The whole idea of reverse mode:
+
+    forward:  y = op(x, w)           run the op on arrays, and remember the node that made y
+    backward: dx, dw = op'(dy)        each node turns the gradient of its output into
+                                      gradients of its inputs (the chain rule, one op at a time)
 
 Every primitive op is a subclass with ``forward`` and ``backward`` side by side
 (early tinygrad's "the Function instance is the context")::
@@ -13,64 +17,47 @@ Every primitive op is a subclass with ``forward`` and ``backward`` side by side
             (y,) = self.saved
             return dy * (1 - y * y)
 
-``Tanh.apply(x)`` runs ``forward`` on the arrays inside the tensors and, when a
+``Tanh.apply(x)`` runs ``forward`` on the array inside the tensor and, when a
 gradient is wanted, records the node: its ``parents`` (one edge per input), the
-``scope`` it ran in, and the shapes of its outputs. The outputs of ops are not
-kept by the graph, only the arrays an op saved for its backward (as in PyTorch),
-so memory holds what backward needs.
+``scope`` it ran in (the layer and timestep), and the shapes of its outputs. The
+graph keeps what each op saved for backward, not the intermediate tensors (as
+PyTorch does), so memory holds what backward needs. ``autograd.py`` walks the
+nodes back from the loss.
 
-An edge is a pair ``(node, index)``: gradient for this input flows into output
+An edge is a pair ``(node, index)``: the gradient for this input flows into output
 ``index`` of ``node``. A leaf tensor that requires grad is represented by its
-``AccumulateGrad`` node, where the gradients of all its uses are summed (the
-"+=" of backpropagation through time). An input that needs no gradient
-(data, a constant, a detached hidden state) is kept as ``(tensor, None)`` so
-that pictures can still show it.
+``AccumulateGrad`` node, where the gradients of all its uses are summed (the "+="
+of backpropagation through time). An input that needs no gradient (data, a
+constant, a detached hidden state) is kept as ``(tensor, None)``, so that pictures
+can still show it.
 """
 import weakref
 from contextlib import contextmanager
 
-_new = object.__new__
-# How apply makes output tensors: tensor.py sets it to its _from_op when it loads (tensor.py imports
-# this module, so this one cannot import tensor.py at the top).
-_tensor = None
-
 
 class _State:
-    """Process-wide recording switches (each is changed only by a context manager below)."""
+    """What shapes recording, process-wide; each setting is changed only inside a ``with`` below."""
     grad_enabled = True
-    scope = ()            # e.g. ("LSTM", "layer0", "t=3", "LSTMCell")
-    anomaly = False       # check every op output for NaN/inf
+    scope = ()             # e.g. ("LSTM", "layer0", "t=3", "LSTMCell")
+    anomaly = False        # check every op's output for NaN/inf (detect_anomaly)
     retain_values = False  # keep every op's output arrays on the graph, for pictures
-    weight_transposes = None  # {id(W): (W, row-major W.T)} inside reuse_weight_transposes()
-    backward_passes = 0   # how many backward passes have run (nodes record it when made)
-    tape = None           # a list inside nn.replay's recording: every op applied is logged there
-    retain_graph = False  # during a backward pass: was retain_graph=True given (else ops may free as they go)
+    backward_passes = 0    # how many backward passes have run (a node notes it when made)
 
 
 STATE = _State()
 
 
-class NeedsInputGrad:
-    """``fn.needs_input_grad``: one bool per input, does a gradient have to flow into it?
-
-    Read off the node's edges when asked (an eager node is asked once, in its backward).
-    A replayed op, whose edges never change and whose backward runs at every timestep,
-    stores the tuple on itself once: an instance attribute wins over this descriptor,
-    which defines no ``__set__``."""
-
-    def __get__(self, fn, cls=None):
-        if fn is None:
-            return self
-        return tuple([index is not None for _, index in fn.parents])
+class AnomalyError(FloatingPointError):
+    """Raised under ``detect_anomaly()`` at the first NaN or inf, naming the op and its scope."""
 
 
 class Function:
     """Base class of all ops. Subclasses define ``forward``, ``backward`` and ``formula``.
 
     A node keeps ``xp`` (the array namespace), ``parents`` (one edge per input),
-    ``scope``, ``out_shapes``, ``saved`` (None once freed), ``passes`` (backward passes through
-    it) and ``born`` (backward passes run before it was made) in slots;
-    an op's own attributes (an axis, a shape) go in its ``__dict__``.
+    ``scope``, ``out_shapes``, ``saved`` (None once freed), ``passes`` (backward passes
+    through it) and ``born`` (backward passes run before it was made) in slots; an
+    op's own attributes (an axis, a shape) go in its ``__dict__``.
     """
 
     __slots__ = ("xp", "parents", "scope", "out_shapes", "saved", "passes", "born", "__dict__")
@@ -85,61 +72,45 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **attrs):
         """Run the op on tensors; record it in the graph when a gradient is wanted."""
-        fn = _new(cls)
-        backend = inputs[0]._backend
-        fn.xp = backend.xp
+        fn = object.__new__(cls)
+        x0 = inputs[0]
+        fn.xp = x0._backend.xp
         fn.saved = ()
-        requires_grad = False
-        arrays = []
+        arrays, requires_grad = [], False
         for t in inputs:
-            if t._backend is not backend:
+            if t._backend is not x0._backend:
                 raise _mixed_backend_error(cls, inputs)
-            if t.requires_grad:
-                requires_grad = True
+            requires_grad = requires_grad or t.requires_grad
             arrays.append(t.data)
         try:
             out = fn.forward(*arrays, **attrs)
-        except (ValueError, TypeError, IndexError) as e:  # free when nothing is raised
+        except (ValueError, TypeError, IndexError) as e:
             raise _forward_error(fn, inputs, e) from e
-        if not (requires_grad and STATE.grad_enabled):
-            if STATE.anomaly:
-                _observe_forward(fn, inputs, out)
-            if cls.multi_output:
-                outs = tuple([_tensor(o, backend, None, 0) for o in out])
-            else:
-                outs = _tensor(out, backend, None, 0)
-            if STATE.tape is not None:
-                STATE.tape.append((cls, inputs, attrs, outs))
-            return outs
-        parents = []
-        for t in inputs:   # an edge per input (see the module docstring)
-            if not t.requires_grad:
-                parents.append((t, None))
-            elif t._ctx is not None:
-                parents.append((t._ctx, t._out_idx))
-            else:
-                parents.append(t._edge())
-        fn.parents = tuple(parents)
-        fn.scope = STATE.scope
-        fn.passes = 0
-        fn.born = STATE.backward_passes
-        if STATE.anomaly or STATE.retain_values:
-            _observe_forward(fn, inputs, out)
+        record = requires_grad and STATE.grad_enabled
+        if record:
+            fn.parents = tuple([t._edge() for t in inputs])
+            fn.scope = STATE.scope
+            fn.passes = 0
+            fn.born = STATE.backward_passes
+            fn.out_shapes = tuple([o.shape for o in out]) if cls.multi_output else (out.shape,)
+        node = fn if record else None
+        # the outputs are tensors of the inputs' kind (this module does not import tensor.py)
         if cls.multi_output:
-            fn.out_shapes = tuple([o.shape for o in out])
-            outs = tuple([_tensor(o, backend, fn, i) for i, o in enumerate(out)])
+            outs = tuple([x0._from_op(o, node, i) for i, o in enumerate(out)])
         else:
-            fn.out_shapes = _ONE_SHAPE.get(out.shape) or _one_shape(out.shape)
-            outs = _tensor(out, backend, fn, 0)
-        if STATE.tape is not None:
-            STATE.tape.append((cls, inputs, attrs, outs))
+            outs = x0._from_op(out, node, 0)
+        if STATE.anomaly or STATE.retain_values:
+            _observe_forward(fn, inputs, outs, record)
         return outs
 
     # --- what ops use -----------------------------------------------------
     def save_for_backward(self, *arrays):
         self.saved = arrays
 
-    needs_input_grad = NeedsInputGrad()
+    @property
+    def needs_input_grad(self):
+        """One bool per input: does a gradient have to flow into it?"""
+        return tuple([index is not None for _, index in self.parents])
 
     # --- what the engine and the visualizer use ---------------------------
     @property
@@ -156,6 +127,13 @@ class Function:
         """Free what was saved for backward (after a backward pass without retain_graph)."""
         self.saved = None
 
+    def expand(self):
+        """The primitive ops this node stands for, or None. A fused op (cell_ops.py) returns
+        ``(inputs, outputs)``: tensors standing for its inputs and outputs, with the primitive
+        ops' nodes in between, so that pictures, anomaly checks and record_gradients() can see
+        inside it."""
+        return None
+
     def add_hook(self, index, hook):
         if self.out_hooks is None:
             self.out_hooks = {}
@@ -166,7 +144,7 @@ class Function:
         if self.out_retained is None:
             self.out_retained = {}
         self.out_retained[index] = weakref.ref(tensor)
-        if self.out_hooks is None:      # backward checks out_hooks alone: an empty entry is enough
+        if self.out_hooks is None:      # backward looks at out_hooks alone: an empty entry is enough
             self.out_hooks = {}
         self.out_hooks.setdefault(index, [])
 
@@ -180,7 +158,7 @@ class Function:
         return str(error)
 
     def __repr__(self):
-        where = "/".join(self.scope)
+        where = "/".join(self.scope) if hasattr(self, "scope") else ""
         return f"<{type(self).__name__}{' in ' + where if where else ''}>"
 
 
@@ -218,25 +196,35 @@ class AccumulateGrad(Function):
         pass
 
 
-# ``out_shapes`` of one-output nodes, one tuple per distinct shape: a graph has a few shapes and many
-# nodes (each tuple would cost a node about 100 bytes). Started afresh when shapes keep changing.
-_ONE_SHAPE = {}
-
-
-def _one_shape(shape):
-    if len(_ONE_SHAPE) >= 10_000:
-        _ONE_SHAPE.clear()
-    _ONE_SHAPE[shape] = (shape,)
-    return _ONE_SHAPE[shape]
-
-
-def _observe_forward(fn, inputs, out):
-    outs = out if fn.multi_output else (out,)
-    if STATE.retain_values:
-        fn.values = outs
+# --- anomaly checks and retained values (forward) -----------------------------
+def _observe_forward(fn, inputs, outs, recorded):
+    arrays = [o.data for o in outs] if fn.multi_output else [outs.data]
+    if STATE.retain_values and recorded:
+        fn.values = tuple(arrays)
     if STATE.anomaly:
-        from .autograd import check_forward
-        check_forward(fn, inputs, outs)
+        check_forward(fn, inputs, arrays)
+
+
+def all_finite(a, xp):
+    return not xp.isdtype(a.dtype, "real floating") or bool(xp.all(xp.isfinite(a)))
+
+
+def check_forward(fn, inputs, outputs):
+    """The first NaN/inf of a forward pass, named by op and scope. A fused op runs again as
+    its primitive ops, each checked, so that the op inside it is named (an overflow inside
+    can leave its outputs finite: sigmoid(inf) = 1)."""
+    where = "/".join(STATE.scope) or "top level"
+    for i, t in enumerate(inputs):
+        if not all_finite(t.data, fn.xp):
+            raise AnomalyError(f"forward: input {i} ({t.name or 'unnamed'}, shape {tuple(t.shape)}) of "
+                               f"{fn.name} at {where} already contains NaN or inf")
+    if hasattr(fn, "primitive"):
+        fn.primitive(*inputs)            # raises at the primitive op that makes a NaN or inf
+    if all(all_finite(o, fn.xp) for o in outputs):
+        return
+    shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
+    raise AnomalyError(f"forward: {fn.name} at {where} produced NaN or inf "
+                       f"(input shapes {shapes}; output shapes {', '.join(str(tuple(o.shape)) for o in outputs)})")
 
 
 def _forward_error(fn, inputs, error):
@@ -252,28 +240,42 @@ def _mixed_backend_error(cls, inputs):
                       f"{' and '.join(repr(n) for n in names)}; move them with .to(name)")
 
 
-# --- context managers -------------------------------------------------------
+# --- settings ---------------------------------------------------------------------
 @contextmanager
+def setting(name, value):
+    """Inside, ``STATE.<name>`` is ``value``; on exit it is what it was (the one helper behind
+    no_grad, enable_grad, detect_anomaly and retain_values)."""
+    old = getattr(STATE, name)
+    setattr(STATE, name, value)
+    try:
+        yield
+    finally:
+        setattr(STATE, name, old)
+
+
 def no_grad():
     """Inside, ops build no graph (for evaluation and sampling)."""
-    old, STATE.grad_enabled = STATE.grad_enabled, False
-    try:
-        yield
-    finally:
-        STATE.grad_enabled = old
+    return setting("grad_enabled", False)
 
 
-@contextmanager
 def enable_grad():
-    old, STATE.grad_enabled = STATE.grad_enabled, True
-    try:
-        yield
-    finally:
-        STATE.grad_enabled = old
+    return setting("grad_enabled", True)
 
 
 def is_grad_enabled():
     return STATE.grad_enabled
+
+
+def detect_anomaly():
+    """Inside, the first NaN or inf made in forward or backward raises an AnomalyError
+    naming the op, its scope (so the timestep) and the shapes."""
+    return setting("anomaly", True)
+
+
+def retain_values():
+    """Inside, every recorded op keeps its output arrays, so pictures can print the numbers
+    of intermediate tensors (costs the memory of all activations; for small graphs)."""
+    return setting("retain_values", True)
 
 
 class scope:
@@ -287,7 +289,7 @@ class scope:
     __slots__ = ("names", "old")
 
     def __init__(self, *names):
-        self.names = tuple(str(n) for n in names)
+        self.names = tuple(map(str, names))
 
     def __enter__(self):
         self.old = STATE.scope
@@ -300,41 +302,3 @@ class scope:
 
 def current_scope():
     return STATE.scope
-
-
-@contextmanager
-def detect_anomaly():
-    """Inside, the first NaN or inf made in forward or backward raises an AnomalyError
-    naming the op, its scope (so the timestep) and the shapes."""
-    old, STATE.anomaly = STATE.anomaly, True
-    try:
-        yield
-    finally:
-        STATE.anomaly = old
-
-
-@contextmanager
-def reuse_weight_transposes():
-    """Inside, ``linear`` makes a row-major copy of each weight's transpose once and reuses it.
-
-    An RNN layer multiplies by the same W_hh at every timestep. BLAS computes x @ W.T
-    about 1.5x slower than x @ (a row-major copy of W.T) at RNN sizes, so a layer's time
-    loop runs inside this context (as hand-written BPTT transposes W_hh once per
-    forward). Weights cannot change inside one forward, so the copies stay valid;
-    they are dropped on exit."""
-    old, STATE.weight_transposes = STATE.weight_transposes, {}
-    try:
-        yield
-    finally:
-        STATE.weight_transposes = old
-
-
-@contextmanager
-def retain_values():
-    """Inside, every recorded op keeps its output arrays, so pictures can print the numbers
-    of intermediate tensors (costs the memory of all activations; for small graphs)."""
-    old, STATE.retain_values = STATE.retain_values, True
-    try:
-        yield
-    finally:
-        STATE.retain_values = old

@@ -6,16 +6,15 @@ gradient ``dy`` and returns one gradient per input (``None`` where none is
 needed): a bare array for one-input ops, a tuple otherwise. Gradients may keep
 a broadcast shape: the engine sums them back to each input's shape in one place
 (``autograd.sum_to_shape``). One exception to "an array": ``Linear`` returns its
-weight's gradient as ``autograd.OuterProducts`` (the factors of dy.T @ x), so a
-weight shared by every timestep gets its gradient from one product.
+weight's gradient as ``OuterProducts`` (the factors of dy.T @ x), so a weight
+shared by every timestep gets its gradient from one product.
 
 ``self.xp`` is the array namespace; only Python Array API functions are called
 on it. Each op's ``formula`` is its local derivative as a student would write
-it; the graph renderer shows it.
+it; the graph renderer shows it. The fused recurrent-cell ops are in cell_ops.py.
 """
-from .autograd import OuterProducts
 from .backend import backend_of
-from .function import STATE, Function
+from .function import Function
 
 
 # ---------------------------------------------------------------- binary (broadcasting)
@@ -153,9 +152,9 @@ class Linear(Function):
         xp = self.xp
         self.save_for_backward(x, W)
         if x.ndim == 2:
-            y = x @ _transposed(xp, W)
+            y = x @ xp.matrix_transpose(W)
         else:                                          # one product for all rows (batch and time)
-            y = xp.reshape(_rows(xp, x) @ _transposed(xp, W), x.shape[:-1] + (W.shape[0],))
+            y = xp.reshape(_rows(xp, x) @ xp.matrix_transpose(W), x.shape[:-1] + (W.shape[0],))
         if b is not None:
             if b.shape == y.shape[y.ndim - b.ndim:]:
                 y += b        # in place: the product is ours, skip one temporary
@@ -171,12 +170,42 @@ class Linear(Function):
         dx = None
         if need[0]:
             dx = dy_rows @ W if x.ndim == 2 else xp.reshape(dy_rows @ W, x.shape)
-        # dW = dy.T @ x over all rows (batch and time); kept as factors so that the engine can
-        # sum a weight's gradients from every timestep with one product (autograd.OuterProducts)
         dW = OuterProducts(xp, dy_rows, x if x.ndim == 2 else _rows(xp, x)) if need[1] else None
         if len(need) == 2:
             return dx, dW
         return dx, dW, dy
+
+
+class OuterProducts:
+    """A weight gradient  sum_k dy_k.T @ x_k, kept as its factors until every term is in.
+
+    In BPTT a weight used at every timestep receives one product per step:
+    dL/dW_hh = sum_t dL/da(t).T @ h(t-1), the notes' "+=". T small products and
+    T additions cost far more than stacking the factors and multiplying once,
+    which is how a hand-written BPTT computes dW_hh after its time loop. So
+    ``Linear.backward`` (and the fused cell ops) return a weight's gradient as one
+    of these; the backward pass joins them as they arrive and ``value()``
+    multiplies once when the total is needed. (Same numbers, up to float rounding.)
+    """
+    __slots__ = ("xp", "dys", "xs", "shape")
+
+    def __init__(self, xp, dy, x):
+        self.xp, self.dys, self.xs = xp, [dy], [x]
+        self.shape = (dy.shape[-1], x.shape[-1])
+
+    def join(self, other):
+        self.dys += other.dys
+        self.xs += other.xs
+
+    def value(self):
+        xp = self.xp
+        if len(self.dys) == 1:
+            dy, x = self.dys[0], self.xs[0]
+        else:
+            dy, x = xp.concat(self.dys, axis=0), xp.concat(self.xs, axis=0)
+        if dy.shape[0] == 1:   # one row: an outer product, which matmul does slowly (inner size 1)
+            return xp.reshape(dy, (-1, 1)) * x
+        return xp.matrix_transpose(dy) @ x
 
 
 class Where(Function):
@@ -716,17 +745,6 @@ def _split(xp, a, sizes, axis):
         out.append(a[lead + (slice(start, start + n), Ellipsis)])
         start += n
     return out
-
-
-def _transposed(xp, W):
-    """W.T, or its reused row-major copy inside ``reuse_weight_transposes()`` (function.py)."""
-    cache = STATE.weight_transposes
-    if cache is None:
-        return xp.matrix_transpose(W)
-    hit = cache.get(id(W))
-    if hit is None or hit[0] is not W:
-        hit = cache[id(W)] = (W, backend_of(xp).transposed_copy(W))
-    return hit[1]
 
 
 def _rows(xp, a):

@@ -11,7 +11,8 @@ import numbers
 from .backend import host as np
 
 from . import backend as _backends
-from . import function as _function
+from . import ops
+from .autograd import backward as _backward
 from .function import AccumulateGrad
 
 _new = object.__new__
@@ -82,6 +83,18 @@ class Tensor:
         t._ctx = None
         t._out_idx = 0
         t._backend = backend
+        t._name = None
+        return t
+
+    def _from_op(self, array, ctx, index):
+        """A tensor for output ``index`` of op node ``ctx`` (None: the op was not recorded).
+        ``Function.apply`` makes its outputs with this method of its first input."""
+        t = _new(Tensor)
+        t.data = array
+        t.requires_grad = ctx is not None
+        t._ctx = ctx
+        t._out_idx = index
+        t._backend = self._backend
         t._name = None
         return t
 
@@ -264,7 +277,6 @@ class Tensor:
 
     def backward(self, grad=None, retain_graph=False):
         """Compute d(self)/d(leaf) for every leaf that requires grad, accumulating into ``leaf.grad``."""
-        from .autograd import backward as _backward
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad: no input of the "
                                "ops that made it has requires_grad=True (or it was made under no_grad())")
@@ -276,7 +288,7 @@ class Tensor:
         else:
             grad = _as_grad_array(grad, self)
         node, index = self._edge()
-        _backward(node, index, grad, retain_graph=retain_graph)
+        _backward([(node, index, grad)], retain_graph=retain_graph)
 
     def _accumulate_grad(self, dx):
         """Called by this leaf's AccumulateGrad node."""
@@ -294,11 +306,14 @@ class Tensor:
 
     def register_hook(self, hook):
         """``hook(grad_array)`` sees the total gradient of this tensor in each backward pass;
-        if it returns an array, that replaces the gradient."""
+        if it returns an array (or a Tensor), that replaces the gradient. It must keep the
+        gradient's shape, dtype and backend (as in PyTorch: "hook has changed the type of value")."""
         if not self.requires_grad:
             raise RuntimeError("register_hook on a tensor that does not require grad")
+        if not callable(hook):
+            raise TypeError(f"register_hook: expected a function grad -> new grad or None, got {type(hook).__name__}")
         node, index = self._edge()
-        node.add_hook(index, hook)
+        node.add_hook(index, lambda dy: _checked_hook_result(hook, hook(dy), dy, self))
         return hook
 
     def zero_grad(self):
@@ -834,18 +849,22 @@ def _index_key(key, t):
     return tuple(out)
 
 
-def _from_op(array, backend, ctx, index):
-    """The tensor for output ``index`` of op node ``ctx`` (``ctx`` None: the op was not recorded)."""
-    t = _new(Tensor)
-    t.data = array
-    t.requires_grad = ctx is not None
-    t._ctx = ctx
-    t._out_idx = index
-    t._backend = backend
-    t._name = None
-    return t
-
-
-_function._tensor = _from_op
-
-from . import ops  # noqa: E402  (ops need Function, Tensor methods need ops)
+def _checked_hook_result(hook, new, dy, t):
+    """What a hook returned, as a gradient array like ``dy`` (or None: keep ``dy``). As PyTorch, a hook
+    may not change the gradient's type: its dtype, shape or backend."""
+    if new is None:
+        return None
+    if isinstance(new, Tensor):
+        new = new.data
+    if isinstance(new, np.generic) and isinstance(dy, np.ndarray):    # NumPy makes 0-d results scalars
+        new = np.asarray(new)
+    who = f"a hook on {repr(t.name) if t.name else t._ctx.name if t._ctx is not None else 'a leaf tensor'}"
+    if type(new) is not type(dy):
+        raise TypeError(f"{who} returned {type(new).__name__}: expected None, a Tensor or a {t.device} array like "
+                        f"the gradient it was given (hook has changed the type of value)")
+    if new.dtype != dy.dtype:
+        raise TypeError(f"{who} returned a gradient of dtype {t._backend.dtype_name(new.dtype)}, expected "
+                        f"{t._backend.dtype_name(dy.dtype)} (hook has changed the type of value)")
+    if tuple(new.shape) != tuple(dy.shape):
+        raise ValueError(f"{who} returned a gradient of shape {tuple(new.shape)}, expected {tuple(dy.shape)}")
+    return new

@@ -17,7 +17,7 @@ import tinygrad_rnn as tg
 from tinygrad_rnn.autograd import GraphFreedError
 from tinygrad_rnn.function import AccumulateGrad, Function
 
-from .trace import host
+from .trace import host, primitive_edge
 
 
 class Recording:
@@ -84,20 +84,21 @@ def _attach(g, records, rec):
     used = {}
     last = None
     for r in records:
-        src, dst = g.lookup.get(id(r.source)), g.lookup.get(id(r.consumer))
+        source, source_index = primitive_edge(r.source, r.source_index)
+        src, dst = g.lookup.get(id(source)), g.lookup.get(id(r.consumer))
         if src is None or dst is None:
             continue
-        key = (dst, src, r.source_index)
+        key = (dst, src, source_index)
         k = used.get(key, 0)
         used[key] = k + 1
-        candidates = [e for e in by_dst.get(dst, ()) if e.src == src and e.src_index == r.source_index
+        candidates = [e for e in by_dst.get(dst, ()) if e.src == src and e.src_index == source_index
                       and e.kind != "cut"]
         if k >= len(candidates):
             continue
         edge = candidates[k]
         grad = host(r.grad).astype(np.float64)
         edge.grads = dict(edge.grads or {})
-        skey = (src, r.source_index)
+        skey = (src, source_index)
         edge.grads[skey] = grad if skey not in edge.grads else edge.grads[skey] + grad
         if last is None or last[0] != dst:
             last = (dst, [])

@@ -19,7 +19,7 @@ from .bptt import array_norm, norm, record
 from .graph import Cluster, Edge, Graph, Node
 from .layout import layout, spline, text_width
 from .render import to_digraph
-from .trace import host, trace
+from .trace import host, primitive_edge, trace
 from .unroll import LEVELS, STATE_NAME, collapse, place
 
 DEFAULT_MAX_NODES = 400
@@ -380,7 +380,7 @@ def resolve(g, spec):
     for s in specs:
         if isinstance(s, Tensor):
             if s.requires_grad:
-                obj, idx = s._edge()
+                obj, idx = primitive_edge(*s._edge())
                 nid = g.lookup.get(id(obj))
             else:
                 nid, idx = g.lookup.get(id(s)), 0

@@ -51,10 +51,22 @@ def _root_edge(t, i):
     return t._edge()
 
 
+def primitive_edge(node, index):
+    """The edge as drawn: a fused cell op's output (cell_ops.py) is made, in the picture, by the
+    primitive op of its expansion that makes it; any other edge is itself."""
+    if isinstance(node, Function):
+        expansion = node.expand()
+        if expansion is not None:
+            out = expansion[1][index]
+            return out._ctx, out._out_idx
+    return node, index
+
+
 def _walk(starts):
     """Every engine object reachable from ``starts``, each after its parents (iterative DFS).
 
-    Objects are Functions, or Tensors for the inputs that need no gradient."""
+    Objects are Functions, or Tensors for the inputs that need no gradient. A fused op is
+    never reached: every edge into it is followed to the primitive op that makes the output."""
     order, seen = [], set()
     stack = [(obj, False) for obj in reversed(starts)]
     while stack:
@@ -67,7 +79,8 @@ def _walk(starts):
         seen.add(id(obj))
         stack.append((obj, True))
         if isinstance(obj, Function):
-            for parent, _ in reversed(obj.parents):
+            for parent, index in reversed(obj.parents):
+                parent = primitive_edge(parent, index)[0]
                 if id(parent) not in seen:
                     stack.append((parent, False))
     return order
@@ -88,7 +101,7 @@ def trace(roots, params=None):
     roots = list(roots)
     if not roots:
         raise ValueError("nothing to draw: expected a Tensor or a non-empty list of Tensors, got an empty list")
-    root_edges = [_root_edge(t, i) for i, t in enumerate(roots)]
+    root_edges = [primitive_edge(*_root_edge(t, i)) for i, t in enumerate(roots)]
     names = {}
     if params is not None:
         items = params.items() if hasattr(params, "items") else params
@@ -110,6 +123,7 @@ def trace(roots, params=None):
             continue
         dst = ids[id(obj)]
         for slot, (parent, index) in enumerate(obj.parents):
+            parent, index = primitive_edge(parent, index)
             src = g.nodes[ids[id(parent)]]
             if src.kind == "const":     # every use of a number gets its own small node
                 src = _const_copy(g, src, dst, slot)

@@ -1,8 +1,8 @@
 """Feed-forward layers: Linear, Embedding, Dropout, Sequential, ModuleList."""
 import math
 
-from ..functions import embedding, linear
-from .functional import _check_ids
+from .. import ops
+from .functional import _check_ids, linear
 from .init import normal, uniform
 from .module import Module, Parameter
 
@@ -40,7 +40,7 @@ class Embedding(Module):
         if ids.dtype not in ("int64", "int32"):
             raise TypeError(f"Embedding: expected integer token ids, got dtype {ids.dtype}")
         _check_ids("Embedding", ids, 0, self.num_embeddings, noun="token id")
-        return embedding(self.weight, ids)
+        return ops.Embedding.apply(self.weight, ids)
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"

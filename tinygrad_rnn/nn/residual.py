@@ -27,32 +27,34 @@ import math
 
 from ..creation import full
 from ..function import scope
-from ..functions import linear
-from .cells import _CellBase, _unbatch
+from .cells import _CellBase, check_input
+from .functional import linear
 from .init import uniform
 from .module import Module, Parameter
-from .rnn import RNNBase, check_input
+from .rnn import RNNBase
 
 
-def residual_step(xw, h_prev, W_hh):
+def residual_step(xw, state, W_hh):
     """h_t = h_{t-1} + tanh(W_hh h_{t-1} + xw),  with xw = W_ih x_t + b.
 
-    xw (B, H), h_prev (B, H), W_hh (H, H) -> h_t (B, H)."""
+    xw (B, H), state (h_prev,) with h_prev (B, H), W_hh (H, H) -> (h_t,)."""
+    (h_prev,) = state
     update = linear(h_prev, W_hh, xw).tanh()
     h = h_prev + update
     h.name = "h"
-    return h
+    return (h,)
 
 
-def gated_residual_step(xw, h_prev, W_hh):
+def gated_residual_step(xw, state, W_hh):
     """update, forget = W_hh h_{t-1} + xw, split in two (order [update, forget])
     h_t = sigmoid(forget) * h_{t-1} + tanh(update)
 
-    xw (B, 2H), h_prev (B, H), W_hh (2H, H) -> h_t (B, H)."""
+    xw (B, 2H), state (h_prev,) with h_prev (B, H), W_hh (2H, H) -> (h_t,)."""
+    (h_prev,) = state
     u, f = linear(h_prev, W_hh, xw).chunk(2, axis=-1)
     h = f.sigmoid() * h_prev + u.tanh()
     h.name = "h"
-    return h
+    return (h,)
 
 
 def _open_forget_gate(bias_ih, bias_hh, H, value):
@@ -71,12 +73,8 @@ class ResidualRNNCell(_CellBase):
 
     input (B, I) or (I,); hx (B, H) or (H,), zeros when None."""
 
-    def forward(self, input, hx=None):
-        x, (h,), batched = self._prepare(input, hx, 1)
-        with scope("ResidualRNNCell"):
-            b = self.bias_ih + self.bias_hh if self.bias else None
-            h = residual_step(linear(x, self.weight_ih, b), h, self.weight_hh)
-        return _unbatch(h, batched)
+    def step(self, xw, state, W_T=None, out=None):
+        return residual_step(xw, state, self.weight_hh)
 
 
 class GatedResidualRNNCell(_CellBase):
@@ -96,12 +94,8 @@ class GatedResidualRNNCell(_CellBase):
                 raise ValueError("GatedResidualRNNCell: forget_bias needs bias=True")
             _open_forget_gate(self.bias_ih, self.bias_hh, hidden_size, forget_bias)
 
-    def forward(self, input, hx=None):
-        x, (h,), batched = self._prepare(input, hx, 1)
-        with scope("GatedResidualRNNCell"):
-            b = self.bias_ih + self.bias_hh if self.bias else None
-            h = gated_residual_step(linear(x, self.weight_ih, b), h, self.weight_hh)
-        return _unbatch(h, batched)
+    def step(self, xw, state, W_T=None, out=None):
+        return gated_residual_step(xw, state, self.weight_hh)
 
 
 # --- layers ----------------------------------------------------------------------
@@ -117,7 +111,7 @@ class ResidualRNN(RNNBase):
 
     def _cell(self, tag):
         W_hh = self._param("weight_hh", tag)
-        return lambda xw, state: (residual_step(xw, state[0], W_hh),)
+        return lambda xw, state, out: residual_step(xw, state, W_hh)
 
 
 class GatedResidualRNN(RNNBase):
@@ -144,7 +138,7 @@ class GatedResidualRNN(RNNBase):
 
     def _cell(self, tag):
         W_hh = self._param("weight_hh", tag)
-        return lambda xw, state: (gated_residual_step(xw, state[0], W_hh),)
+        return lambda xw, state, out: gated_residual_step(xw, state, W_hh)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if self.forget_bias is None else f", forget_bias={self.forget_bias}")

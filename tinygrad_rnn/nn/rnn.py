@@ -1,4 +1,4 @@
-"""RNN, LSTM and GRU layers with PyTorch's API, unrolled through time with primitive ops.
+"""RNN, LSTM and GRU layers with PyTorch's API, unrolled through time.
 
 ``forward(input, hx=None)``:
     input: (T, B, input_size), or (B, T, input_size) with batch_first, or (T, input_size) unbatched
@@ -10,44 +10,27 @@ weight_ih_l{k}{_reverse} (G*H, in), weight_hh_l{k}{_reverse} (G*H, H), bias_ih_l
 How it runs, per layer and direction:
   1. the input's contribution for every timestep in one product, xw = x @ W_ih.T + b   (T, B, G*H)
   2. ``xw.unbind(0)`` into T slices (one op)
-  3. the time loop: one cell step per t, each inside ``scope("t=<t>", "<Cell>")``
+  3. the time loop: one cell step per t, each inside ``scope("t=<t>", "<Cell>")``; a step is
+     one fused op (cell_ops.py), which pictures, hooks and anomaly checks see as the
+     primitive ops of nn/cells.py
   4. ``stack`` of the hidden states into the output (each h(t) is written into its row as soon as
-     it is made, and the graph keeps that row rather than a second copy)
-With ``replay=True`` steps 2-4 are one ``replay.Loop`` node instead: the ops of one
-cell step are recorded once and replayed for every t (same ops, same numbers,
-without a graph node per op; 1.25 to 1.75 times faster at small sizes; see replay.py).
+     it is made, so it is kept once)
 The scopes ("LSTM", "layer0" or "layer0_reverse", "t=3", "LSTMCell") are what
 the visualizer uses to lay the graph out through time; ``t`` is the position
 in the input, so the reverse direction's first step is t=T-1.
 """
 import math
+import warnings
 
+from ..cell_ops import GRUStep, LSTMStep, RNNStep
 from ..creation import zeros
-from ..function import reuse_weight_transposes, scope
+from ..function import scope
 from .. import ops
-from ..functions import concat, linear, stack
 from ..tensor import Tensor
-from .cells import gru_step, lstm_step, rnn_step, split_reset_before
+from .cells import check_input, gru_step, lstm_step, split_reset_before
+from .functional import concat, linear, stack
 from .init import recurrent_matrix, uniform
 from .module import Module, Parameter
-from . import replay as _replay
-
-
-def check_input(name, x, input_size, weight):
-    """The errors a user meets first: integer input, wrong feature size, wrong dtype."""
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a Tensor input, got {type(x).__name__}")
-    if not x.is_floating_point:
-        raise TypeError(f"{name}: expected a floating-point input ({weight.dtype}), got {x.dtype} of shape "
-                        f"{x.shape}; token ids need an nn.Embedding or a one-hot encoding first")
-    if x.ndim == 0 or x.shape[-1] != input_size:
-        raise ValueError(f"{name}: expected input with {input_size} features in its last axis, got shape {x.shape}")
-    if x.dtype != weight.dtype:
-        raise TypeError(f"{name}: input is {x.dtype} but the parameters are {weight.dtype}; "
-                        f"convert one with .float() / .double()")
-    if x.device != weight.device:
-        raise ValueError(f"{name}: input is on backend {x.device!r} but the parameters are on "
-                         f"{weight.device!r}; move one with .to(...)")
 
 
 def time_major(name, input, input_size, weight, batch_first):
@@ -77,14 +60,10 @@ def as_given(output, finals, batched, batch_first):
     return output, (final[0] if len(final) == 1 else tuple(final))
 
 
-def _live_on_as_row(h, row):
-    """h(t) kept once, as ``row`` (its copy in the layer's output): the op that made h (tanh
-    keeps its output for backward) keeps the row instead, and so do the next step's ops, which
-    read ``h.data``; h's own array is freed. Same numbers, half the memory of h's."""
-    node = h._ctx
-    if node is not None and node.saved:
-        node.saved = tuple([row if a is h.data else a for a in node.saved])
-    h.data = row
+def transposed(W):
+    """A row-major copy of W.T, made once per forward: BLAS computes h @ W.T about 1.5x slower
+    than h @ (a row-major W.T) at RNN sizes, and every timestep multiplies by W_hh."""
+    return W.backend.transposed_copy(W.data)
 
 
 class RNNBase(Module):
@@ -95,8 +74,11 @@ class RNNBase(Module):
     cell_name = "RNNCell"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, *, init="default", init_gain=1.0, dtype="float32", replay=False):
+                 bidirectional=False, *, init="default", init_gain=1.0, dtype="float32", replay=None):
         super().__init__()
+        if replay is not None:
+            warnings.warn(f"{type(self).__name__}(replay=...) is deprecated and does nothing: every layer now runs "
+                          f"each timestep as one fused op, fast and drawable", DeprecationWarning, stacklevel=2)
         if num_layers < 1:
             raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
         if not 0 <= dropout < 1:
@@ -104,8 +86,6 @@ class RNNBase(Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, dropout
         self.bidirectional, self.init, self.init_gain = bidirectional, init, init_gain
-        self.replay = replay   # run the time loop from a recorded cell step (replay.py); pictures need False
-        self._tapes = {}       # replay's recorded steps, by _tape_key
         self.num_directions = 2 if bidirectional else 1
         G, H, k = self.n_gates, hidden_size, 1 / math.sqrt(hidden_size)
         for layer in range(num_layers):
@@ -142,7 +122,7 @@ class RNNBase(Module):
                 for d, suffix in enumerate(self._suffixes()):
                     k = layer * self.num_directions + d
                     with scope(f"layer{layer}{suffix}"):
-                        out, last = self._run_direction(layer_input, [s[k] for s in states], f"l{layer}{suffix}",
+                        out, last = self._run_direction(layer_input, tuple(s[k] for s in states), f"l{layer}{suffix}",
                                                         reverse=d == 1)
                     outputs.append(out)
                     for lst, s in zip(finals, last):
@@ -183,40 +163,20 @@ class RNNBase(Module):
         return states
 
     def _run_direction(self, x, state, tag, reverse):
-        """One layer, one direction: x (T, B, in) -> (outputs (T, B, H), final states)."""
+        """One layer, one direction: x (T, B, in) -> (outputs (T, B, H), final state tuple)."""
         T = x.shape[0]
         xw = linear(x, self._param("weight_ih", tag), self._input_bias(tag))
+        xw_t = xw.unbind(0)
         step = self._cell(tag)
-        with reuse_weight_transposes():     # W_hh.T made row-major once, not at every step
-            if self.replay and _replay.can_replay():
-                return _replay.run(step, xw, state, reverse, self._tapes, self._tape_key(tag, xw, state),
-                                   self._parameters.values())
-            xw_t = xw.unbind(0)
-            hs = [None] * T
-            out = None                    # the output (T, B, H): each h(t) goes into its row t at once
-            for k, t in enumerate(reversed(range(T)) if reverse else range(T)):
-                with scope(f"t={t}", self.cell_name):
-                    state, before = step(xw_t[t], state), state
-                h = hs[t] = state[0]
-                if out is None:
-                    out = xw.backend.xp.empty((T,) + h.shape, dtype=h.data.dtype)
-                out[t, ...] = h.data
-                # the last h stays an array of its own (it is the final state), and so does a state
-                # the step passed through unchanged (it may be carried on to the final state)
-                if k < T - 1 and all(h is not s for s in before):
-                    _live_on_as_row(h, out[t, ...])
+        h_0 = state[0]
+        out = xw.backend.xp.empty((T,) + h_0.shape, dtype=h_0.data.dtype)   # the output, one row per t
+        hs = [None] * T
+        for k, t in enumerate(reversed(range(T)) if reverse else range(T)):
+            row = out[t, ...] if k < T - 1 else None   # h(t) is made in its row; the last is the final state
+            with scope(f"t={t}", self.cell_name):
+                state = step(xw_t[t], state, row)
+            hs[t] = state[0]
         return ops.Stack.apply(*hs, axis=0, out=out), state
-
-    def __getstate__(self):
-        """What ``copy.deepcopy`` (and pickle) copy: everything but replay's recorded steps, a cache
-        that is made again at the next forward (it holds op objects of the backend)."""
-        return {**self.__dict__, "_tapes": {}}
-
-    def _tape_key(self, tag, xw, state):
-        """What a recorded cell step depends on besides the parameters (which replay.run checks):
-        the layer and direction, the shapes and dtype, and the layer's settings."""
-        settings = tuple([v for v in vars(self).values() if type(v) in (str, bool, int, float)])
-        return (tag, xw.shape[1:], xw.dtype, xw.device, tuple(s.shape for s in state), settings)
 
     def _input_bias(self, tag):
         """The bias folded into the input projection (b_ih + b_hh where the cell allows it)."""
@@ -225,8 +185,9 @@ class RNNBase(Module):
         return self._param("bias_ih", tag) + self._param("bias_hh", tag)
 
     def _cell(self, tag):
-        """The step of one layer and direction, its weights looked up once:
-        ``step(xw_t, state) -> new state`` (a tuple: (h,), or (h, c) for the LSTM)."""
+        """The step of one layer and direction, its weights looked up once per forward:
+        ``step(xw_t, state, out) -> new state`` (a tuple: (h,), or (h, c) for the LSTM; ``out``
+        is the output row to make h in, or None)."""
         raise NotImplementedError
 
     def extra_repr(self):
@@ -234,7 +195,7 @@ class RNNBase(Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for attr, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
-                              ("init", "default"), ("replay", False)):
+                              ("init", "default")):
             if getattr(self, attr) != default:
                 s += f", {attr}={getattr(self, attr)!r}"
         return s
@@ -252,7 +213,9 @@ class RNN(RNNBase):
 
     def _cell(self, tag):
         W_hh, nonlinearity = self._param("weight_hh", tag), self.nonlinearity
-        return lambda xw, state: (rnn_step(xw, state[0], W_hh, nonlinearity),)
+        W_T = transposed(W_hh)
+        return lambda xw, state, out: (RNNStep.apply(xw, state[0], W_hh, nonlinearity=nonlinearity, W_T=W_T,
+                                                     out=out),)
 
 
 class LSTM(RNNBase):
@@ -273,7 +236,10 @@ class LSTM(RNNBase):
 
     def _cell(self, tag):
         W_hh, W_cif, W_co = (self._param(name, tag) for name in ("weight_hh", "weight_cif", "weight_co"))
-        return lambda xw, state: lstm_step(xw, state[0], state[1], W_hh, W_cif, W_co)
+        if self.peephole:        # no fused op for peepholes: the primitive ops of lstm_step
+            return lambda xw, state, out: lstm_step(xw, state, W_hh, W_cif, W_co)
+        W_T = transposed(W_hh)
+        return lambda xw, state, out: LSTMStep.apply(xw, state[0], state[1], W_hh, W_T=W_T, out=out)
 
     def extra_repr(self):
         return super().extra_repr() + (", peephole=True" if self.peephole else "")
@@ -294,11 +260,14 @@ class GRU(RNNBase):
         return self._param("bias_ih", tag) if self.bias else None
 
     def _cell(self, tag):
-        W_hh, b_hh, reset_after = self._param("weight_hh", tag), self._param("bias_hh", tag), self.reset_after
-        if not reset_after:   # W_hh's (r, z) and n rows are used apart: split them once, not at every step
-            W_hh = split_reset_before(W_hh, self.hidden_size)
+        W_hh, b_hh = self._param("weight_hh", tag), self._param("bias_hh", tag)
+        if not self.reset_after:   # the original GRU, as primitive ops; W_hh's (r, z) and n rows are
+            W_hh = split_reset_before(W_hh, self.hidden_size)          # used apart: split them once
             b_hh = split_reset_before(b_hh, self.hidden_size) if b_hh is not None else None
-        return lambda xw, state: (gru_step(xw, state[0], W_hh, b_hh, reset_after),)
+            return lambda xw, state, out: gru_step(xw, state, W_hh, b_hh, reset_after=False)
+        W_T = transposed(W_hh)
+        weights = (W_hh,) if b_hh is None else (W_hh, b_hh)
+        return lambda xw, state, out: (GRUStep.apply(xw, state[0], *weights, W_T=W_T, out=out),)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")

@@ -25,7 +25,7 @@ holds [W^(1,3) | W^(2)] side by side, and f3 is its softmax. With
 (2H features).
 """
 from ..function import scope
-from ..functions import concat
+from .functional import concat
 from .layers import ModuleList
 from .module import Module
 from .rnn import GRU, LSTM, RNN, RNNBase, as_given, time_major
@@ -99,7 +99,7 @@ class SkipConnectedRNN(Module):
                 directions = []
                 for d, suffix in enumerate(layer._suffixes()):
                     with scope(f"layer{k}{suffix}"):
-                        out, last = layer._run_direction(layer_input, [s[k * D + d] for s in states],
+                        out, last = layer._run_direction(layer_input, tuple(s[k * D + d] for s in states),
                                                          f"l0{suffix}", reverse=d == 1)
                     directions.append(out)
                     for lst, s in zip(finals, last):

@@ -1,0 +1,295 @@
+"""Fused recurrent-cell ops: one timestep of an RNN, LSTM or GRU as one graph node.
+
+Written with primitive ops, an LSTM step is 11 graph nodes, and each costs a few µs of
+Python in forward and again in backward: at small sizes more than the arithmetic. These
+ops compute a whole step the way hand-written BPTT does (tinygrad_rnn/by_hand.py): the
+recurrent product with a row-major copy of W_hh.T, the gate nonlinearities in one pass,
+W_hh's gradient kept as factors (``ops.OuterProducts``) and multiplied once for all
+timesteps, and exactly the arrays hand-written backward keeps.
+
+Nothing is hidden. Each op also knows the primitive ops it stands for (``primitive``,
+the same step as nn/cells.py writes it), and ``expand()`` rebuilds them on the node's
+own inputs and saved values. So the pictures draw every sigmoid and mul inside a step,
+``record_gradients()`` and ``detect_anomaly()`` name the op inside the cell, and the
+tests check each fused backward against its primitive ops, finite differences,
+by_hand.py and PyTorch.
+
+Inputs: xw (B, G*H), the input's share W_ih x_t + b of the gate pre-activations (the
+layer computes it for all timesteps in one product); the previous state h_prev (and
+c_prev) (B, H); W_hh (G*H, H). Attributes: ``W_T``, W_hh.T as a row-major copy made once
+per forward (optional), and ``out``, an array of h's shape to write h into (the layer's
+output row, so each h(t) is kept once).
+"""
+from .backend import backend_of
+from .function import AccumulateGrad, Function, setting
+from .nn.functional import linear
+from .ops import OuterProducts
+from .tensor import Tensor
+
+
+class CellStep(Function):
+    """What the fused cell ops share: their expansion into primitive ops."""
+
+    expansion = None      # made on demand (an instance attribute from then on)
+
+    def expand(self):
+        """(input tensors, output tensors) of this step written as primitive ops, made once.
+        The input tensors stand for this node's inputs (their graph edges are its own)."""
+        if self.expansion is None:
+            self.expansion = self._rebuild()
+        return self.expansion
+
+    def _rebuild(self):
+        arrays = [parent.data if index is None else self._input_array(k, parent, index)
+                  for k, (parent, index) in enumerate(self.parents)]
+        dtype = next((a.dtype for a in arrays if a is not None), self.xp.float32)
+        inputs = []
+        for (parent, index), a in zip(self.parents, arrays):
+            if index is None:                     # data: the tensor itself
+                inputs.append(parent)
+                continue
+            if a is None:                         # a value no primitive op's backward reads
+                a = self.xp.zeros(parent.out_shapes[index], dtype=dtype)
+            t = Tensor._wrap(a, backend_of(self.xp))
+            t.requires_grad, t._ctx, t._out_idx = True, parent, index
+            inputs.append(t)
+        with setting("grad_enabled", True), setting("scope", self.scope), \
+                setting("retain_values", self.values is not None), setting("anomaly", False):
+            outputs = self.primitive(*inputs)
+        for i, name in (self.out_names or {}).items():
+            outputs[i].name = name
+        if self.saved is None:                    # freed: the expansion shows the shapes only
+            _release_below(outputs, self.parents)
+        return tuple(inputs), tuple(outputs)
+
+    def _input_array(self, k, parent, index):
+        """The value of input k for the expansion: what this node saved of it, else the
+        parent's retained value or the leaf's data, else None."""
+        saved = self.saved_inputs.get(k)
+        if saved is not None and self.saved:
+            return self.saved[saved]
+        if parent.values is not None:
+            return parent.values[index]
+        leaf = parent.tensor if isinstance(parent, AccumulateGrad) else None
+        return leaf.data if leaf is not None else None
+
+    def release(self):
+        self.saved = None
+        if self.expansion is not None:
+            self.expansion = None
+
+
+class RNNStep(CellStep):
+    """h = tanh(xw + h_prev @ W_hh.T)  (or relu): one Elman step.
+
+    backward: dz = dh * (1 - h**2) (relu: dh * (h > 0));  dxw = dz;  dh_prev = dz @ W_hh;
+              dW_hh = dz.T @ h_prev (kept as factors)"""
+    formula = "dz = dh * (1 - h**2);  dxw = dz;  dh_prev = dz @ W_hh;  dW_hh = dz.T @ h_prev"
+    out_names = {0: "h"}
+    saved_inputs = {1: 0, 2: 1}            # input position -> position in self.saved
+
+    def forward(self, xw, h_prev, W_hh, nonlinearity="tanh", W_T=None, out=None):
+        xp = self.xp
+        self.nonlinearity = nonlinearity
+        a = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
+        a += xw
+        h = xp.tanh(a) if nonlinearity == "tanh" else xp.maximum(a, xp.zeros((), dtype=a.dtype))
+        h = _into(out, h)
+        self.save_for_backward(h_prev, W_hh, h)
+        return h
+
+    def backward(self, dh):
+        h_prev, W_hh, h = self.saved
+        if self.nonlinearity == "tanh":
+            dz = dh * (1 - h * h)
+        else:
+            dz = dh * self.xp.astype(h > 0, dh.dtype)
+        return dz, dz @ W_hh, OuterProducts(self.xp, dz, h_prev)
+
+    def primitive(self, xw, h_prev, W_hh):
+        """The same step as primitive ops (nn.cells.rnn_step): linear, then tanh (or relu)."""
+        a = linear(h_prev, W_hh, xw)
+        h = a.tanh() if self.nonlinearity == "tanh" else a.relu()
+        return (_given(h, _saved(self, 2)),)
+
+
+class LSTMStep(CellStep):
+    """One LSTM step, gates in PyTorch's order i, f, g, o:
+        a = xw + h_prev @ W_hh.T;  i, f, o = sigmoid(a_i, a_f, a_o);  g = tanh(a_g)
+        c = f * c_prev + i * g;    h = o * tanh(c)
+
+    backward (the notes' "Backpropagation rules: Backward"):
+        dc = dc_out + dh * o * (1 - tanh(c)**2)          (the constant error carousel)
+        da = [dc * g, dc * c_prev, dc * i, dh * tanh(c)] * gate'(a)
+        dc_prev = dc * f;  dh_prev = da @ W_hh;  dxw = da;  dW_hh = da.T @ h_prev"""
+    formula = "dc = dc' + dh*o*(1 - tanh(c)**2);  da = [dc*g, dc*c_prev, dc*i, dh*tanh(c)] * gate';  dc_prev = dc*f"
+    multi_output = True
+    out_names = {0: "h", 1: "c"}
+    saved_inputs = {1: 0, 2: 1, 3: 2}
+
+    def forward(self, xw, h_prev, c_prev, W_hh, W_T=None, out=None):
+        xp = self.xp
+        H = c_prev.shape[-1]
+        m, k = _gate_affine(xp, H, c_prev.dtype, 2)      # sigmoid(a) = 0.5 tanh(0.5 a) + 0.5; tanh: 1, 0
+        y = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
+        y += xw
+        y *= m
+        y = xp.tanh(y)
+        y *= m
+        y += k                                               # y = [i, f, g, o]
+        i, f, g, o = (y[..., j * H:(j + 1) * H] for j in range(4))
+        c = f * c_prev + i * g
+        tanh_c = xp.tanh(c)
+        h = _into(out, o * tanh_c)
+        self.save_for_backward(h_prev, c_prev, W_hh, y, tanh_c)
+        return h, c
+
+    def backward(self, dys):
+        xp = self.xp
+        dh, dc = dys
+        h_prev, c_prev, W_hh, y, tanh_c = self.saved
+        H = c_prev.shape[-1]
+        i, f, g, o = (y[..., j * H:(j + 1) * H] for j in range(4))
+        if dh is None:
+            dh = xp.zeros_like(c_prev)
+        dc_total = dh * o * (1 - tanh_c * tanh_c)
+        if dc is not None:
+            dc_total += dc
+        da = xp.concat([dc_total * g, dc_total * c_prev, dc_total * i, dh * tanh_c], axis=-1)
+        m, k = _gate_affine(xp, H, y.dtype, 2)
+        da *= m * m - (y - k) ** 2                         # gate'(a): y (1 - y) for sigmoid, 1 - y**2 for tanh
+        return da, da @ W_hh, dc_total * f, OuterProducts(xp, da, h_prev)
+
+    def primitive(self, xw, h_prev, c_prev, W_hh):
+        """The same step as primitive ops (nn.cells.lstm_step): linear, split, sigmoid and
+        tanh, mul, add, tanh, mul; the gates and tanh(c) hold the values forward saved."""
+        y_i, y_f, y_g, y_o = _parts(_saved(self, 3), 4)
+        a = linear(h_prev, W_hh, xw)
+        i, f, g, o = a.chunk(4, axis=-1)
+        i, f, g = _given(i.sigmoid(), y_i), _given(f.sigmoid(), y_f), _given(g.tanh(), y_g)
+        c = f * c_prev + i * g
+        h = _given(o.sigmoid(), y_o) * _given(c.tanh(), _saved(self, 4))
+        return h, c
+
+
+class GRUStep(CellStep):
+    """One GRU step (PyTorch's, reset gate after W_hn), gates r, z, n:
+        hw = h_prev @ W_hh.T + b_hh;  r, z = sigmoid(xw_r + hw_r, xw_z + hw_z)
+        n = tanh(xw_n + r * hw_n);   h = n + z * (h_prev - n)   (torch.lerp(n, h_prev, z))
+
+    backward: dz_n = dh (1 - z)(1 - n**2);  dr = dz_n hw_n r(1 - r);  dz = dh (h_prev - n) z(1 - z)
+              dxw = [dr, dz, dz_n];  dhw = [dr, dz, dz_n * r];  dh_prev = dh z + dhw @ W_hh"""
+    formula = "dz_n = dh*(1-z)*(1-n**2);  dxw = [dr, dz, dz_n];  dhw = [dr, dz, dz_n*r];  dh_prev = dh*z + dhw @ W_hh"
+    out_names = {0: "h"}
+    saved_inputs = {1: 0, 2: 1}
+
+    def forward(self, xw, h_prev, W_hh, b_hh=None, W_T=None, out=None):
+        xp = self.xp
+        H = h_prev.shape[-1]
+        hw = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
+        if b_hh is not None:
+            hw += b_hh
+        rz = xw[..., :2 * H] + hw[..., :2 * H]
+        rz *= 0.5                                            # sigmoid of r and z in one pass
+        rz = xp.tanh(rz)
+        rz += 1
+        rz *= 0.5
+        r, z = rz[..., :H], rz[..., H:]
+        hw_n = xp.asarray(hw[..., 2 * H:], copy=True)       # kept for dr; a copy, so hw is freed
+        n = xp.tanh(xw[..., 2 * H:] + r * hw_n)
+        h = _into(out, n + z * (h_prev - n))
+        self.save_for_backward(h_prev, W_hh, rz, n, hw_n)
+        return h
+
+    def backward(self, dh):
+        xp = self.xp
+        h_prev, W_hh, rz, n, hw_n = self.saved
+        H = h_prev.shape[-1]
+        r, z = rz[..., :H], rz[..., H:]
+        dz_n = dh * (1 - z) * (1 - n * n)
+        drz = xp.concat([dz_n * hw_n, dh * (h_prev - n)], axis=-1)
+        drz *= rz - rz * rz                                  # sigmoid' of r and z in one pass
+        dxw = xp.concat([drz, dz_n], axis=-1)
+        dhw = xp.concat([drz, dz_n * r], axis=-1)
+        dh_prev = dh * z + dhw @ W_hh
+        dW_hh = OuterProducts(xp, dhw, h_prev)
+        return (dxw, dh_prev, dW_hh, dhw) if len(self.parents) == 4 else (dxw, dh_prev, dW_hh)
+
+    def primitive(self, xw, h_prev, W_hh, b_hh=None):
+        """The same step as primitive ops (nn.cells.gru_step); r, z and n hold the values
+        forward saved."""
+        y_r, y_z = _parts(_saved(self, 2), 2)
+        x_r, x_z, x_n = xw.chunk(3, axis=-1)
+        h_r, h_z, h_n = linear(h_prev, W_hh, b_hh).chunk(3, axis=-1)
+        r, z = _given((x_r + h_r).sigmoid(), y_r), _given((x_z + h_z).sigmoid(), y_z)
+        n = _given((x_n + r * h_n).tanh(), _saved(self, 3))
+        return (n.lerp(h_prev, z),)
+
+
+# --- helpers --------------------------------------------------------------------------
+def _into(out, h):
+    """h written into ``out`` (a row of the layer's output) when given: then the row is h."""
+    if out is None:
+        return h
+    out[...] = h
+    return out
+
+
+_GATE_AFFINE = {}
+
+
+def _gate_affine(xp, H, dtype, g):
+    """Per-column constants m, k with gate = m * tanh(m * a) + k for the four LSTM gates:
+    0.5 and 0.5 (sigmoid) except gate ``g``, 1 and 0 (tanh); one pass over all 4H columns.
+    Made once per (namespace, H, dtype)."""
+    key = (id(xp), H, dtype)
+    hit = _GATE_AFFINE.get(key)
+    if hit is None:
+        m = xp.concat([xp.full((g * H,), 0.5, dtype=dtype), xp.ones((H,), dtype=dtype),
+                       xp.full(((3 - g) * H,), 0.5, dtype=dtype)])
+        k = xp.concat([xp.full((g * H,), 0.5, dtype=dtype), xp.zeros((H,), dtype=dtype),
+                       xp.full(((3 - g) * H,), 0.5, dtype=dtype)])
+        hit = _GATE_AFFINE[key] = (m, k)
+    return hit
+
+
+def _saved(step, j):
+    """``step.saved[j]``, or None once freed."""
+    return step.saved[j] if step.saved else None
+
+
+def _parts(y, n):
+    """``y``'s n equal slices along its last axis (None: n Nones)."""
+    if y is None:
+        return (None,) * n
+    H = y.shape[-1] // n
+    return tuple(y[..., j * H:(j + 1) * H] for j in range(n))
+
+
+def _given(t, y):
+    """``t``, the output of a sigmoid or tanh in an expansion, made to hold ``y``, the value
+    the fused forward computed and saved: the activation's input is not kept, and its output
+    is all its backward needs. (The same number: both compute sigmoid as 0.5 tanh(0.5 a) + 0.5.)"""
+    if y is None:
+        return t
+    t.data = y
+    node = t._ctx
+    if node is not None:
+        node.saved = (y,)
+        if node.values is not None:
+            node.values = (y,)
+    return t
+
+
+def _release_below(outputs, stop):
+    """Mark the expansion of a freed node freed too (its primitive ops' saved values are gone)."""
+    stop = {id(p) for p, _ in stop}
+    stack = [o._ctx for o in outputs if o._ctx is not None]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or id(node) in stop:
+            continue
+        seen.add(id(node))
+        node.saved = None
+        stack.extend(p for p, i in node.parents if i is not None)
