@@ -28,7 +28,7 @@ from .. import ops
 from ..functions import concat, linear, stack
 from ..tensor import Tensor
 from .cells import gru_step, lstm_step, rnn_step, split_reset_before
-from .init import recurrent_matrix, uniform
+from .init import check_sizes, recurrent_matrix, uniform
 from .module import Module, Parameter
 from . import replay as _replay
 
@@ -97,8 +97,8 @@ class RNNBase(Module):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, *, init="default", init_gain=1.0, dtype="float32", replay=False):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
+        check_sizes(type(self).__name__, input_size=(input_size, 0), hidden_size=(hidden_size, 1),
+                    num_layers=(num_layers, 1))
         if not 0 <= dropout < 1:
             raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
