@@ -202,6 +202,62 @@ def test_bad_dtypes_and_data(backend, make, message):
         make()
 
 
+# --- integers keep their value or are refused: nothing wraps around -----------------------------------
+INT64_MAX = 2 ** 63 - 1
+NO_UINT64 = r": there is no uint64 or wider integer dtype; pass dtype='float64' to keep it approximately$"
+
+
+@pytest.mark.parametrize("data, value", [
+    (np.array([0, INT64_MAX], dtype=np.uint64), INT64_MAX),        # uint64 that fits int64 becomes int64
+    (np.uint64(5), 5),
+    ([INT64_MAX], INT64_MAX), ([-2 ** 63], -2 ** 63),               # the ends of int64
+    (np.array([2 ** 32 - 1], dtype=np.uint32), 2 ** 32 - 1),
+])
+def test_integers_that_fit_int64_keep_their_value(backend, data, value):
+    t = tg.Tensor(data)
+    assert t.dtype == "int64" and t.device == backend
+    assert np.ravel(t.numpy())[-1] == value and type(t.tolist() if t.ndim == 0 else t.tolist()[-1]) is int
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: tg.Tensor(np.array([2 ** 63 + 5], dtype=np.uint64)),     # was -9223372036854775803
+     r"^Tensor: the uint64 value 9223372036854775813 does not fit int64 \(range -9223372036854775808 to "
+     r"9223372036854775807\)" + NO_UINT64),
+    (lambda: tg.Tensor(np.array([1, 2 ** 64 - 1], dtype=np.uint64)), r"the uint64 value 18446744073709551615 does not"),
+    (lambda: tg.Tensor([2 ** 63]), r"^Tensor: the value 9223372036854775808 does not fit int64"),  # NumPy: uint64
+    (lambda: tg.Tensor([2 ** 70]),                                     # was "got dtype object"
+     r"^Tensor: the value 1180591620717411303424 does not fit int64 \(range -9223372036854775808 to "
+     r"9223372036854775807\)" + NO_UINT64),
+    (lambda: tg.Tensor([[1, -2 ** 70]]), r"^Tensor: the value -1180591620717411303424 does not fit int64"),
+    (lambda: tg.Tensor(2 ** 64, dtype="int64"), r"^Tensor: the value 18446744073709551616 does not fit int64"),
+    (lambda: tg.Tensor([2 ** 40], dtype="int32"),
+     r"^Tensor: the value 1099511627776 does not fit int32 \(range -2147483648 to 2147483647\): use dtype='int64'$"),
+    (lambda: tg.Tensor(np.array([-2 ** 31 - 1]), dtype="int32"), r"^Tensor: the value -2147483649 does not fit int32"),
+    (lambda: tg.Tensor(np.array([1e30]), dtype="int64"),
+     r"^Tensor: the float64 value 1e\+30 does not fit int64 \(range -9223372036854775808 to 9223372036854775807\)$"),
+    (lambda: tg.Tensor([float("nan")], dtype="int32"), r"^Tensor: the value nan does not fit int32"),
+])
+def test_integers_that_do_not_fit_are_refused_not_wrapped(backend, make, message):
+    with pytest.raises(OverflowError, match=message):
+        make()
+
+
+def test_big_integers_as_floats_and_unsigned_arrays_of_any_backend(backend):
+    """dtype='float64' keeps a big integer approximately (as torch.tensor(2**70, dtype=float64));
+    mixed with a float it is a float, as Python floats are; a uint64 array of array_api_strict
+    goes through the same host check, on either backend."""
+    assert tg.Tensor([2 ** 70], dtype="float64").tolist() == [float(2 ** 70)]
+    assert tg.Tensor(np.array([2 ** 63 + 5], dtype=np.uint64), dtype="float64").tolist() == [float(2 ** 63 + 5)]
+    t = tg.Tensor([1.5, 2 ** 70])
+    assert t.dtype == "float32" and t.tolist() == [1.5, float(np.float32(2 ** 70))]
+    assert tg.Tensor([3.9, -3.9], dtype="int64").tolist() == [3, -3]       # in range: truncated, as PyTorch
+    import array_api_strict as xp
+    assert tg.Tensor(xp.asarray([7], dtype=xp.uint64)).tolist() == [7]
+    assert tg.Tensor(xp.asarray([7], dtype=xp.int8)).dtype == "int64"
+    with pytest.raises(OverflowError, match="the uint64 value 9223372036854775813 does not fit int64"):
+        tg.Tensor(xp.asarray([2 ** 63 + 5], dtype=xp.uint64))
+
+
 def test_integer_tensors_cannot_require_grad(backend):
     for make in (lambda: tg.Tensor([1, 2], requires_grad=True),
                  lambda: tg.Tensor([1, 2]).requires_grad_(),

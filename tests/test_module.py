@@ -245,14 +245,36 @@ def test_parameter():
         Parameter(tg.tensor([1, 2]))
 
 
-def test_assigning_a_plain_tensor_over_a_parameter_is_refused():
+@pytest.mark.parametrize("value, typename", [
+    (tg.zeros(2, 2), "tinygrad_rnn.tensor.Tensor"),
+    (np.zeros((2, 2)), "numpy.ndarray"),
+    ([[0.0, 0.0], [0.0, 0.0]], "list"),
+    (3, "int"),
+])
+def test_assigning_a_non_parameter_over_a_parameter_is_refused(value, typename):
+    """As PyTorch ("cannot assign 'numpy.ndarray' as parameter 'weight' (torch.nn.Parameter or None
+    expected)"): accepted, it would unregister the weight and fail later, inside forward."""
     lin = Linear(2, 2)
-    with pytest.raises(TypeError, match="cannot assign a Tensor to parameter 'weight' of Linear: expected a "
-                                        "Parameter or None"):
-        lin.weight = tg.zeros(2, 2)
-    assert isinstance(lin.weight, Parameter) and "weight" in dict(lin.named_parameters())
+    before = lin.state_dict()
+    with pytest.raises(TypeError, match=rf"^cannot assign '{typename}' as parameter 'weight' of Linear \(Parameter "
+                                        rf"or None expected; to change the values, assign a Parameter, set \.data"):
+        lin.weight = value
+    assert isinstance(lin.weight, Parameter) and list(dict(lin.named_parameters())) == ["weight", "bias"]
+    assert_unchanged(lin, before)
+    assert lin(tg.ones(1, 2)).shape == (1, 2)
     lin.weight = Parameter(tg.zeros(2, 2))  # replacing by another Parameter is fine
     np.testing.assert_array_equal(lin.weight.numpy(), np.zeros((2, 2)))
+    lin.bias = None                          # and so is None (no bias), as in PyTorch
+    assert list(dict(lin.named_parameters())) == ["weight"]
+    np.testing.assert_array_equal(lin(tg.ones(1, 2)).numpy(), np.zeros((1, 2)))
+
+
+def test_assigning_a_non_module_over_a_child_module_is_refused():
+    net = Net()
+    with pytest.raises(TypeError, match=r"^cannot assign 'int' as child module 'rnn' of Net \(Module or None "
+                                        r"expected\)$"):
+        net.rnn = 5
+    assert isinstance(net.rnn, LSTM) and [k for k, _ in net.named_parameters()] == NET_NAMES
 
 
 def test_forgetting_super_init():
@@ -272,6 +294,63 @@ def test_to_moves_every_parameter():
     assert_unchanged(net, values)
     out = net(tg.randn(3, 2, 2, backend="array_api_strict"))
     assert out.device == "array_api_strict"
+
+
+def test_double_casts_every_parameter_in_place_and_computes_as_a_float64_layer(backend):
+    """An LSTM made in float32 and converted with .double() gives exactly the numbers (outputs,
+    final states, every gradient) of an LSTM built in float64 with the same weights."""
+    converted = nn.LSTM(3, 4, num_layers=2)
+    built = nn.LSTM(3, 4, num_layers=2, dtype="float64")
+    built.load_state_dict(converted.state_dict())     # float32 values, exactly representable in float64
+    params = list(converted.parameters())
+    assert converted.double() is converted
+    assert [id(p) for p in converted.parameters()] == [id(p) for p in params]  # the same Parameter objects
+    assert all(p.dtype == "float64" and p.device == backend for p in converted.parameters())
+    x = tg.randn(5, 2, 3, dtype="float64")
+    results = []
+    for m in (converted, built):
+        out, (h, c) = m(x)
+        (out.sum() + h.sum() * 2 + (c * c).sum()).backward()
+        results.append([out.numpy(), h.numpy(), c.numpy()] + [p.grad.numpy() for p in m.parameters()])
+    assert all(r.dtype == np.float64 for r in results[0])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float_double_and_to_dtype_round_trip_and_cast_gradients():
+    net = Net()
+    before = net.state_dict()
+    net(tg.randn(3, 2, 2)).sum().backward()
+    grads = [None if p.grad is None else p.grad.numpy() for p in net.parameters()]
+    assert [g is None for g in grads] == [n.startswith("cell.") for n in NET_NAMES]  # (cell is not in forward)
+    assert net.to("float64") is net and net.to(np.float64) is net
+    for p, g in zip(net.parameters(), grads):
+        assert p.dtype == "float64"
+        if g is None:
+            assert p.grad is None
+        else:                                                   # as torch: .grad is cast too
+            assert p.grad.dtype == "float64"
+            np.testing.assert_array_equal(p.grad.numpy(), g.astype(np.float64))
+    assert net.float() is net                                   # float32 -> float64 -> float32 is exact
+    assert all(p.dtype == "float32" and (p.grad is None or p.grad.dtype == "float32") for p in net.parameters())
+    assert_unchanged(net, before)
+    with pytest.raises(TypeError, match=r"^Net.to: parameters are floating point, so expected a dtype of float32 or "
+                                        r"float64, got int64$"):
+        net.to("int64")
+    with pytest.raises(TypeError, match="float16 is not supported"):
+        net.to(np.float16)
+    assert_unchanged(net, before)
+
+
+def test_the_dtype_mismatch_advice_works():
+    """The recurrent layers' message says to convert one side with .float() / .double(); both exist."""
+    gru = nn.GRU(3, 4)
+    x = tg.randn(5, 2, 3, dtype="float64")
+    with pytest.raises(TypeError, match=r"GRU: input is float64 but the parameters are float32; convert one with "
+                                        r"\.float\(\) / \.double\(\)"):
+        gru(x)
+    assert gru(x.float())[0].dtype == "float32"
+    assert gru.double()(x)[0].dtype == "float64"
 
 
 # --- printing and containers ------------------------------------------------------------------------------

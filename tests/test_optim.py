@@ -285,6 +285,23 @@ def test_model_moved_after_creating_the_optimizer(backend):
         opt.step()
 
 
+def test_model_converted_to_another_dtype_after_creating_the_optimizer(backend):
+    model = Linear(3, 2)
+    opt = optim.Adam(model.parameters())
+    model(tg.randn(4, 3)).sum().backward()
+    opt.step()
+    model.double()
+    model(tg.randn(4, 3, dtype="float64")).sum().backward()
+    snap = snapshot(list(model.parameters()), opt)
+    with pytest.raises(TypeError, match=r"Adam.step: parameter 'weight': the parameter is float64 but its optimizer "
+                                        r"state 'exp_avg' is float32; create the optimizer after converting the model"):
+        opt.step()
+    assert_unchanged(list(model.parameters()), opt, snap)
+    fresh = optim.Adam(model.parameters())
+    fresh.step()
+    assert all(p.dtype == "float64" for p in model.parameters())
+
+
 def test_step_does_not_touch_the_host(monkeypatch):
     """As on a GPU: parameters on a non-CPU array_api_strict device refuse conversion to NumPy,
     and bool()/float()/int() of an array (each a device->host sync) raise."""
@@ -347,6 +364,111 @@ def test_construction_errors(make, error, message):
     _, params = make_params()
     with pytest.raises(error, match=message):
         make(params)
+
+
+FLAGS = {"nesterov", "centered"}
+DEFAULTS = {"SGD": dict(lr=0.1), "Adam": {}, "Adagrad": {}, "RMSprop": {}}
+HYPER_CASES = [(name, k) for name in DEFAULTS for k in getattr(optim, name).hyperparameters]
+
+
+@pytest.mark.parametrize("name, key", HYPER_CASES, ids=[f"{n}-{k}" for n, k in HYPER_CASES])
+def test_every_hyperparameter_of_the_wrong_type_is_named(name, key):
+    """SGD(lr="0.1") and friends: a TypeError naming the hyperparameter, not a failure inside step()."""
+    _, params = make_params()
+    if key in FLAGS:
+        bad, message = "yes", rf"^{name}: {key} must be True or False, got str 'yes'$"
+    elif key == "betas":
+        bad, message = (0.9, "0.999"), r"^Adam: beta2 must be a number, got str '0.999'$"
+    else:
+        bad, message = "0.1", rf"^{name}: {key} must be a number, got str '0.1'$"
+    with pytest.raises(TypeError, match=message):
+        getattr(optim, name)(params, **{**DEFAULTS[name], key: bad})
+    opt = getattr(optim, name)(params, **DEFAULTS[name])
+    before = getattr(opt, key)
+    with pytest.raises(TypeError, match=message):      # and assigned later, as opt.lr = ...
+        setattr(opt, key, bad)
+    assert getattr(opt, key) == before
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda ps: optim.SGD(ps, lr=tg.tensor(0.1)), TypeError, r"^SGD: lr must be a number, got Tensor"),
+    (lambda ps: optim.SGD(ps, lr=True), TypeError, r"^SGD: lr must be a number, got bool True$"),
+    (lambda ps: optim.SGD(ps, lr=None), TypeError, r"^SGD: lr must be a number, got NoneType None$"),
+    (lambda ps: optim.Adam(ps, betas=0.9), TypeError, r"^Adam: betas must be two numbers in \[0, 1\), got 0.9$"),
+    (lambda ps: optim.Adam(ps, betas=(0.9, 0.99, 0.999)), TypeError, r"^Adam: betas must be two numbers"),
+    (lambda ps: optim.RMSprop(ps, centered=2), TypeError, r"^RMSprop: centered must be True or False, got int 2$"),
+])
+def test_more_bad_hyperparameters(make, error, message):
+    _, params = make_params()
+    with pytest.raises(error, match=message):
+        make(params)
+
+
+def test_assigned_hyperparameters_are_checked_together_and_numpy_scalars_become_python_numbers(backend):
+    _, params = make_params()
+    opt = optim.SGD(params, lr=0.1, momentum=0.9, nesterov=True)
+    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum > 0"):
+        opt.momentum = 0
+    assert opt.momentum == 0.9
+    opt.lr = np.float32(0.5)      # array_api_strict (like CuPy) combines arrays with Python scalars only
+    opt.momentum = np.float64(0.25)
+    assert type(opt.lr) is float and type(opt.momentum) is float
+    adam = optim.Adam(params, betas=[np.float64(0.5), 0.75])
+    assert adam.betas == (0.5, 0.75) and all(type(b) is float for b in adam.betas)
+    set_grads(params, grads_for_step(0))
+    before = [p.numpy() for p in params]
+    opt.step()
+    adam.step()
+    assert all(p.device == backend and not np.array_equal(p.numpy(), b) for p, b in zip(params, before))
+
+
+@pytest.mark.parametrize("step, error, message", [
+    (-1, ValueError, r"state 'step' must be at least 1 \(the number of steps taken\), got -1$"),
+    (0, ValueError, r"state 'step' must be at least 1 \(the number of steps taken\), got 0$"),
+    ("abc", TypeError, r"state 'step' must be an int \(the number of steps taken\), got str 'abc'$"),
+    (2.7, TypeError, r"state 'step' must be an int \(the number of steps taken\), got float 2.7$"),
+    (True, TypeError, r"state 'step' must be an int \(the number of steps taken\), got bool True$"),
+    (None, TypeError, r"state 'step' must be an int \(the number of steps taken\), got NoneType None$"),
+])
+@pytest.mark.parametrize("name", ["Adam", "Adagrad", "RMSprop"])
+def test_load_state_dict_refuses_a_bad_step_count(backend, name, step, error, message):
+    """Accepted, step = -1 made Adam divide by 1 - beta1**0 = 0 at the next step."""
+    _, params = make_params()
+    opt = getattr(optim, name)(params)
+    set_grads(params, grads_for_step(0))
+    opt.step()
+    snap = snapshot(params, opt)
+    bad = opt.state_dict()
+    bad["state"][1]["step"] = step
+    with pytest.raises(error, match=rf"^{name}.load_state_dict: parameter 'w1': {message}"):
+        opt.load_state_dict(bad)
+    assert_unchanged(params, opt, snap)
+    good = opt.state_dict()
+    good["state"][1]["step"] = np.int64(7)  # a NumPy integer is a fine count
+    opt.load_state_dict(good)
+    assert opt.state[1]["step"] == 7 and type(opt.state[1]["step"]) is int
+    opt.step()
+    assert all(np.isfinite(p.numpy()).all() for p in params)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda sd: sd.update(hyperparameters=5), "expected 'hyperparameters' to be a dict, got int"),
+    (lambda sd: sd.update(state=5), r"expected 'state' to be a list \(one dict per parameter\), got int"),
+    (lambda sd: sd["state"].__setitem__(0, [1, 2]), "parameter 'w0': expected its state to be a dict, got list"),
+    (lambda sd: sd.update(param_names=5), "expected 'param_names' to be a list of names, got int"),
+    (lambda sd: sd["hyperparameters"].update(betas=0.9), r"betas must be two numbers in \[0, 1\), got 0.9"),
+])
+def test_load_state_dict_refuses_malformed_containers(change, message):
+    _, params = make_params()
+    opt = optim.Adam(params)
+    set_grads(params, grads_for_step(0))
+    opt.step()
+    snap = snapshot(params, opt)
+    bad = opt.state_dict()
+    change(bad)
+    with pytest.raises((TypeError, ValueError), match=message):
+        opt.load_state_dict(bad)
+    assert_unchanged(params, opt, snap)
 
 
 def test_zero_grad(backend):

@@ -385,6 +385,23 @@ def test_constructor_errors():
         nn.Highway(4, activation="gelu")
 
 
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: nn.Highway(0), ValueError, "Highway: size must be at least 1, got 0"),
+    (lambda: nn.Highway(-3), ValueError, "Highway: size must be at least 1, got -3"),
+    (lambda: nn.Highway(4.0), TypeError, "Highway: size must be an int, got float 4.0"),
+    (lambda: nn.SkipConnectedRNN("lstm", 3, 0), ValueError, "SkipConnectedRNN: hidden_size must be at least 1, got 0"),
+    (lambda: nn.SkipConnectedRNN("gru", -1, 4), ValueError, "SkipConnectedRNN: input_size cannot be negative, got -1"),
+    (lambda: nn.SkipConnectedRNN("rnn", 3, 4, num_layers=2.0), TypeError,
+     "SkipConnectedRNN: num_layers must be an int, got float 2.0"),
+    (lambda: nn.GatedResidualRNN(3, -2), ValueError, "GatedResidualRNN: hidden_size must be at least 1, got -2"),
+    (lambda: nn.ResidualRNNCell(3, 0), ValueError, "ResidualRNNCell: hidden_size must be at least 1, got 0"),
+])
+def test_bad_sizes_are_named(make, error, message):
+    """Not a ZeroDivisionError from 1/sqrt(0) or a 'math domain error' from sqrt(-2)."""
+    with pytest.raises(error, match=rf"^{message}$"):
+        make()
+
+
 def test_highway_errors():
     hw = nn.Highway(4)
     with pytest.raises(ValueError, match=r"Highway: expected input with 4 features in its last axis, got shape \(2, 3\)"):

@@ -104,3 +104,41 @@ def test_load_state_dict_with_a_wrong_shape_leaves_the_layer_unchanged(backend):
         m.load_state_dict(bad)
     for name, value in m.state_dict().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+# --- layer sizes: refused by name before any parameter is made (PyTorch: "hidden_size must be greater
+# than zero"); an input size of 0 builds, as in PyTorch ----------------------------------------------------
+SIZED = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "ResidualRNN", "GatedResidualRNN",
+         "ResidualRNNCell", "GatedResidualRNNCell"]
+
+
+@pytest.mark.parametrize("kind", SIZED)
+@pytest.mark.parametrize("args, error, message", [
+    ((3, 0), ValueError, "hidden_size must be at least 1, got 0"),
+    ((3, -2), ValueError, "hidden_size must be at least 1, got -2"),
+    ((3, 2.0), TypeError, "hidden_size must be an int, got float 2.0"),
+    ((3, "4"), TypeError, "hidden_size must be an int, got str '4'"),
+    ((3, True), TypeError, "hidden_size must be an int, got bool True"),
+    ((-1, 4), ValueError, "input_size cannot be negative, got -1"),
+    ((3.5, 4), TypeError, "input_size must be an int, got float 3.5"),
+])
+def test_bad_sizes_are_named(kind, args, error, message):
+    with pytest.raises(error, match=rf"^{kind}: {message}$"):
+        getattr(nn, kind)(*args)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU", "ResidualRNN"])
+@pytest.mark.parametrize("num_layers, error, message", [
+    (0, ValueError, "num_layers must be at least 1, got 0"),
+    (1.5, TypeError, "num_layers must be an int, got float 1.5"),
+])
+def test_bad_num_layers_is_named(kind, num_layers, error, message):
+    with pytest.raises(error, match=rf"^{kind}: {message}$"):
+        getattr(nn, kind)(3, 4, num_layers=num_layers)
+
+
+@pytest.mark.parametrize("kind, gates", [("RNN", 1), ("LSTM", 4), ("GRU", 3), ("LSTMCell", 4)])
+def test_numpy_integer_sizes_and_input_size_zero_build(kind, gates):
+    m = getattr(nn, kind)(np.int64(0), np.int64(4))
+    W_ih = m.weight_ih if kind.endswith("Cell") else m.weight_ih_l0
+    assert W_ih.shape == (gates * 4, 0)

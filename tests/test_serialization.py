@@ -1,9 +1,15 @@
 """Checkpoints: round trips, atomic saves, corruption, hostile files, wrong architectures,
-and a training run killed with SIGKILL that resumes with exactly the same losses."""
+symbolic links and permissions, and a training run killed with SIGKILL that resumes with
+exactly the same losses."""
+import copy
+import errno
+import hashlib
+import json
 import os
 import pickle
 import random
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -82,6 +88,193 @@ def test_unsupported_values_are_refused_before_writing(tmp_path, state, message)
     with pytest.raises(TypeError, match=message):
         tg.save(state, tmp_path / "ckpt.npz")
     assert os.listdir(tmp_path) == []
+
+
+def cyclic_dict():
+    d = {"model": {}}
+    d["model"]["self"] = d
+    return d
+
+
+def cyclic_list():
+    a = [1]
+    a.append([a])
+    return a
+
+
+def nested(depth):
+    x = []
+    for _ in range(depth - 1):
+        x = [x]
+    return x
+
+
+@pytest.mark.parametrize("state, message", [
+    (cyclic_dict(), r"^save: state\['model'\]\['self'\] contains itself \(a reference cycle\)"),
+    (cyclic_list(), r"^save: state\[1\]\[0\] contains itself \(a reference cycle\)"),
+    (nested(5000), r"^save: the state is nested more than 100 containers deep \(at state\[0\]\[0\]"),
+    (nested(101), r"^save: the state is nested more than 100 containers deep"),
+])
+def test_cycles_and_very_deep_nesting_are_refused_by_name(tmp_path, state, message):
+    """Not a RecursionError: a cycle is named, and nesting is limited (the JSON record's coder recurses)."""
+    with pytest.raises(ValueError, match=message):
+        tg.save(state, tmp_path / "ckpt.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_shared_values_and_100_levels_are_fine(tmp_path):
+    shared = [1, 2]
+    tg.save({"a": shared, "b": shared, "deep": nested(99)}, tmp_path / "ckpt.npz")  # 100 with the outer dict
+    back = tg.load(tmp_path / "ckpt.npz")
+    assert back["a"] == back["b"] == [1, 2] and back["deep"] == nested(99)
+
+
+def test_paths_may_be_str_bytes_or_pathlike_and_nothing_else(tmp_path):
+    tg.save({"step": 1}, os.fsencode(tmp_path / "bytes.npz"))   # as open() and torch.save take them
+    assert tg.load(os.fsencode(tmp_path / "bytes.npz")) == {"step": 1} == tg.load(str(tmp_path / "bytes.npz"))
+    for bad in (3, None, ["ckpt.npz"]):
+        with pytest.raises(TypeError, match=rf"^save: expected a file path \(str, bytes or os.PathLike\), "
+                                            rf"got {type(bad).__name__}$"):
+            tg.save({}, bad)
+        with pytest.raises(TypeError, match=rf"^load: expected a file path .* got {type(bad).__name__}$"):
+            tg.load(bad)
+    with pytest.raises(ValueError, match=r"^save: expected a file path, got ''$"):
+        tg.save({}, "")
+    assert os.listdir(tmp_path) == ["bytes.npz"]
+
+
+def test_a_missing_directory_is_named_not_the_temporary_file(tmp_path):
+    path = tmp_path / "missing" / "x.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        tg.save({"step": 1}, path)
+    message = str(info.value)
+    assert f"directory {str(tmp_path / 'missing')!r} does not exist" in message and repr(str(path)) in message
+    assert ".tmp" not in message and info.value.filename == str(path) and info.value.errno == errno.ENOENT
+
+
+def test_an_unwritable_directory_is_named_and_the_previous_checkpoint_kept(tmp_path, monkeypatch):
+    """As root (CI containers) chmod cannot make a directory unwritable, so the refusal of the
+    temporary file is simulated; test_a_read_only_directory_for_real does the same without root."""
+    path = tmp_path / "ckpt.npz"
+    tg.save({"step": 1}, path)
+    real_open = os.open
+
+    def refuse_temporaries(name, *args, **kwargs):
+        if str(name).endswith(".tmp"):
+            raise PermissionError(errno.EACCES, "Permission denied", name)
+        return real_open(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse_temporaries)
+    with pytest.raises(PermissionError) as info:
+        tg.save({"step": 2}, path)
+    monkeypatch.undo()
+    message = str(info.value)
+    assert message == (f"[Errno 13] save: cannot write the checkpoint: Permission denied (save writes a temporary file "
+                       f"in {str(tmp_path)!r} first, then renames it); the previous checkpoint is unchanged: "
+                       f"{str(path)!r}")
+    assert tg.load(path) == {"step": 1} and os.listdir(tmp_path) == ["ckpt.npz"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions and a non-root user")
+def test_a_read_only_directory_for_real(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    tg.save({"step": 1}, path)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=rf"save: cannot write the checkpoint: .*: {str(path)!r}$"):
+            tg.save({"step": 2}, path)
+    finally:
+        tmp_path.chmod(0o755)
+    assert tg.load(path) == {"step": 1}
+
+
+# --- symbolic links and permissions: as torch.save and np.save ----------------------------------------
+posix_only = pytest.mark.skipif(os.name != "posix", reason="symbolic links and permission bits")
+
+
+@posix_only
+def test_save_writes_through_a_symbolic_link_and_keeps_the_mode(tmp_path, monkeypatch):
+    runs, links = tmp_path / "runs", tmp_path / "links"
+    runs.mkdir()
+    links.mkdir()
+    target = runs / "run3.npz"
+    tg.save({"step": 1}, target)
+    target.chmod(0o600)
+    latest = links / "latest.npz"
+    latest.symlink_to(os.path.join("..", "runs", "run3.npz"))
+    chain = tmp_path / "current.npz"
+    chain.symlink_to(latest)                                # a link to a link
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((a, b)), real_replace(a, b)))
+    tg.save({"step": 2}, latest)
+    tg.save({"step": 3}, chain)
+    assert latest.is_symlink() and chain.is_symlink() and os.readlink(latest) == os.path.join("..", "runs", "run3.npz")
+    assert tg.load(target) == {"step": 3} and tg.load(latest) == {"step": 3}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    for tmp, dest in renames:                               # the temporary file was made beside the target
+        assert os.path.dirname(tmp) == str(runs) and dest == str(target)
+    assert sorted(os.listdir(runs)) == ["run3.npz"] and sorted(os.listdir(links)) == ["latest.npz"]
+
+
+@posix_only
+def test_a_failed_save_through_a_link_keeps_link_and_target(tmp_path, monkeypatch):
+    target = tmp_path / "run3.npz"
+    tg.save({"step": 1}, target)
+    before = target.read_bytes()
+    link = tmp_path / "latest.npz"
+    link.symlink_to("run3.npz")
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match=rf"simulated: no space left on device; the previous checkpoint is unchanged "
+                                      rf"\({str(link)!r}\)"):
+        tg.save({"step": 2}, link)
+    monkeypatch.undo()
+    assert link.is_symlink() and target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["latest.npz", "run3.npz"]
+
+
+@posix_only
+def test_dangling_and_looping_links(tmp_path):
+    dangling = tmp_path / "latest.npz"
+    dangling.symlink_to("run4.npz")                          # as open(path, "w"): the target is created
+    tg.save({"step": 4}, dangling)
+    assert dangling.is_symlink() and tg.load(tmp_path / "run4.npz") == {"step": 4}
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(OSError, match=r"symbolic links form a loop") as info:
+        tg.save({}, tmp_path / "a")
+    assert info.value.errno == errno.ELOOP
+    with pytest.raises(IsADirectoryError, match=rf"save: cannot write the checkpoint: it is a directory: "
+                                                rf"{str(tmp_path)!r}"):
+        tg.save({}, tmp_path)
+
+
+@posix_only
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664, 0o644])
+def test_an_existing_file_keeps_its_mode_and_a_new_one_gets_the_umask(tmp_path, mode):
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "ckpt.npz"
+        tg.save({"step": 1}, path)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644   # 0666 less the umask, as open() would make it
+        path.chmod(mode)
+        tg.save({"step": 2}, path)                          # 0664 keeps the group bit the umask would drop
+        assert stat.S_IMODE(path.stat().st_mode) == mode and tg.load(path) == {"step": 2}
+    finally:
+        os.umask(old_umask)
+
+
+@posix_only
+def test_a_read_only_checkpoint_is_not_replaced(tmp_path, monkeypatch):
+    """torch.save and np.save open the file for writing, which a read-only file refuses; so does save
+    (simulated with os.access, since root may write anything)."""
+    path = tmp_path / "ckpt.npz"
+    tg.save({"step": 1}, path)
+    monkeypatch.setattr(os, "access", lambda p, m: not (str(p) == str(path) and m == os.W_OK))
+    with pytest.raises(PermissionError, match=rf"save: cannot write the checkpoint: the file is read-only; the "
+                                              rf"previous checkpoint is unchanged: {str(path)!r}"):
+        tg.save({"step": 2}, path)
+    assert tg.load(path) == {"step": 1}
 
 
 # --- atomic save -----------------------------------------------------------------------------------
@@ -235,6 +428,182 @@ def test_newer_format_version_is_refused(saved):
     np.savez(path, **entries)
     with pytest.raises(CheckpointError, match="format version 2; this tinygrad_rnn reads versions up to 1"):
         tg.load(path)
+
+
+# --- crafted structure records (the digest matches: SHA-256 without a key proves integrity, not origin) ---
+def read_entries(path):
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def write_crafted(path, meta_bytes, arrays):
+    """An .npz with the record ``meta_bytes`` and a correct digest over it, as the format documents:
+    SHA-256 over the record, then every array's name and bytes in name order."""
+    h = hashlib.sha256(meta_bytes)
+    for name in sorted(arrays):
+        h.update(name.encode("utf-8"))
+        h.update(np.ascontiguousarray(arrays[name]).reshape(-1).view(np.uint8))
+    np.savez(path, __meta__=np.frombuffer(meta_bytes, dtype=np.uint8),
+             __sha256__=np.frombuffer(h.hexdigest().encode("ascii"), dtype=np.uint8), **arrays)
+
+
+@pytest.fixture
+def crafted(saved):
+    """(path, meta, arrays, write(meta)) of the saved checkpoint, ready to be rewritten."""
+    path, _ = saved
+    entries = read_entries(path)
+    meta = json.loads(entries.pop("__meta__").tobytes())
+    entries.pop("__sha256__")
+    return path, meta, entries, lambda m, arrays=entries: write_crafted(path, json.dumps(m).encode(), arrays)
+
+
+def test_the_crafted_file_writer_makes_loadable_files(crafted, saved):
+    path, meta, arrays, write = crafted
+    write(meta)
+    assert_same(tg.load(path), saved[1])
+
+
+def set_in(keys, value):
+    def change(meta):
+        node = meta
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+    return change
+
+
+MALFORMED = [  # (change to the record, what the error says)
+    (set_in(["arrays", "a0"], 5), r"describes array 'a0' as 5, expected \[dtype, shape\]"),
+    (set_in(["version"], True), r"has version True, expected a positive integer"),
+    (set_in(["version"], -3), r"has version -3, expected a positive integer"),
+    (set_in(["version"], 0), r"has version 0, expected a positive integer"),
+    (set_in(["version"], 1.0), r"has version 1.0, expected a positive integer"),
+    (set_in(["version"], "1"), r"has version '1', expected a positive integer"),
+    (set_in(["arrays"], []), r"lists its arrays as a list, expected an object"),
+    (set_in(["arrays", "a0"], ["<f8", [8, -8]]), r"describes array 'a0' as \['<f8', \[8, -8\]\]"),
+    (set_in(["arrays", "a0"], ["<f8", [True, 8]]), r"describes array 'a0' as"),
+    (set_in(["arrays", "a0"], ["<f8", 64]), r"describes array 'a0' as"),
+    (set_in(["arrays", "a0"], [8, [8, 8]]), r"describes array 'a0' as"),
+    (set_in(["arrays", "a0"], ["<f8", [8, 8], "x"]), r"describes array 'a0' as"),
+    (set_in(["arrays", "a0"], ["<f4", [8, 8]]), r"entry 'a0' is <f8 \[8, 8\], the record says <f4 \[8, 8\]"),
+    (set_in(["arrays", "__meta__"], ["|u1", [3]]), r"describes its own entry '__meta__' as an array"),
+    (set_in(["structure"], {"array": 5}), r"refers to array 5, which it does not describe"),
+    (set_in(["structure"], {"array": "a7"}), r"refers to array 'a7', which it does not describe"),
+    (set_in(["structure"], {"dict": 5}), r"holds \{'dict': 5\}, expected"),
+    (set_in(["structure"], {"dict": [[1, 2, 3]]}), r"holds the dict item \[1, 2, 3\], expected \[str or int key"),
+    (set_in(["structure"], {"dict": [[[1], 2]]}), r"holds the dict item \[\[1\], 2\]"),
+    (set_in(["structure"], {"dict": [[True, 2]]}), r"holds the dict item \[True, 2\]"),
+    (set_in(["structure"], {"dict": [[1.5, 2]]}), r"holds the dict item \[1.5, 2\]"),
+    (set_in(["structure"], {"dict": [["k", 1], ["k", 2]]}), r"holds the dict key 'k' twice"),
+    (set_in(["structure"], {"list": [], "tuple": []}), r"expected a value or a one-key object"),
+    (set_in(["structure"], {"set": [1]}), r"holds \{'set': \[1\]\}, expected"),
+    (set_in(["structure"], []), r"holds \[\], expected a value or a one-key object"),
+    (set_in(["structure"], {"list": [{"array": "a0"}, {"array": "a0"}, {"array": "a1"}]}),
+     r"refers to array 'a0' twice"),
+    (set_in(["structure"], {"list": [{"array": "a0"}]}), r"describes arrays it never uses: \['a1'\]"),
+    (set_in(["extra"], 1), r"has keys \['arrays', 'extra', 'format', 'structure', 'version'\]"),
+    (lambda m: m.pop("structure"), r"has keys \['arrays', 'format', 'version'\]"),
+    (lambda m: m.clear(), "is not a tinygrad_rnn checkpoint \\(format None\\)"),
+]
+
+
+@pytest.mark.parametrize("change, message", MALFORMED, ids=[f"malformed{i}" for i in range(len(MALFORMED))])
+def test_a_malformed_record_with_a_matching_digest_raises_checkpoint_error(crafted, change, message):
+    path, meta, arrays, write = crafted
+    change(meta)
+    write(meta)
+    with pytest.raises(CheckpointError, match=message) as info:
+        tg.load(path)
+    assert str(info.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("record", [b"[1, 2]", b"5", b'"text"', b"null", b"\xff\xfe", b"{", b"",
+                                    b"[" * 100000 + b"]" * 100000])
+def test_a_record_that_is_not_a_json_object_raises_checkpoint_error(crafted, record):
+    path, _, arrays, _ = crafted
+    write_crafted(path, record, arrays)
+    with pytest.raises(CheckpointError, match=rf"^{path} is corrupted: its structure record \(__meta__\)"):
+        tg.load(path)
+
+
+@pytest.mark.parametrize("depth, loads", [(100, True), (101, False), (5000, False)])
+def test_a_deep_record_is_refused_without_recursion_errors(crafted, depth, loads):
+    path, _, _, _ = crafted
+    record = (b'{"format": "tinygrad_rnn.checkpoint", "version": 1, "arrays": {}, "structure": '
+              + b'{"list": [' * depth + b"7" + b"]}" * depth + b"}")
+    write_crafted(path, record, {})
+    if loads:
+        expected = 7
+        for _ in range(depth):
+            expected = [expected]
+        assert tg.load(path) == expected
+        return
+    with pytest.raises(CheckpointError, match=rf"^{path} is corrupted: its structure record"):
+        tg.load(path)
+
+
+JSON_VALUES = [None, True, False, 0, 1, -3, 2 ** 70, 1.5, float("nan"), "", "a0", "a1", "a9", "dict", "list",
+               "tuple", "array", "__meta__", [], {}, [["k", 1]], [[1, 2, 3]], {"array": "a0"}, {"array": 0},
+               {"dict": 5}, {"list": {}}, {"tuple": [1]}, {"dict": [["k", {"array": "a1"}]]}, ["<f8", [8, 8]]]
+
+
+def random_json(rng, depth=0):
+    r = rng.random()
+    if depth < 3 and r < 0.2:
+        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    if depth < 3 and r < 0.4:
+        keys = ["dict", "list", "tuple", "array", "format", "x"]
+        return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randrange(3))}
+    return copy.deepcopy(rng.choice(JSON_VALUES))
+
+
+def places(node, where=()):
+    yield where
+    children = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, child in children:
+        yield from places(child, where + (k,))
+
+
+def test_fuzzed_records_never_escape_checkpoint_error(crafted):
+    """Replace, delete or add one to three random parts of a valid record (the digest recomputed):
+    every load raises CheckpointError or returns the kinds of value a checkpoint holds."""
+    path, meta0, arrays, write = crafted
+    rng = random.Random(15)
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(400):
+        meta = copy.deepcopy(meta0)
+        for _ in range(rng.randint(1, 3)):
+            where = rng.choice(list(places(meta))[1:] or [("x",)])
+            parent = meta
+            for k in where[:-1]:
+                parent = parent[k]
+            action = rng.random()
+            if action < 0.6 or not isinstance(parent, (dict, list)):
+                parent[where[-1]] = random_json(rng)
+            elif action < 0.8:
+                del parent[where[-1]]
+            elif isinstance(parent, dict):
+                parent[rng.choice(["extra", "a7", "dict", "array"])] = random_json(rng)
+            else:
+                parent.append(random_json(rng))
+        write(meta)
+        try:
+            back = tg.load(path)
+        except CheckpointError as e:
+            assert str(e).startswith(str(path)), e
+            outcomes["refused"] += 1
+        else:
+            stack = [back]
+            while stack:                              # only what save itself could have written
+                x = stack.pop()
+                assert x is None or isinstance(x, (bool, int, float, str, np.ndarray, dict, list, tuple)), trial
+                if isinstance(x, dict):
+                    assert all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in x)
+                    stack.extend(x.values())
+                elif isinstance(x, (list, tuple)):
+                    stack.extend(x)
+            outcomes["loaded"] += 1
+    assert outcomes["refused"] > 300 and outcomes["loaded"] > 0, outcomes   # both kinds were exercised
 
 
 # --- hostile files ------------------------------------------------------------------------------------

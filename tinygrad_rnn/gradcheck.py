@@ -96,10 +96,18 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     return True
 
 
-def _as_tuple(out):
+def _as_tuple(out, nested=False):
+    """The tensors ``fn`` returned (a Tensor, or a tuple or list of them, nested), flattened."""
     if isinstance(out, Tensor):
         return (out,)
+    if not isinstance(out, (tuple, list)):
+        raise TypeError(f"gradcheck: fn must return a Tensor or a tuple/list of Tensors; its result "
+                        f"{'holds' if nested else 'is'} a {type(out).__name__} ({out!r:.60}). Compute the "
+                        f"result from the inputs with tensor ops: only a Tensor carries the graph that "
+                        f"backward differentiates")
     flat = []
     for o in out:
-        flat.extend(_as_tuple(o) if not isinstance(o, Tensor) else (o,))
+        flat.extend(_as_tuple(o, nested=True))
+    if not flat and not nested:
+        raise ValueError("gradcheck: fn returned no tensors, so there is nothing to check")
     return tuple(flat)

@@ -9,7 +9,9 @@
 ``params`` is an iterable of Parameters (tensors) or of ``(name, parameter)``
 pairs; the names only make error messages clearer. Parameter groups are not
 supported: there is one set of hyperparameters, kept as attributes
-(``opt.lr = 1e-4`` changes the learning rate from the next step on).
+(``opt.lr = 1e-4`` changes the learning rate from the next step on). Every
+hyperparameter is checked when it is given or assigned: a string, a tensor or an
+out-of-range value raises an error naming it, not a failure later in ``step``.
 
 Each update is the one of ``torch.optim`` (single-tensor code path, no
 ``maximize``/``amsgrad``/``foreach``), written with Array API operations only,
@@ -28,6 +30,8 @@ old values.
 ready for ``tinygrad_rnn.save``; ``load_state_dict`` checks it fully before
 changing anything.
 """
+import numbers
+
 from .backend import host as np
 from .tensor import Tensor
 
@@ -47,6 +51,15 @@ class Optimizer:
         self.state = [{} for _ in self.params]
         # the backend each state lives on, to catch a model moved with .to() after creation
         self._state_devices = [None for _ in self.params]
+
+    def __setattr__(self, name, value):
+        """``opt.lr = 1e-4``: a hyperparameter is checked (with the others) before it is changed."""
+        if name in self.hyperparameters:
+            value = _plain(value)
+            others = {k: self.__dict__[k] for k in self.hyperparameters if k in self.__dict__}
+            if len(others | {name: value}) == len(self.hyperparameters):  # (not while __init__ sets them)
+                self._check_hyperparameters(**(others | {name: value}))
+        object.__setattr__(self, name, value)
 
     def __repr__(self):
         hyper = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.hyperparameters)
@@ -99,6 +112,11 @@ class Optimizer:
         if self._state_devices[i] is not None and self._state_devices[i] != p.device:
             raise ValueError(f"{self._who(i)}: the parameter moved to backend {p.device!r} but its optimizer state is "
                              f"on {self._state_devices[i]!r}; create the optimizer after moving the model")
+        for k, v in self.state[i].items():
+            if k != "step" and v.dtype != p.data.dtype:  # e.g. model.double() after some steps
+                raise TypeError(f"{self._who(i)}: the parameter is {p.dtype} but its optimizer state {k!r} is "
+                                f"{p.backend.dtype_name(v.dtype)}; create the optimizer after converting the model "
+                                f"(.double(), .float(), .to(dtype))")
 
     def _who(self, i):
         """The start of an error message about parameter i (built only when there is an error)."""
@@ -126,29 +144,44 @@ class Optimizer:
                              f"(from state_dict()), got {_describe(state_dict)}")
         if state_dict["optimizer"] != type(self).__name__:
             raise ValueError(f"{who}: the state is of a {state_dict['optimizer']} optimizer, not {type(self).__name__}")
-        hyper = dict(state_dict["hyperparameters"])
+        if not isinstance(state_dict["hyperparameters"], dict):
+            raise ValueError(f"{who}: expected 'hyperparameters' to be a dict, got "
+                             f"{_describe(state_dict['hyperparameters'])}")
+        hyper = {k: _plain(v) for k, v in state_dict["hyperparameters"].items()}
         if set(hyper) != set(self.hyperparameters):
-            raise ValueError(f"{who}: expected hyperparameters {sorted(self.hyperparameters)}, got {sorted(hyper)}")
-        if "betas" in hyper:
-            hyper["betas"] = tuple(hyper["betas"])
+            raise ValueError(f"{who}: expected hyperparameters {sorted(self.hyperparameters)}, "
+                             f"got {sorted(map(str, hyper))}")
         self._check_hyperparameters(**hyper)
+        if not isinstance(state_dict["state"], (list, tuple)):
+            raise ValueError(f"{who}: expected 'state' to be a list (one dict per parameter), got "
+                             f"{_describe(state_dict['state'])}")
         states = list(state_dict["state"])
         if len(states) != len(self.params):
             raise ValueError(f"{who}: the state has {len(states)} parameters, this optimizer {len(self.params)}")
         names = state_dict.get("param_names")
+        if names is not None and not isinstance(names, (list, tuple)):
+            raise ValueError(f"{who}: expected 'param_names' to be a list of names, got {_describe(names)}")
         if names is not None and list(names) != list(self.param_names):
             wrong = [(a, b) for a, b in zip(names, self.param_names) if a != b]
             raise ValueError(f"{who}: the state was saved for parameters in another order or with other names: "
                              f"first mismatch {wrong[0][0]!r} (saved) vs {wrong[0][1]!r} (here)")
         new_states = []
         for p, name, s in zip(self.params, self.param_names, states):
+            if not isinstance(s, dict):
+                raise ValueError(f"{who}: parameter {name!r}: expected its state to be a dict, got {_describe(s)}")
             unknown = set(s) - set(self.state_keys) - {"step"}
             if unknown:
                 raise ValueError(f"{who}: parameter {name!r}: unexpected state keys {sorted(unknown)}; "
                                  f"expected some of {['step', *self.state_keys]}")
             new = {}
             for k, v in s.items():
-                if k == "step":
+                if k == "step":  # the number of steps taken: Adam's bias corrections divide by 1 - beta**step
+                    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+                        raise TypeError(f"{who}: parameter {name!r}: state 'step' must be an int (the number of "
+                                        f"steps taken), got {type(v).__name__} {v!r}")
+                    if v < 1:
+                        raise ValueError(f"{who}: parameter {name!r}: state 'step' must be at least 1 (the number "
+                                         f"of steps taken), got {v}")
                     new[k] = int(v)
                     continue
                 a = v.numpy() if isinstance(v, Tensor) else np.asarray(v)
@@ -159,8 +192,7 @@ class Optimizer:
                     raise TypeError(f"{who}: parameter {name!r}: state {k!r} has dtype {a.dtype}, expected numbers")
                 new[k] = p.backend.asarray(a, p.dtype)
             new_states.append(new)
-        for k, v in hyper.items():
-            setattr(self, k, v)
+        self.__dict__.update(hyper)   # checked together above (one by one, setattr would check halfway states)
         self.state = new_states
         self._state_devices = [p.device if s else None for p, s in zip(self.params, new_states)]
 
@@ -173,10 +205,33 @@ def _lerp(a, b, w):
     return a + w * (b - a) if w < 0.5 else b - (b - a) * (1 - w)
 
 
+def _plain(value):
+    """A NumPy scalar as the Python number (array_api_strict and CuPy arrays combine only with Python
+    scalars); a list of them (Adam's betas) as a tuple."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _numbers(who, **values):
+    for k, v in values.items():
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{who}: {k} must be a number, got {type(v).__name__} {v!r}")
+
+
 def _non_negative(who, **values):
+    _numbers(who, **values)
     for k, v in values.items():
         if not v >= 0:
             raise ValueError(f"{who}: invalid {k} value: {v} (expected >= 0)")
+
+
+def _flags(who, **values):
+    for k, v in values.items():
+        if not (isinstance(v, (bool, np.bool_)) or (isinstance(v, numbers.Integral) and v in (0, 1))):
+            raise TypeError(f"{who}: {k} must be True or False, got {type(v).__name__} {v!r}")
 
 
 class SGD(Optimizer):
@@ -199,6 +254,8 @@ class SGD(Optimizer):
 
     def _check_hyperparameters(self, lr, momentum, dampening, nesterov, weight_decay):
         _non_negative("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
+        _numbers("SGD", dampening=dampening)
+        _flags("SGD", nesterov=nesterov)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(f"SGD: Nesterov momentum requires a momentum > 0 and zero dampening, "
                              f"got momentum={momentum}, dampening={dampening}")
@@ -229,15 +286,17 @@ class Adam(Optimizer):
     state_keys = ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
-        betas = tuple(betas)
         self._check_hyperparameters(lr, betas, eps, weight_decay)
         super().__init__(params)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
 
     def _check_hyperparameters(self, lr, betas, eps, weight_decay):
         _non_negative("Adam", lr=lr, eps=eps, weight_decay=weight_decay)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas}")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"Adam: betas must be two numbers in [0, 1), got {betas!r}")
+        _numbers("Adam", beta1=betas[0], beta2=betas[1])
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {tuple(betas)}")
 
     def update(self, p, g, state, xp):
         beta1, beta2 = self.betas
@@ -309,6 +368,7 @@ class RMSprop(Optimizer):
 
     def _check_hyperparameters(self, lr, alpha, eps, weight_decay, momentum, centered):
         _non_negative("RMSprop", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum)
+        _flags("RMSprop", centered=centered)
 
     def update(self, p, g, state, xp):
         alpha = self.alpha

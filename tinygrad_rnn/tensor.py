@@ -691,7 +691,9 @@ def _to_array(data, dtype, backend):
     xp = backend.xp
     if not isinstance(data, np.ndarray) and getattr(data, "__array_namespace__", None) is not None \
             and data.__array_namespace__() is xp:
-        return xp.asarray(data, dtype=backend.dtypes[dtype or backend.dtype_name(data.dtype)], copy=True)
+        if dtype is not None or data.dtype in backend.dtypes.values():
+            return xp.asarray(data, dtype=backend.dtypes[dtype or backend.dtype_name(data.dtype)], copy=True)
+        data = backend.to_numpy(data)  # another dtype (uint64, int8...): converted and checked on the host
     if not isinstance(data, np.ndarray) and hasattr(data, "get"):
         data = data.get()  # a CuPy array, to the host first
     if not isinstance(data, (np.ndarray, np.generic, list, tuple, numbers.Number)) and not hasattr(data, "__array__"):
@@ -701,7 +703,11 @@ def _to_array(data, dtype, backend):
         a = np.asarray(data)
     except ValueError as e:   # ragged nested lists
         raise ValueError(f"Tensor: nested lists must form a rectangular array ({e})") from None
-    return backend.asarray(a, dtype or _infer_dtype(a, isinstance(data, np.ndarray) or hasattr(data, "__array__")))
+    is_array = isinstance(data, np.ndarray) or hasattr(data, "__array__")
+    dtype = dtype or _infer_dtype(a, is_array)
+    if dtype in _INT_RANGES:
+        _check_int_range(a, dtype, is_array)
+    return backend.asarray(a, dtype)
 
 
 def _unpickled(cls, array, backend_name, requires_grad, name, extras):
@@ -716,7 +722,8 @@ def _unpickled(cls, array, backend_name, requires_grad, name, extras):
 
 
 def _infer_dtype(a, is_array):
-    """float32 for Python floats; arrays keep float32/float64 and int32; other integers become int64."""
+    """float32 for Python floats; arrays keep float32/float64 and int32; other integers become int64
+    (when they fit: see ``_check_int_range``)."""
     if a.dtype.kind == "f":
         if is_array and a.dtype.name in ("float32", "float64"):
             return a.dtype.name
@@ -727,7 +734,44 @@ def _infer_dtype(a, is_array):
         return "int32" if is_array and a.dtype.name == "int32" else "int64"
     if a.dtype.kind == "b":
         return "bool"
+    if a.dtype.kind == "O" and a.size and all(isinstance(v, numbers.Real) for v in a.flat):
+        # Python ints beyond 64 bits (NumPy keeps them as objects): alone they are int64, and
+        # _check_int_range names the one that does not fit; with a float among them, float32
+        return "int64" if all(isinstance(v, numbers.Integral) for v in a.flat) else "float32"
     raise TypeError(f"Tensor: expected numbers, got an array of dtype {a.dtype}")
+
+
+# The integer dtypes' ranges. There is no unsigned 64-bit dtype: uint64 data (and Python ints of
+# 2**63 and more, which NumPy reads as uint64) become int64 when they fit and are refused when
+# they do not, rather than wrap around to negative numbers.
+_INT_RANGES = {"int64": (-2 ** 63, 2 ** 63 - 1), "int32": (-2 ** 31, 2 ** 31 - 1)}
+
+
+def _check_int_range(a, dtype, is_array):
+    """Raise OverflowError when a value of the host array ``a`` does not fit the integer ``dtype``
+    (``is_array``: ``a`` came from an array, whose dtype the message names; else from Python numbers)."""
+    lo, hi = _INT_RANGES[dtype]
+    kind = a.dtype.kind
+    if a.size == 0 or kind not in "iufO" or (kind in "iu" and np.iinfo(a.dtype).min >= lo
+                                              and np.iinfo(a.dtype).max <= hi):
+        return                                   # every value of a's dtype fits
+    if kind == "O":
+        # (what is not a number gets NumPy's own error in backend.asarray)
+        bad = [v for v in a.flat if isinstance(v, numbers.Real) and not lo <= v <= hi]
+    elif kind in "iu":
+        bad = [v for v in (a.min(), a.max()) if not lo <= int(v) <= hi]
+    else:                                        # float -> int truncates, but must not overflow; nan fails too
+        bad = [v for v in (a.min(), a.max()) if not lo <= v < hi + 1]
+    if bad:
+        value = bad[0].item() if isinstance(bad[0], np.generic) else bad[0]
+        what = f"the {a.dtype.name} value" if is_array and kind in "uf" else "the value"
+        if kind == "f":
+            advice = ""
+        elif dtype == "int32" and -2 ** 63 <= value < 2 ** 63:
+            advice = ": use dtype='int64'"
+        else:
+            advice = ": there is no uint64 or wider integer dtype; pass dtype='float64' to keep it approximately"
+        raise OverflowError(f"Tensor: {what} {value!r} does not fit {dtype} (range {lo} to {hi}){advice}")
 
 
 def _as_grad_array(grad, like):

@@ -21,7 +21,7 @@ from ..creation import zeros
 from ..function import scope
 from ..tensor import Tensor
 from .functional import linear
-from .init import recurrent_matrix, uniform
+from .init import check_sizes, recurrent_matrix, uniform
 from .module import Module, Parameter
 
 
@@ -116,6 +116,7 @@ class _CellBase(Module):
 
     def __init__(self, input_size, hidden_size, bias=True, init="default", init_gain=1.0, dtype="float32"):
         super().__init__()
+        check_sizes(type(self).__name__, input_size=(input_size, 0), hidden_size=(hidden_size, 1))
         self.input_size, self.hidden_size, self.bias = input_size, hidden_size, bias
         G, H, k = self.n_gates, hidden_size, 1 / math.sqrt(hidden_size)
         self.weight_ih = Parameter(uniform((G * H, input_size), k, dtype))

@@ -7,9 +7,24 @@ steps the gradient scales like (spectral radius of W_hh)^k. ``orthogonal`` and
 at or above 1 and watch gradients vanish or explode.
 """
 import math
+import numbers
 
 from ..backend import get_backend, host as np
 from ..tensor import Tensor
+
+
+def check_sizes(who, **sizes):
+    """Refuse a layer size that is not an int of at least its minimum, before any parameter is made.
+
+    ``check_sizes("LSTM", input_size=(input_size, 0), hidden_size=(hidden_size, 1))``: each size
+    is given as (value, minimum). Without this a size of 0 or -2 fails deep in the initialiser
+    (1/sqrt(0), a negative shape) with a message that names neither the layer nor the size."""
+    for name, (value, minimum) in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{who}: {name} must be an int, got {type(value).__name__} {value!r}")
+        if value < minimum:
+            rule = "cannot be negative" if minimum == 0 else f"must be at least {minimum}"
+            raise ValueError(f"{who}: {name} {rule}, got {value}")
 
 
 def uniform(shape, bound, dtype="float32", backend=None):

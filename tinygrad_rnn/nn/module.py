@@ -7,11 +7,17 @@ pictures of the graph show the same names as ``state_dict()``.
 """
 from collections import OrderedDict, namedtuple
 
-from ..backend import host as np
-from ..tensor import Tensor
+from ..backend import DTYPE_NAMES, FLOAT_DTYPES, get_backend, host as np
+from ..tensor import Tensor, _dtype_name
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+def _typename(value):
+    """'numpy.ndarray', 'int', 'tinygrad_rnn.tensor.Tensor': the type as PyTorch's messages name it."""
+    cls = type(value)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
 class StateDictError(RuntimeError, KeyError):
@@ -59,10 +65,15 @@ class Module:
                                      f"before assigning {name!r}")
             object.__setattr__(self, name, value)
             return
-        if name in self._parameters and isinstance(value, Tensor) and not isinstance(value, Parameter):
-            # as PyTorch: silently unregistering the parameter would drop it from optimizers and checkpoints
-            raise TypeError(f"cannot assign a Tensor to parameter {name!r} of {type(self).__name__}: expected a "
-                            f"Parameter or None (to change the values, assign to .data or use load_state_dict)")
+        # as PyTorch: silently unregistering a parameter (or sub-module) would drop it from optimizers
+        # and checkpoints, and forward would fail later on a value that is not a tensor
+        if name in self._parameters and value is not None and not isinstance(value, Parameter):
+            raise TypeError(f"cannot assign {_typename(value)!r} as parameter {name!r} of {type(self).__name__} "
+                            f"(Parameter or None expected; to change the values, assign a Parameter, set "
+                            f".data or use load_state_dict)")
+        if name in self._modules and value is not None and not isinstance(value, Module):
+            raise TypeError(f"cannot assign {_typename(value)!r} as child module {name!r} of {type(self).__name__} "
+                            f"(Module or None expected)")
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -138,12 +149,42 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
-    def to(self, backend):
-        """Move every parameter to another backend ('numpy'/'cpu', 'cupy'/'cuda'), in place."""
+    def to(self, target):
+        """Move every parameter to another backend ('numpy'/'cpu', 'cupy'/'cuda', 'array_api_strict'),
+        or cast it to a floating-point dtype ('float32', 'float64', np.float64...), in place; returns
+        self. The Parameter objects stay the same (an optimizer made before still holds them). A move
+        drops the gradients; a cast casts them too, as PyTorch's ``module.to(dtype)``."""
+        if not isinstance(target, str) or target in DTYPE_NAMES or target == "float16":
+            return self._cast(target)
         for p in self.parameters():
-            moved = p.to(backend)
+            moved = p.to(target)
             p.data, p._backend, p.grad = moved.data, moved._backend, None
             p._accum = p._sink = None
+        return self
+
+    def float(self):
+        """Every parameter (and gradient) cast to float32, in place; returns self."""
+        return self._cast("float32")
+
+    def double(self):
+        """Every parameter (and gradient) cast to float64, in place; returns self. Recurrent layers
+        then take float64 input: ``nn.LSTM(3, 4).double()`` computes as ``nn.LSTM(3, 4, dtype="float64")``."""
+        return self._cast("float64")
+
+    def _cast(self, dtype):
+        params = list(self.parameters())
+        name = _dtype_name(dtype, params[0].backend if params else get_backend())
+        if name not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to: parameters are floating point, so expected a dtype of "
+                            f"{' or '.join(FLOAT_DTYPES)}, got {name}")
+        for p in params:
+            if p.dtype == name:
+                continue
+            xp, target = p.backend.xp, p.backend.dtypes[name]
+            p.data = xp.astype(p.data, target)
+            if p.grad is not None:
+                p.grad = Tensor._wrap(xp.astype(p.grad.data, target), p.backend)
+            p._accum = p._sink = None   # graphs built before the cast do not feed the cast parameter
         return self
 
     def num_parameters(self):

@@ -29,7 +29,7 @@ from ..creation import full
 from ..function import scope
 from .cells import _CellBase, check_input
 from .functional import linear
-from .init import uniform
+from .init import check_sizes, uniform
 from .module import Module, Parameter
 from .rnn import RNNBase
 
@@ -164,6 +164,7 @@ class Highway(Module):
 
     def __init__(self, size, activation="tanh", gate_bias=-1.0, dtype="float32"):
         super().__init__()
+        check_sizes("Highway", size=(size, 1))
         if activation not in ("tanh", "relu"):
             raise ValueError(f"Highway: activation must be 'tanh' or 'relu', got {activation!r}")
         self.size, self.activation, self.gate_bias = size, activation, gate_bias

@@ -29,7 +29,7 @@ from .. import ops
 from ..tensor import Tensor
 from .cells import check_input, gru_step, lstm_step, split_reset_before
 from .functional import concat, linear, stack
-from .init import recurrent_matrix, uniform
+from .init import check_sizes, recurrent_matrix, uniform
 from .module import Module, Parameter
 
 
@@ -79,8 +79,8 @@ class RNNBase(Module):
         if replay is not None:
             warnings.warn(f"{type(self).__name__}(replay=...) is deprecated and does nothing: every layer now runs "
                           f"each timestep as one fused op, fast and drawable", DeprecationWarning, stacklevel=2)
-        if num_layers < 1:
-            raise ValueError(f"{type(self).__name__}: num_layers must be at least 1, got {num_layers}")
+        check_sizes(type(self).__name__, input_size=(input_size, 0), hidden_size=(hidden_size, 1),
+                    num_layers=(num_layers, 1))
         if not 0 <= dropout < 1:
             raise ValueError(f"{type(self).__name__}: dropout must be in [0, 1), got {dropout}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers

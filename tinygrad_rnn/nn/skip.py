@@ -26,6 +26,7 @@ holds [W^(1,3) | W^(2)] side by side, and f3 is its softmax. With
 """
 from ..function import scope
 from .functional import concat
+from .init import check_sizes
 from .layers import ModuleList
 from .module import Module
 from .rnn import GRU, LSTM, RNN, RNNBase, as_given, time_major
@@ -56,8 +57,8 @@ class SkipConnectedRNN(Module):
         super().__init__()
         if cell_type not in LAYERS:
             raise ValueError(f"SkipConnectedRNN: cell_type must be 'rnn', 'lstm' or 'gru', got {cell_type!r}")
-        if num_layers < 1:
-            raise ValueError(f"SkipConnectedRNN: num_layers must be at least 1, got {num_layers}")
+        check_sizes("SkipConnectedRNN", input_size=(input_size, 0), hidden_size=(hidden_size, 1),
+                    num_layers=(num_layers, 1))
         if not 0 <= dropout < 1:
             raise ValueError(f"SkipConnectedRNN: dropout must be in [0, 1), got {dropout}")
         self.cell_type, self.input_size, self.hidden_size, self.num_layers = cell_type, input_size, hidden_size, num_layers
