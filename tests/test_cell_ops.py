@@ -16,9 +16,10 @@ import tinygrad_rnn as tg
 import tinygrad_rnn.nn as nn
 import visualize as viz
 from tinygrad_rnn.autograd import topological_order
-from tinygrad_rnn.cell_ops import GRUStep, LSTMStep, RNNStep
+from tinygrad_rnn.cell_ops import GatedResidualStep, GRUStep, LSTMStep, ResidualStep, RNNStep
 from tinygrad_rnn.function import AccumulateGrad
 from tinygrad_rnn.nn.cells import gru_step, lstm_step, rnn_step
+from tinygrad_rnn.nn.residual import gated_residual_step, residual_step
 
 DATA = Path(__file__).parent / "data"
 B, H = 3, 4
@@ -49,8 +50,15 @@ def gru_case(bias):
     return inputs, fused, primitive
 
 
+def residual_case(gates, op, step):
+    inputs = [f64(B, gates * H, seed=1), f64(B, H, seed=2), f64(gates * H, H, seed=3)]
+    return inputs, (lambda xw, h, W: (op.apply(xw, h, W),)), (lambda xw, h, W: step(xw, (h,), W))
+
+
 CASES = {"rnn-tanh": lambda: rnn_case("tanh"), "rnn-relu": lambda: rnn_case("relu"), "lstm": lstm_case,
-         "gru": lambda: gru_case(True), "gru-no-bias": lambda: gru_case(False)}
+         "gru": lambda: gru_case(True), "gru-no-bias": lambda: gru_case(False),
+         "residual": lambda: residual_case(1, ResidualStep, residual_step),
+         "gated-residual": lambda: residual_case(2, GatedResidualStep, gated_residual_step)}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -81,12 +89,13 @@ def test_fused_op_computes_what_its_primitive_ops_compute(backend, case):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=f"gradient of input {k}")
 
 
-@pytest.mark.parametrize("case", ["rnn-tanh", "lstm", "gru"])
+@pytest.mark.parametrize("case", ["rnn-tanh", "lstm", "gru", "residual", "gated-residual"])
 def test_transposed_weight_and_output_row_change_nothing_but_where_h_lives(backend, case):
     """W_T (a row-major copy of W_hh.T made once per forward) gives the same numbers, and with
     ``out`` the step makes h in that array (a row of the layer's output), which is then h's array."""
     inputs, fused, _ = CASES[case]()
-    op = {"rnn-tanh": RNNStep, "lstm": LSTMStep, "gru": GRUStep}[case]
+    op = {"rnn-tanh": RNNStep, "lstm": LSTMStep, "gru": GRUStep, "residual": ResidualStep,
+          "gated-residual": GatedResidualStep}[case]
     W = next(x for x in inputs if x.shape[0] != B)
     W_T = W.backend.transposed_copy(W.data)
     out = W.backend.xp.zeros((B, H), dtype=W.data.dtype)
@@ -145,6 +154,9 @@ def _names(root, expand):
                                           "sigmoid", "tanh", "mul"], ["add", "linear", "unbind", "stack"]),
     (lambda: nn.GRU(3, H), "grustep", ["split", "linear", "split", "add", "sigmoid", "add", "sigmoid", "mul", "add",
                                         "tanh", "lerp"], ["linear", "unbind", "stack"]),   # b_hh stays in the step
+    (lambda: nn.ResidualRNN(3, H), "residualstep", ["linear", "tanh", "add"], ["add", "linear", "unbind", "stack"]),
+    (lambda: nn.GatedResidualRNN(3, H), "gatedresidualstep", ["linear", "split", "sigmoid", "mul", "tanh", "add"],
+     ["add", "linear", "unbind", "stack"]),
 ])
 def test_a_layer_runs_one_fused_node_per_step_which_expands_to_the_cells_ops(backend, layer, step, inner, once):
     T = 5
@@ -182,7 +194,9 @@ def _primitive_layer(kind, **kw):
     its scopes, and so the pictures, are the same)."""
     steps = {"RNN": lambda self, W: lambda xw, s, out: rnn_step(xw, s, W, self.nonlinearity),
              "LSTM": lambda self, W: lambda xw, s, out: lstm_step(xw, s, W),
-             "GRU": lambda self, W: lambda xw, s, out: gru_step(xw, s, W, self._param("bias_hh", self._tag))}
+             "GRU": lambda self, W: lambda xw, s, out: gru_step(xw, s, W, self._param("bias_hh", self._tag)),
+             "ResidualRNN": lambda self, W: lambda xw, s, out: residual_step(xw, s, W),
+             "GatedResidualRNN": lambda self, W: lambda xw, s, out: gated_residual_step(xw, s, W)}
 
     def _cell(self, tag):
         self._tag = tag
@@ -190,7 +204,8 @@ def _primitive_layer(kind, **kw):
     return type(kind, (getattr(nn, kind),), {"_cell": _cell})(3, H, dtype="float64", **kw)
 
 
-@pytest.mark.parametrize("kind, kw", [("RNN", {}), ("LSTM", {}), ("GRU", {}),
+@pytest.mark.parametrize("kind, kw", [("RNN", {}), ("LSTM", {}), ("GRU", {}), ("ResidualRNN", {}),
+                                      ("GatedResidualRNN", {"num_layers": 2}),
                                       ("LSTM", {"num_layers": 2, "bidirectional": True}),
                                       ("GRU", {"bidirectional": True})])
 def test_pictures_of_a_fused_layer_are_those_of_its_primitive_ops(backend, kind, kw):

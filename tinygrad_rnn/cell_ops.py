@@ -22,8 +22,7 @@ output row, so each h(t) is kept once).
 """
 from .backend import backend_of
 from .function import AccumulateGrad, Function, setting
-from .nn.functional import linear
-from .ops import OuterProducts
+from .ops import Linear, OuterProducts
 from .tensor import Tensor
 
 
@@ -130,7 +129,7 @@ class LSTMStep(CellStep):
     def forward(self, xw, h_prev, c_prev, W_hh, W_T=None, out=None):
         xp = self.xp
         H = c_prev.shape[-1]
-        m, k = _gate_affine(xp, H, c_prev.dtype, 2)      # sigmoid(a) = 0.5 tanh(0.5 a) + 0.5; tanh: 1, 0
+        m, k = _gate_affine(xp, H, c_prev.dtype, 4, 2)   # sigmoid(a) = 0.5 tanh(0.5 a) + 0.5; tanh (g): 1, 0
         y = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
         y += xw
         y *= m
@@ -156,7 +155,7 @@ class LSTMStep(CellStep):
         if dc is not None:
             dc_total += dc
         da = xp.concat([dc_total * g, dc_total * c_prev, dc_total * i, dh * tanh_c], axis=-1)
-        m, k = _gate_affine(xp, H, y.dtype, 2)
+        m, k = _gate_affine(xp, H, y.dtype, 4, 2)
         da *= m * m - (y - k) ** 2                         # gate'(a): y (1 - y) for sigmoid, 1 - y**2 for tanh
         return da, da @ W_hh, dc_total * f, OuterProducts(xp, da, h_prev)
 
@@ -226,7 +225,79 @@ class GRUStep(CellStep):
         return (n.lerp(h_prev, z),)
 
 
+class ResidualStep(CellStep):
+    """h = h_prev + tanh(xw + h_prev @ W_hh.T): the residual step (nn/residual.py).
+
+    backward: du = dh * (1 - u**2);  dxw = du;  dh_prev = dh + du @ W_hh   (the identity path:
+              the gradient never shrinks on its way back);  dW_hh = du.T @ h_prev"""
+    formula = "du = dh * (1 - u**2);  dxw = du;  dh_prev = dh + du @ W_hh;  dW_hh = du.T @ h_prev"
+    out_names = {0: "h"}
+    saved_inputs = {1: 0, 2: 1}
+
+    def forward(self, xw, h_prev, W_hh, W_T=None, out=None):
+        xp = self.xp
+        a = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
+        a += xw
+        u = xp.tanh(a)
+        self.save_for_backward(h_prev, W_hh, u)
+        return _into(out, h_prev + u)
+
+    def backward(self, dh):
+        h_prev, W_hh, u = self.saved
+        du = dh * (1 - u * u)
+        return du, dh + du @ W_hh, OuterProducts(self.xp, du, h_prev)
+
+    def primitive(self, xw, h_prev, W_hh):
+        """The same step as primitive ops (nn.residual.residual_step): linear, tanh, add."""
+        update = _given(linear(h_prev, W_hh, xw).tanh(), _saved(self, 2))
+        return (h_prev + update,)
+
+
+class GatedResidualStep(CellStep):
+    """h = sigmoid(f) * h_prev + tanh(u), with [u, f] = xw + h_prev @ W_hh.T (nn/residual.py).
+
+    backward: du = dh (1 - tanh(u)**2);  df = dh h_prev sigmoid(f) (1 - sigmoid(f));
+              dxw = [du, df];  dh_prev = dh sigmoid(f) + [du, df] @ W_hh"""
+    formula = "da = [dh*(1 - tanh(u)**2), dh*h_prev*f'];  dxw = da;  dh_prev = dh*sigmoid(f) + da @ W_hh"
+    out_names = {0: "h"}
+    saved_inputs = {1: 0, 2: 1}
+
+    def forward(self, xw, h_prev, W_hh, W_T=None, out=None):
+        xp = self.xp
+        H = h_prev.shape[-1]
+        m, k = _gate_affine(xp, H, h_prev.dtype, 2, 0)          # tanh(u), sigmoid(f) in one pass
+        y = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
+        y += xw
+        y *= m
+        y = xp.tanh(y)
+        y *= m
+        y += k                                                   # y = [tanh(u), sigmoid(f)]
+        self.save_for_backward(h_prev, W_hh, y)
+        return _into(out, y[..., H:] * h_prev + y[..., :H])
+
+    def backward(self, dh):
+        xp = self.xp
+        h_prev, W_hh, y = self.saved
+        H = h_prev.shape[-1]
+        m, k = _gate_affine(xp, H, y.dtype, 2, 0)
+        da = xp.concat([dh, dh * h_prev], axis=-1)
+        da *= m * m - (y - k) ** 2                               # tanh' and sigmoid' in one pass
+        return da, dh * y[..., H:] + da @ W_hh, OuterProducts(xp, da, h_prev)
+
+    def primitive(self, xw, h_prev, W_hh):
+        """The same step as primitive ops (nn.residual.gated_residual_step)."""
+        y_u, y_f = _parts(_saved(self, 2), 2)
+        u, f = linear(h_prev, W_hh, xw).chunk(2, axis=-1)
+        return (_given(f.sigmoid(), y_f) * h_prev + _given(u.tanh(), y_u),)
+
+
 # --- helpers --------------------------------------------------------------------------
+def linear(x, W, b=None):
+    """x @ W.T + b as the primitive op (nn.functional.linear without its checks: the inputs are a
+    step's own)."""
+    return Linear.apply(x, W) if b is None else Linear.apply(x, W, b)
+
+
 def _into(out, h):
     """h written into ``out`` (a row of the layer's output) when given: then the row is h."""
     if out is None:
@@ -238,17 +309,18 @@ def _into(out, h):
 _GATE_AFFINE = {}
 
 
-def _gate_affine(xp, H, dtype, g):
-    """Per-column constants m, k with gate = m * tanh(m * a) + k for the four LSTM gates:
-    0.5 and 0.5 (sigmoid) except gate ``g``, 1 and 0 (tanh); one pass over all 4H columns.
-    Made once per (namespace, H, dtype)."""
-    key = (id(xp), H, dtype)
+def _gate_affine(xp, H, dtype, n, tanh_gate):
+    """Per-column constants m, k with gate = m * tanh(m * a) + k for ``n`` gates of H columns:
+    0.5 and 0.5 (sigmoid) except gate ``tanh_gate``, 1 and 0 (tanh), so that all the gates take
+    one pass. Made once per (namespace, H, dtype, gates)."""
+    key = (id(xp), H, dtype, n, tanh_gate)
     hit = _GATE_AFFINE.get(key)
     if hit is None:
-        m = xp.concat([xp.full((g * H,), 0.5, dtype=dtype), xp.ones((H,), dtype=dtype),
-                       xp.full(((3 - g) * H,), 0.5, dtype=dtype)])
-        k = xp.concat([xp.full((g * H,), 0.5, dtype=dtype), xp.zeros((H,), dtype=dtype),
-                       xp.full(((3 - g) * H,), 0.5, dtype=dtype)])
+        before, after = tanh_gate * H, (n - 1 - tanh_gate) * H
+        m = xp.concat([xp.full((before,), 0.5, dtype=dtype), xp.ones((H,), dtype=dtype),
+                       xp.full((after,), 0.5, dtype=dtype)])
+        k = xp.concat([xp.full((before,), 0.5, dtype=dtype), xp.zeros((H,), dtype=dtype),
+                       xp.full((after,), 0.5, dtype=dtype)])
         hit = _GATE_AFFINE[key] = (m, k)
     return hit
 

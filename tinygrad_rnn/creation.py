@@ -5,7 +5,8 @@ Every function takes ``dtype`` (default float32; arange of ints gives int64),
 come from the backend's generator, which ``manual_seed(n)`` resets.
 """
 from . import backend as _backends
-from .tensor import Tensor, _dtype_name
+from .dtypes import dtype_name
+from .tensor import Tensor
 
 
 def _shape(shape):
@@ -27,7 +28,7 @@ def _make(array, backend, requires_grad, name=None):
 
 def _setup(dtype, backend, default="float32"):
     b = _backends.get_backend(backend)
-    return b, _dtype_name(dtype, b) or default
+    return b, dtype_name(dtype, b) or default
 
 
 def zeros(*shape, dtype=None, backend=None, requires_grad=False, name=None):

@@ -539,17 +539,9 @@ class GetItem(Function):
     def forward(self, x, key):
         xp = self.xp
         self.in_shape, self.dtype = x.shape, x.dtype
-        n_indexed = sum(1 for k in key if k is not None and k is not Ellipsis)
-        if n_indexed > x.ndim:
-            raise IndexError(f"too many indices: {n_indexed} for a tensor with {x.ndim} dimensions")
-        if sum(1 for k in key if k is Ellipsis) > 1:
-            raise IndexError("an index can only have a single ellipsis ('...')")
         arrays = [i for i, k in enumerate(key) if not isinstance(k, (int, slice, type(None), type(Ellipsis)))]
         if not arrays:                      # basic indexing: a view
             self.kind = "basic"
-            if Ellipsis not in key:
-                key = key + (Ellipsis,)
-            key = _bounded_slices(key, x.shape)
             self.key = key
             self.set_key = tuple(k for k in key if k is not None)
             self.base_shape = x[self.set_key].shape
@@ -716,27 +708,6 @@ class Pick(Function):
 
 
 # ---------------------------------------------------------------- helpers
-def _bounded_slices(key, shape):
-    """Slices with start and stop inside the axis (x[0:10] of a 3-long axis is x[0:3]): NumPy
-    clips them itself, the Array API leaves out-of-range bounds unspecified."""
-    out, axis = [], 0
-    for i, k in enumerate(key):
-        if k is Ellipsis:
-            axis = len(shape) - sum(1 for j in key[i + 1:] if j is not None)
-        elif isinstance(k, slice):
-            start, stop, step = k.indices(shape[axis])
-            if not range(start, stop, step):           # nothing selected
-                out.append(slice(0, 0, 1))
-            else:                                       # a reverse slice down to index 0 stops at None
-                out.append(slice(start, None if stop < 0 else stop, step))
-            axis += 1
-            continue
-        elif k is not None:
-            axis += 1
-        out.append(k)
-    return tuple(out)
-
-
 def _split(xp, a, sizes, axis):
     """Consecutive slices of ``a`` along ``axis`` with the given sizes (views where possible)."""
     out, start = [], 0

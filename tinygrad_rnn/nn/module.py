@@ -8,7 +8,8 @@ pictures of the graph show the same names as ``state_dict()``.
 from collections import OrderedDict, namedtuple
 
 from ..backend import DTYPE_NAMES, FLOAT_DTYPES, get_backend, host as np
-from ..tensor import Tensor, _dtype_name
+from ..dtypes import dtype_name
+from ..tensor import Tensor
 
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -173,7 +174,7 @@ class Module:
 
     def _cast(self, dtype):
         params = list(self.parameters())
-        name = _dtype_name(dtype, params[0].backend if params else get_backend())
+        name = dtype_name(dtype, params[0].backend if params else get_backend())
         if name not in FLOAT_DTYPES:
             raise TypeError(f"{type(self).__name__}.to: parameters are floating point, so expected a dtype of "
                             f"{' or '.join(FLOAT_DTYPES)}, got {name}")

@@ -27,11 +27,12 @@ import math
 
 from ..creation import full
 from ..function import scope
+from ..cell_ops import GatedResidualStep, ResidualStep
 from .cells import _CellBase, check_input
 from .functional import linear
 from .init import check_sizes, uniform
 from .module import Module, Parameter
-from .rnn import RNNBase
+from .rnn import RNNBase, transposed
 
 
 def residual_step(xw, state, W_hh):
@@ -74,7 +75,7 @@ class ResidualRNNCell(_CellBase):
     input (B, I) or (I,); hx (B, H) or (H,), zeros when None."""
 
     def step(self, xw, state, W_T=None, out=None):
-        return residual_step(xw, state, self.weight_hh)
+        return (ResidualStep.apply(xw, state[0], self.weight_hh, W_T=W_T, out=out),)
 
 
 class GatedResidualRNNCell(_CellBase):
@@ -95,7 +96,7 @@ class GatedResidualRNNCell(_CellBase):
             _open_forget_gate(self.bias_ih, self.bias_hh, hidden_size, forget_bias)
 
     def step(self, xw, state, W_T=None, out=None):
-        return gated_residual_step(xw, state, self.weight_hh)
+        return (GatedResidualStep.apply(xw, state[0], self.weight_hh, W_T=W_T, out=out),)
 
 
 # --- layers ----------------------------------------------------------------------
@@ -111,7 +112,8 @@ class ResidualRNN(RNNBase):
 
     def _cell(self, tag):
         W_hh = self._param("weight_hh", tag)
-        return lambda xw, state, out: residual_step(xw, state, W_hh)
+        W_T = transposed(W_hh)
+        return lambda xw, state, out: (ResidualStep.apply(xw, state[0], W_hh, W_T=W_T, out=out),)
 
 
 class GatedResidualRNN(RNNBase):
@@ -138,7 +140,8 @@ class GatedResidualRNN(RNNBase):
 
     def _cell(self, tag):
         W_hh = self._param("weight_hh", tag)
-        return lambda xw, state, out: gated_residual_step(xw, state, W_hh)
+        W_T = transposed(W_hh)
+        return lambda xw, state, out: (GatedResidualStep.apply(xw, state[0], W_hh, W_T=W_T, out=out),)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if self.forget_bias is None else f", forget_bias={self.forget_bias}")
