@@ -330,6 +330,40 @@ def test_hook_returning_wrong_shape_is_an_error(backend):
         y.sum().backward()
 
 
+def test_hook_may_not_change_the_gradients_dtype(backend):
+    """As PyTorch ("hook has changed the type of value"): a float32 leaf whose hook answers in float64
+    would otherwise get a float64 .grad that the optimizer step refuses later."""
+    w = tg.Tensor([1.0, 2.0], requires_grad=True, name="w")          # float32
+    w.register_hook(lambda g: g.astype("float64") if hasattr(g, "astype") else tg.Tensor(g).double())
+    with pytest.raises(TypeError, match=r"a hook on 'w' returned a gradient of dtype float64, expected float32 "
+                                        r"\(hook has changed the type of value\)"):
+        (w * 3.0).sum().backward()
+    assert w.grad is None                                               # nothing accumulated
+
+
+def test_hook_returning_a_list_or_another_backends_array_is_named(backend):
+    x = t64([1.0, 2.0])
+    y = x * 2.0
+    y.register_hook(lambda g: [1.0, 1.0])
+    with pytest.raises(TypeError, match=r"a hook on mul returned list: expected None, a Tensor or a "
+                                        rf"{tg.get_backend().name} array like the gradient"):
+        y.sum().backward()
+    if tg.get_backend().name != "numpy":
+        z = t64([1.0, 2.0]) * 2.0
+        z.register_hook(lambda g: np.ones(2))                           # a NumPy array on another backend
+        with pytest.raises(TypeError, match=r"returned ndarray: expected None, a Tensor or a array_api_strict"):
+            z.sum().backward()
+
+
+def test_hook_returning_a_tensor_or_a_scalar_array_is_taken(backend):
+    x = t64([1.0, 2.0])
+    (x * 2.0).register_hook(lambda g: tg.Tensor(tg.get_backend().to_numpy(g) * 3, dtype="float64"))
+    loss = x.sum() * 1.0
+    loss.register_hook(lambda g: g * 2)                                  # a 0-d gradient (NumPy: a scalar)
+    loss.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
 def test_register_hook_needs_grad(backend):
     with pytest.raises(RuntimeError, match="does not require grad"):
         tg.zeros(2).register_hook(lambda g: g)

@@ -323,3 +323,14 @@ def test_hooks_and_retain_grad_on_a_fused_layers_outputs(backend):
     out2, (_, c2) = twin(tg.randn(3, 2, 3, dtype="float64"))
     (out2.sum() + 2 * c2.sum()).backward()                       # the hook doubled dL/dc_n
     np.testing.assert_allclose(lstm.weight_hh_l0.grad.numpy(), twin.weight_hh_l0.grad.numpy(), rtol=1e-12)
+
+
+def test_replay_is_gone_and_its_keyword_a_deprecated_no_op(backend):
+    """Layers used to take replay=True for speed at the cost of the pictures; every layer is now fast and
+    drawable, and old code that passes the keyword is told so instead of failing."""
+    with pytest.warns(DeprecationWarning, match=r"LSTM\(replay=\.\.\.\) is deprecated and does nothing"):
+        layer = nn.LSTM(3, H, replay=True)
+    out, _ = layer(tg.randn(2, 1, 3))
+    assert "lstmstep" in _names(out, expand=False) and "replay" not in repr(layer)
+    import importlib.util
+    assert importlib.util.find_spec("tinygrad_rnn.nn.replay") is None

@@ -86,10 +86,12 @@ class RNNStep(CellStep):
     formula = "dz = dh * (1 - h**2);  dxw = dz;  dh_prev = dz @ W_hh;  dW_hh = dz.T @ h_prev"
     out_names = {0: "h"}
     saved_inputs = {1: 0, 2: 1}            # input position -> position in self.saved
+    nonlinearity = "tanh"                  # (a node sets its own only for relu: no __dict__ per step)
 
     def forward(self, xw, h_prev, W_hh, nonlinearity="tanh", W_T=None, out=None):
         xp = self.xp
-        self.nonlinearity = nonlinearity
+        if nonlinearity != "tanh":
+            self.nonlinearity = nonlinearity
         a = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
         a += xw
         h = xp.tanh(a) if nonlinearity == "tanh" else xp.maximum(a, xp.zeros((), dtype=a.dtype))

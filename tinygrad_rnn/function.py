@@ -74,25 +74,30 @@ class Function:
         """Run the op on tensors; record it in the graph when a gradient is wanted."""
         fn = object.__new__(cls)
         x0 = inputs[0]
-        fn.xp = x0._backend.xp
+        backend = x0._backend
+        fn.xp = backend.xp
         fn.saved = ()
-        arrays, requires_grad = [], False
+        arrays, edges, requires_grad = [], [], False
         for t in inputs:
-            if t._backend is not x0._backend:
+            if t._backend is not backend:
                 raise _mixed_backend_error(cls, inputs)
-            requires_grad = requires_grad or t.requires_grad
             arrays.append(t.data)
+            if t.requires_grad:                    # an edge per input (see the module docstring)
+                requires_grad = True
+                edges.append((t._ctx, t._out_idx) if t._ctx is not None else t._edge())
+            else:
+                edges.append((t, None))
         try:
             out = fn.forward(*arrays, **attrs)
         except (ValueError, TypeError, IndexError) as e:
             raise _forward_error(fn, inputs, e) from e
         record = requires_grad and STATE.grad_enabled
         if record:
-            fn.parents = tuple([t._edge() for t in inputs])
+            fn.parents = tuple(edges)
             fn.scope = STATE.scope
             fn.passes = 0
             fn.born = STATE.backward_passes
-            fn.out_shapes = tuple([o.shape for o in out]) if cls.multi_output else (out.shape,)
+            fn.out_shapes = shared(tuple([o.shape for o in out]) if cls.multi_output else (out.shape,))
         node = fn if record else None
         # the outputs are tensors of the inputs' kind (this module does not import tensor.py)
         if cls.multi_output:
@@ -196,6 +201,22 @@ class AccumulateGrad(Function):
         pass
 
 
+# --- memory: nodes share their out_shapes tuples -------------------------------------
+_SHAPES = {}
+
+
+def shared(shapes):
+    """``shapes`` (a node's out_shapes), one tuple per distinct value: a graph has few shapes and
+    many nodes, and tuples of their own would cost each node 100 bytes or more, as much as the
+    numbers of a small RNN step."""
+    hit = _SHAPES.get(shapes)
+    if hit is None:
+        if len(_SHAPES) > 10_000:             # shapes that keep changing: start afresh
+            _SHAPES.clear()
+        hit = _SHAPES[shapes] = shapes
+    return hit
+
+
 # --- anomaly checks and retained values (forward) -----------------------------
 def _observe_forward(fn, inputs, outs, recorded):
     arrays = [o.data for o in outs] if fn.multi_output else [outs.data]
@@ -289,7 +310,7 @@ class scope:
     __slots__ = ("names", "old")
 
     def __init__(self, *names):
-        self.names = tuple(map(str, names))
+        self.names = names if all(type(n) is str for n in names) else tuple(map(str, names))
 
     def __enter__(self):
         self.old = STATE.scope

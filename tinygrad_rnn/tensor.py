@@ -810,8 +810,9 @@ def _checked_hook_result(hook, new, dy, t):
         raise TypeError(f"{who} returned {type(new).__name__}: expected None, a Tensor or a {t.device} array like "
                         f"the gradient it was given (hook has changed the type of value)")
     if new.dtype != dy.dtype:
-        raise TypeError(f"{who} returned a gradient of dtype {getattr(new.dtype, 'name', new.dtype)}, expected "
-                        f"{t.dtype} (hook has changed the type of value)")
+        got = t._backend.dtype_name(new.dtype) if new.dtype in t._backend.dtypes.values() else new.dtype
+        raise TypeError(f"{who} returned a gradient of dtype {got}, expected {t.dtype} "
+                        f"(hook has changed the type of value)")
     if tuple(new.shape) != tuple(dy.shape):
         raise ValueError(f"{who} returned a gradient of shape {tuple(new.shape)}, expected {tuple(dy.shape)}")
     return new
