@@ -1,4 +1,4 @@
-"""Benchmarks of tinygrad_rnn (issue #6): run ``python benchmarks/run.py --help``.
+"""Benchmarks of tinygrad_rnn: run ``python benchmarks/run.py --help``.
 
     run.py       the entry point: options, the order of the sections, JSON, --compare
     machine.py   what the run measured on: CPU, cores, NumPy + BLAS, torch, threads

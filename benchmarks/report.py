@@ -1,6 +1,6 @@
 """The printed tables of a run, and ``--compare``: the ratios of one run to another's.
 
-Targets of issue #6 sit next to each measured ratio with a ✓ or ✗: a report, never
+Targets of the issues (#6, and #14 for the training step) sit next to each measured ratio with a ✓ or ✗: a report, never
 an assertion (a shared machine is noisy; a check mark is a reading, not a test).
 """
 TRAINING_TARGETS = {"tiny": 2.0, "small": 1.15, "mid": 1.05}    # engine step / by-hand step

@@ -1,4 +1,4 @@
-"""Benchmarks of issue #6: the engine's training step against hand-written NumPy BPTT (and PyTorch).
+"""Benchmarks: the engine's training step against hand-written NumPy BPTT (and PyTorch).
 
     python benchmarks/run.py                      # everything (several minutes), table + JSON
     python benchmarks/run.py --quick              # tiny repetition counts (a smoke run, seconds)

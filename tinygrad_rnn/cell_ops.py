@@ -1,4 +1,4 @@
-"""Fused recurrent-cell ops: one timestep of an RNN, LSTM or GRU as one graph node.
+"""Fused recurrent-cell ops: one timestep of an RNN, LSTM, GRU or residual RNN as one graph node.
 
 Written with primitive ops, an LSTM step is 11 graph nodes, and each costs a few µs of
 Python in forward and again in backward: at small sizes more than the arithmetic. These
@@ -138,7 +138,7 @@ class LSTMStep(CellStep):
         y = xp.tanh(y)
         y *= m
         y += k                                               # y = [i, f, g, o]
-        i, f, g, o = (y[..., j * H:(j + 1) * H] for j in range(4))
+        i, f, g, o = y[..., :H], y[..., H:2 * H], y[..., 2 * H:3 * H], y[..., 3 * H:]
         c = f * c_prev + i * g
         tanh_c = xp.tanh(c)
         h = _into(out, o * tanh_c)
@@ -150,7 +150,7 @@ class LSTMStep(CellStep):
         dh, dc = dys
         h_prev, c_prev, W_hh, y, tanh_c = self.saved
         H = c_prev.shape[-1]
-        i, f, g, o = (y[..., j * H:(j + 1) * H] for j in range(4))
+        i, f, g, o = y[..., :H], y[..., H:2 * H], y[..., 2 * H:3 * H], y[..., 3 * H:]
         if dh is None:
             dh = xp.zeros_like(c_prev)
         dc_total = dh * o * (1 - tanh_c * tanh_c)
