@@ -28,108 +28,12 @@ from visualize import style as S
 from visualize.examples import hello_rnn
 from visualize.render import esc, esc_attr
 
+from dotparse import bb, node_with, parse_dot, pos, time_clusters, visible_edges
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 needs_dot = pytest.mark.skipif(not viz.dot_available(), reason="Graphviz (dot, neato) is not installed")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-# ------------------------------------------------------------------------------------------ DOT parsing
-def _read_value(text, i):
-    if text[i] == '"':
-        j = i + 1
-        while text[j] != '"':
-            j += 2 if text[j] == "\\" else 1
-        return text[i + 1:j], j + 1
-    if text[i] == "<":
-        depth, j = 0, i
-        while True:
-            if text[j] == "<":
-                depth += 1
-            elif text[j] == ">":
-                depth -= 1
-                if depth == 0:
-                    return text[i:j + 1], j + 1
-            j += 1
-    j = i
-    while j < len(text) and text[j] not in " ]":
-        j += 1
-    return text[i:j], j
-
-
-def parse_attrs(text):
-    attrs, i = {}, 0
-    while i < len(text):
-        if text[i] in " \t,":
-            i += 1
-            continue
-        eq = text.index("=", i)
-        key = text[i:eq].strip()
-        value, i = _read_value(text, eq + 1)
-        attrs[key] = value
-    return attrs
-
-
-def parse_dot(source):
-    """{"nodes": {id: attrs}, "edges": [(a, b, attrs)], "clusters": {name: {"attrs", "nodes"}}, "graph": attrs}."""
-    nodes, edges, clusters, graph = {}, [], {}, {}
-    stack = []
-    for line in source.split("\n"):
-        s = line.strip()
-        m = re.match(r"subgraph (cluster_\w+) \{$", s)
-        if m:
-            stack.append(m.group(1))
-            clusters[m.group(1)] = {"attrs": {}, "nodes": []}
-            continue
-        if s == "{":
-            stack.append(None)
-            continue
-        if s == "}":
-            if stack:
-                stack.pop()
-            continue
-        if s.startswith("graph [") and s.endswith("]"):
-            target = clusters[stack[-1]]["attrs"] if stack and stack[-1] else graph
-            target.update(parse_attrs(s[len("graph ["):-1]))
-            continue
-        m = re.match(r"^(\S+) -> (\S+)(?: \[(.*)\])?$", s)
-        if m:
-            edges.append((m.group(1), m.group(2), parse_attrs(m.group(3) or "")))
-            continue
-        m = re.match(r"^(\w+) \[(.*)\]$", s)
-        if m and m.group(1) not in ("graph", "node", "edge"):
-            nodes[m.group(1)] = parse_attrs(m.group(2))
-            if stack and stack[-1]:
-                clusters[stack[-1]]["nodes"].append(m.group(1))
-    return {"nodes": nodes, "edges": edges, "clusters": clusters, "graph": graph}
-
-
-def pos(attrs):
-    x, y = attrs["pos"].rstrip("!").split(",")
-    return float(x), float(y)
-
-
-def bb(attrs):
-    return tuple(float(v) for v in attrs["bb"].split(","))
-
-
-def node_with(dot, text):
-    """Ids of the nodes whose label contains ``text``."""
-    return [n for n, a in dot["nodes"].items() if text in a.get("label", "")]
-
-
-def time_clusters(dot):
-    """[(t, cluster name)] of the timestep clusters, in the order of their t."""
-    out = []
-    for name, c in dot["clusters"].items():
-        m = re.search(r"t = (-?\d+)", c["attrs"].get("label", ""))
-        if m:
-            out.append((int(m.group(1)), name))
-    return sorted(out)
-
-
-def visible_edges(dot):
-    return [e for e in dot["edges"] if e[2].get("style") != "invis"]
 
 
 # ------------------------------------------------------------------------------------------ the lecture's example
@@ -559,61 +463,7 @@ def test_two_layer_lstm_over_50_steps_renders_at_cell_level_in_seconds(tmp_path)
     ET.parse(path)
 
 
-# ------------------------------------------------------------------------------------------ step-through, overlays
-def test_backward_frames_visit_one_node_per_frame(hello):
-    loss, model, h_0 = hello
-    frames = viz.backward_frames(loss, level="op")
-    rec = viz.draw_bptt(loss, gradients=True).recording
-    assert len(frames) == len(rec.events) + 1
-    assert "step 0 of" in frames[0].caption and "dL/dL = 1" in frames[0].caption
-    assert "\u2016\u2202L/\u2202h_1\u2016" not in frames[0].source
-    counts = []
-    for f in frames:
-        m = re.search(r"\u2202L/\u2202W_hh so far: (\d) of 4 terms added", f.source)
-        counts.append(int(m.group(1)) if m else 4)
-    assert counts == sorted(counts) and counts[0] == 0 and counts[-1] == 4
-    final = viz.draw_bptt(loss, level="op", gradients=True)
-    labels = re.findall(r"\u2016\u2202L/\u2202h_\d\u2016 = [0-9.e-]+", final.source)
-    assert labels and all(lab in frames[-1].source for lab in labels)
-    positions = [re.findall(r'pos="([^"]+!)"', f.source) for f in (frames[1], frames[-1])]
-    assert positions[0] == positions[1], "one layout for all frames"
-    assert len(viz.backward_frames(loss, level="cell")) < len(frames)
-    with pytest.raises(ValueError, match="exceed max_frames=5"):
-        viz.backward_frames(loss, max_frames=5)
-    # an arrow never turns round: an edge that ever carries a gradient points backward in every frame
-    carries = [e.grads is not None for e in final.graph.edges]
-    for f in frames:
-        dirs = [attrs.get("dir") for _, _, attrs in visible_edges(parse_dot(f.source))]
-        assert dirs == ["back" if c else "none" for c in carries]
-
-
-def test_stepthrough_says_what_is_not_known_yet_and_lists_what_leaves_a_box(hello):
-    loss, model, h_0 = hello
-    frames = viz.backward_frames(loss, level="cell")
-    middle = frames[len(frames) // 2]
-    assert "h_1: not reached yet" in middle.source and "no gradient reaches" not in middle.source
-    assert re.search(r"\u2016\u2202L/\u2202W_hh\u2016 = [0-9.]+  so far", middle.source)
-    assert "(total)" not in middle.source.split("\u2202L/\u2202W_hh\u2016")[1].split("</FONT>")[0]
-    h0 = parse_dot(middle.source)["nodes"]
-    assert "not reached yet" in next(a["label"] for n, a in h0.items() if n.endswith("_h_0"))
-    assert "(total)" in frames[-1].source and "not reached yet" not in frames[-1].source
-    readout = [f.caption for f in frames if "output + loss box at t=4" in f.caption]
-    assert readout == ["step 3 of 10: backward through the output + loss box at t=4 (5 ops); "
-                       "gradient sent to h_4, fc.weight, fc.bias"], "only what leaves the box, not its own ops"
-
-
-@needs_dot
-def test_stepthrough_html_is_one_self_contained_page(hello, tmp_path):
-    loss, model, h_0 = hello
-    page = viz.stepthrough_html(loss, tmp_path / "b.html", level="cell")
-    assert (tmp_path / "b.html").read_text(encoding="utf-8") == page
-    n = page.count('<div class="frame"')
-    assert n == len(viz.backward_frames(loss, level="cell"))
-    assert '<input type="range" id="slider" min="0" max="%d"' % (n - 1) in page
-    assert "<script src" not in page and "<link" not in page
-    assert page.count("<svg") == n
-
-
+# ------------------------------------------------------------------------------------------ overlays
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")      # the NaNs are made on purpose
 def test_anomaly_marks_the_first_nonfinite_op_as_detect_anomaly_names_it():
     def build():

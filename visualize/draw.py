@@ -241,6 +241,8 @@ def annotate(dg, rows, opts):
             dg.member_edges_out.setdefault(gs, []).append(e)
     saved = _saved_bytes(mg) if opts.get("memory") else None
     for node in dg.nodes.values():
+        if node.kind == "note":         # drawn by the layout (a row's label): nothing to annotate
+            continue
         if node.kind == "op":
             node.lines = L.op_lines(node, mg, opts)
             node.style = _op_role(node, root_ids)

@@ -108,7 +108,7 @@ def caption(dg, g, steps, k):
         what = f"backward of {node.op} at {where}: {node.formula}"
     else:
         box = L.PART_TITLES.get(node.part, node.name or "a group")
-        what = f"backward through the {box} box at {where} ({len(consumers)} ops)"
+        what = f"backward through the {box} box at {where} ({len(consumers)} op{'' if len(consumers) == 1 else 's'})"
     targets = []
     for edge, _ in contributions:
         if dg.group_of.get(edge.src, edge.src) == gid:
@@ -158,14 +158,31 @@ document.addEventListener('keydown', (e) => {{
   if (e.key === 'ArrowRight') show(parseInt(slider.value) + 1);
   if (e.key === 'ArrowLeft') show(parseInt(slider.value) - 1);
 }});
-show(0);
+// the page opens at frame k when its address ends in #k (a link to one step of backward)
+const wanted = /^#\\d+$/.test(location.hash) ? parseInt(location.hash.slice(1)) : 0;
+show(wanted);
 </script></body></html>
 """
 
 
+def script_json(value):
+    """JSON that is safe inside an HTML <script> element, whatever its strings hold.
+
+    The HTML parser reads a script's text before JavaScript does: "</script>" would end
+    the element, and "<!--" followed by "<script>" would make it swallow the rest of the
+    page. With every <, > and & written as a JavaScript escape (\\u003c ...) the text
+    holds none of them (non-ASCII characters are escaped too, so lone surrogates in a name
+    cannot break the page's UTF-8). JavaScript reads the same strings back."""
+    text = json.dumps(value)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escaped)
+    return text
+
+
 def stepthrough_html(loss, path=None, level="op", title="Backpropagation, one node at a time", **kwargs):
     """One self-contained HTML page (no scripts or files from elsewhere): a slider over the
-    backward frames, with a caption per frame. Needs Graphviz to draw the frames (raises
+    backward frames, with a caption per frame (the arrow keys step too; "page.html#5"
+    opens at frame 5). Needs Graphviz to draw the frames (raises
     GraphvizNotFound with the install hint otherwise). Returns the HTML; writes it to ``path``."""
     frames = backward_frames(loss, level=level, **kwargs)
     svgs = []
@@ -173,7 +190,7 @@ def stepthrough_html(loss, path=None, level="op", title="Backpropagation, one no
         svg = f.pipe(format="svg").decode("utf-8")
         svg = svg[svg.index("<svg"):]
         svgs.append(f'<div class="frame" id="frame{k}">{svg}</div>')
-    captions = json.dumps([f.caption for f in frames]).replace("</", "<\\/")
+    captions = script_json([f.caption for f in frames])
     page = PAGE.format(title=html.escape(title), last=len(frames) - 1, frames="\n".join(svgs), captions=captions)
     if path is not None:
         with open(path, "w", encoding="utf-8") as fh:
