@@ -44,7 +44,7 @@ def hello():
 def test_backward_frames_visit_one_node_per_frame(hello):
     loss, model, h_0 = hello
     frames = viz.backward_frames(loss, level="op")
-    rec = viz.draw_bptt(loss, gradients=True).recording
+    rec = viz.draw_bptt(loss, gradients=True).gradients
     assert len(frames) == len(rec.events) + 1
     assert "step 0 of" in frames[0].caption and "dL/dL = 1" in frames[0].caption
     assert "\u2016\u2202L/\u2202h_1\u2016" not in frames[0].source
@@ -62,7 +62,7 @@ def test_backward_frames_visit_one_node_per_frame(hello):
     with pytest.raises(ValueError, match="exceed max_frames=5"):
         viz.backward_frames(loss, max_frames=5)
     # an arrow never turns round: an edge that ever carries a gradient points backward in every frame
-    carries = [e.grads is not None for e in final.graph.edges]
+    carries = [m.norm is not None for m in final.picture.marks]
     for f in frames:
         dirs = [attrs.get("dir") for _, _, attrs in visible_edges(parse_dot(f.source))]
         assert dirs == ["back" if c else "none" for c in carries]

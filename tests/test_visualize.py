@@ -86,15 +86,16 @@ def test_each_shared_parameter_is_one_node_with_one_edge_per_timestep(hello, lev
 def test_state_edges_join_step_t_to_step_t_plus_1(hello):
     loss, model, h_0 = hello
     for level in ("op", "cell"):
-        g = viz.draw_bptt(loss, level=level).graph
+        picture = viz.draw_bptt(loss, level=level)
+        g, pos = picture.picture.graph, picture.placement.pos
         state = [e for e in g.edges if e.kind == "state"]
         pairs = sorted((-1 if g.nodes[e.src].t is None else g.nodes[e.src].t, g.nodes[e.dst].t) for e in state)
         assert pairs == [(-1, 1), (1, 2), (2, 3), (3, 4)], level          # h_0 -> step 1, then t -> t+1
         assert g.nodes[state[0].src].name == "h_0"
         if level == "cell":
             for e in state[1:]:
-                assert g.nodes[e.src].pos[1] == g.nodes[e.dst].pos[1], "cells of one row are level: horizontal"
-                assert g.nodes[e.src].pos[0] < g.nodes[e.dst].pos[0]
+                assert pos[e.src][1] == pos[e.dst][1], "cells of one row are level: horizontal"
+                assert pos[e.src][0] < pos[e.dst][0]
 
 
 def test_bidirectional_layers_are_stacked_rows_and_reverse_state_runs_right_to_left():
@@ -102,34 +103,35 @@ def test_bidirectional_layers_are_stacked_rows_and_reverse_state_runs_right_to_l
     lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
     out, _ = lstm(tg.randn(5, 1, 3))
     loss = out.sum()
-    g = viz.draw_bptt(loss, level="cell").graph
+    picture = viz.draw_bptt(loss, level="cell")
+    g, pos = picture.picture.graph, picture.placement.pos
     rows = {}
     for n in g.nodes.values():
         if n.kind == "group" and n.t is not None:
             rows.setdefault(n.row, []).append(n)
     assert sorted(rows) == sorted([("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"),
                                    ("LSTM", "layer1_reverse")])
-    heights = {key: {c.pos[1] for c in cells} for key, cells in rows.items()}
+    heights = {key: {pos[c.id][1] for c in cells} for key, cells in rows.items()}
     assert all(len(h) == 1 for h in heights.values()), "each row is one horizontal line of cells"
     order = sorted(heights, key=lambda k: heights[k].pop())
     assert order == [("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"), ("LSTM", "layer1_reverse")]
     for key, cells in rows.items():
-        xs = {c.t: c.pos[0] for c in cells}
+        xs = {c.t: pos[c.id][0] for c in cells}
         assert [t for t, _ in sorted(xs.items(), key=lambda kv: kv[1])] == [0, 1, 2, 3, 4], "time runs left to right"
     for e in g.edges:
         if e.kind == "state" and g.nodes[e.src].t is not None:
             a, b = g.nodes[e.src], g.nodes[e.dst]
             if a.row[-1].endswith("_reverse"):
-                assert b.t == a.t - 1 and b.pos[0] < a.pos[0], "reverse direction: right to left"
+                assert b.t == a.t - 1 and pos[b.id][0] < pos[a.id][0], "reverse direction: right to left"
             else:
-                assert b.t == a.t + 1 and b.pos[0] > a.pos[0]
+                assert b.t == a.t + 1 and pos[b.id][0] > pos[a.id][0]
     dot = viz.draw_bptt(loss, level="cell").source
     assert "reverse  \u2190" in dot and "forward  \u2192" in dot
 
 
 def test_levels_op_cell_layer_and_bad_level(hello):
     loss, model, h_0 = hello
-    sizes = {level: len(viz.draw_bptt(loss, level=level).graph.nodes) for level in ("op", "cell", "layer")}
+    sizes = {level: len(viz.draw_bptt(loss, level=level).picture.graph.nodes) for level in ("op", "cell", "layer")}
     assert sizes["op"] > sizes["cell"] > sizes["layer"]
     with pytest.raises(ValueError, match="level: expected one of 'op', 'cell', 'layer', got 'ops'"):
         viz.draw_bptt(loss, level="ops")
@@ -182,7 +184,7 @@ def test_contractive_rnn_dL_dh_t_decreases_and_matches_the_engine_and_numpy():
         h.grad = None
     W_hh.grad = None
     picture = viz.draw_bptt(loss, level="cell", gradients=True)
-    drawn = [picture.graph.state_norms[((), t)][0][1] for t in range(1, 7)]
+    drawn = [picture.picture.state_norms[((), t)][0][1] for t in range(1, 7)]
     np.testing.assert_allclose(drawn, engine, rtol=1e-10)
     assert all(a < b for a, b in zip(drawn, drawn[1:])), "further from the loss, smaller"
     labels = {int(t): float(v) for t, v in re.findall(r"\u2016\u2202L/\u2202h_(\d+)\u2016 = ([0-9.e+-]+)", picture.source)}
@@ -194,15 +196,15 @@ def test_contractive_rnn_dL_dh_t_decreases_and_matches_the_engine_and_numpy():
 def test_shared_weight_gradient_is_the_sum_of_its_per_step_terms():
     loss, hs, W_hh, w = _hand_rnn(T=4)
     picture = viz.draw_bptt(loss, level="op", gradients=True)
-    g = picture.graph
+    pic = picture.picture
+    g = pic.graph
     node = next(n for n in g.nodes.values() if n.name == "W_hh")
-    terms = [e for e in g.edges if e.src == node.id]
+    terms = [next(iter(pic.edge_grads(e).values())) for e in g.edges if e.src == node.id]
     assert len(terms) == 4
     loss.backward(retain_graph=True)
-    total = sum(next(iter(e.grads.values())) for e in terms)
-    np.testing.assert_allclose(total, W_hh.grad.numpy(), rtol=1e-12)
-    norms = sorted(float(np.linalg.norm(next(iter(e.grads.values())))) for e in terms)
-    label = picture.graph.nodes[node.id].lines
+    np.testing.assert_allclose(sum(terms), W_hh.grad.numpy(), rtol=1e-12)
+    norms = sorted(float(np.linalg.norm(term)) for term in terms)
+    label = pic.boxes[node.id].lines
     text = " ".join(t for t, *_ in label)
     assert "sum of 4 terms, one per use" in text
     for n in norms:
@@ -217,23 +219,24 @@ def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
     picture = viz.draw_bptt(loss, level="op", gradients=True)
     dot = parse_dot(picture.source)
     drawn = visible_edges(dot)
-    assert len(drawn) == len(picture.graph.edges)
+    marks = picture.picture.marks
+    assert len(drawn) == len(marks)
     pairs = []
-    for (a, b, attrs), e in zip(drawn, picture.graph.edges):
-        if e.info.get("norm"):
+    for (a, b, attrs), m in zip(drawn, marks):
+        if m.norm:
             ramp = list(reversed(S.VIRIDIS))
-            pairs.append((e.info["norm"], float(attrs["penwidth"]), ramp.index(attrs["color"])))
+            pairs.append((m.norm, float(attrs["penwidth"]), ramp.index(attrs["color"])))
     assert len(pairs) > 40
     pairs.sort()
     widths = [w for _, w, _ in pairs]
     colours = [c for _, _, c in pairs]
     assert widths == sorted(widths) and colours == sorted(colours)
     assert widths[0] < widths[-1] and colours[0] < colours[-1]
-    assert all(attrs.get("dir") == "back" for (a, b, attrs), e in zip(drawn, picture.graph.edges)
-               if e.info.get("norm")), "gradient arrows point backward"
-    assert all(attrs.get("dir") == "none" for (a, b, attrs), e in zip(drawn, picture.graph.edges)
-               if not e.grads), "an edge that carries no gradient has no arrowhead"
-    for colour, width, lo, hi in picture.graph.scale.bins():
+    assert all(attrs.get("dir") == "back" for (a, b, attrs), m in zip(drawn, marks)
+               if m.norm), "gradient arrows point backward"
+    assert all(attrs.get("dir") == "none" for (a, b, attrs), m in zip(drawn, marks)
+               if m.norm is None), "an edge that carries no gradient has no arrowhead"
+    for colour, width, lo, hi in picture.picture.scale.bins():
         assert f"{S.fmt(lo)} \u2013 {S.fmt(hi)}" in picture.source, "the legend gives the numbers"
 
 
@@ -266,11 +269,11 @@ def test_drawing_gradients_of_a_freed_graph_says_what_to_do(hello):
 def test_highlight_marks_every_path_from_the_last_loss_to_h_0(hello):
     loss, model, h_0 = hello
     picture = viz.draw_bptt(loss, level="op", highlight="h_0", highlight_from="L_4")
-    g = picture.graph
-    marked = [n for n in g.nodes.values() if n.info.get("highlight")]
+    pic = picture.picture
+    marked = [n for n in pic.graph.nodes.values() if pic.boxes[n.id].highlight]
     ops = sorted(n.op for n in marked if n.kind == "op")
     assert sorted(n.t for n in marked if n.op == "tanh") == [1, 2, 3, 4]
-    reads_W_hh = [n for n in marked if n.kind == "op" and "W_hh" in n.lines[0][0]]
+    reads_W_hh = [n for n in marked if n.kind == "op" and "W_hh" in pic.boxes[n.id].lines[0][0]]
     assert len(reads_W_hh) == 4, "the gradient of L_4 passes through W_hh four times on its way to h_0"
     assert len(ops) == 17 and ops.count("linear") == 5
     assert any(n.name == "h_0" for n in marked)
@@ -284,18 +287,19 @@ def test_highlight_is_an_underlay_that_keeps_every_colour(hello):
     loss, model, h_0 = hello
     for gradients in (False, True):
         picture = viz.draw_bptt(loss, level="op", gradients=gradients, highlight="h_0", highlight_from="L_4")
-        g, edges = picture.graph, visible_edges(parse_dot(picture.source))
+        pic, edges = picture.picture, visible_edges(parse_dot(picture.source))
+        g = pic.graph
         under, drawn = edges[:17], edges[17:]
         assert [e[2]["color"] for e in under] == [S.HIGHLIGHT] * 17, "the underlays come first: drawn below"
         assert len(drawn) == len(g.edges)
-        marked = [(a, b, attrs) for (a, b, attrs), e in zip(drawn, g.edges) if e.info.get("highlight")]
+        marked = [(a, b, attrs) for (a, b, attrs), m in zip(drawn, pic.marks) if m.highlight]
         assert [(a, b) for a, b, _ in marked] == [(a, b) for a, b, _ in under]
         for (_, _, attrs), (_, _, low) in zip(marked, under):
             assert float(low["penwidth"]) >= float(attrs["penwidth"]) + 4, "the underlay shows on both sides"
             assert attrs["color"] != S.HIGHLIGHT, "the edge keeps its own colour on top"
-        for (a, b, attrs), e in zip(drawn, g.edges):
-            if gradients and e.grads and e.info["norm"] > 0:
-                assert attrs["color"] == g.scale.colour(e.info["norm"]), "gradient colours are kept"
+        for (a, b, attrs), e, m in zip(drawn, g.edges, pic.marks):
+            if gradients and m.norm:
+                assert attrs["color"] == pic.scale.colour(m.norm), "gradient colours are kept"
             if not gradients:
                 assert attrs["color"] == S.EDGE[e.kind][0], "nothing is greyed out, the bus included"
         assert "vermillion underlay: every gradient path from L_4 to h_0" in picture.source
@@ -304,10 +308,10 @@ def test_highlight_is_an_underlay_that_keeps_every_colour(hello):
 
 def test_highlight_accepts_a_tensor_a_parameter_name_or_an_alias(hello):
     loss, model, h_0 = hello
-    a = viz.draw_bptt(loss, highlight=model.rnn.weight_hh_l0).graph
-    b = viz.draw_bptt(loss, highlight="rnn.weight_hh_l0").graph
-    c = viz.draw_bptt(loss, highlight="W_hh").graph
-    marked = [sorted(n.id for n in g.nodes.values() if n.info.get("highlight")) for g in (a, b, c)]
+    a = viz.draw_bptt(loss, highlight=model.rnn.weight_hh_l0).picture
+    b = viz.draw_bptt(loss, highlight="rnn.weight_hh_l0").picture
+    c = viz.draw_bptt(loss, highlight="W_hh").picture
+    marked = [sorted(n for n, box in p.boxes.items() if box.highlight) for p in (a, b, c)]
     assert marked[0] == marked[1] == marked[2] and len(marked[0]) > 20
     with pytest.raises(ValueError, match="highlight: nothing in the graph is called 'W_xyz'; names in it: .*'h_0'"):
         viz.draw_bptt(loss, highlight="W_xyz")
@@ -340,12 +344,12 @@ def test_dashed_edges_exactly_at_detach(level):
     dot = parse_dot(picture.source)
     dashed = [e for e in visible_edges(dot) if "dashed" in e[2].get("style", "")]
     assert len(dashed) == 1
-    g = picture.graph
+    g, pos_of = picture.picture.graph, picture.placement.pos
     a, b = g.nodes[dashed[0][0]], g.nodes[dashed[0][1]]
     assert a.row == ("chunk1", "RNN", "layer0") and a.t == 2
     assert b.row == ("chunk2", "RNN", "layer0") and b.t == 3, "steps are numbered on across chunks"
     assert "detach() \u2702" in dashed[0][2]["label"]
-    assert a.pos[0] < b.pos[0], "the second chunk continues the first to its right"
+    assert pos_of[a.id][0] < pos_of[b.id][0], "the second chunk continues the first to its right"
     assert "L chunk 1" not in picture.source or "its graph was freed" in picture.source
     # drawn alone, the second chunk starts from a detached leaf, with the one dashed edge
     alone = parse_dot(viz.draw_bptt(losses[1], level=level).source)
@@ -410,13 +414,14 @@ def test_timesteps_shows_first_and_last_with_an_ellipsis():
 def test_layer_level_keeps_the_per_step_gradient_norms():
     loss, hs, W_hh, w = _hand_rnn(T=5)
     picture = viz.draw_bptt(loss, level="layer", gradients=True)
-    box = next(n for n in picture.graph.nodes.values() if n.part == "layer")
-    values = [v for _, v in box.info["state_values"]]
+    box = next(n for n in picture.picture.graph.nodes.values() if n.part == "layer")
+    facts = picture.picture.facts[box.id]
+    values = [v for _, v in facts["state_values"]]
     for h in hs:                 # drawing ran backward once: retain_grad() kept that gradient too
         h.grad = None
     loss.backward(retain_graph=True)
     np.testing.assert_allclose(values, [np.linalg.norm(h.grad.numpy()) for h in hs], rtol=1e-10)
-    assert box.info["state_norms"][0][0] != box.info["state_norms"][-1][0], "the strip shades from first to last"
+    assert facts["state_norms"][0][0] != facts["state_norms"][-1][0], "the strip shades from first to last"
     assert f"from {S.fmt(min(values))} to {S.fmt(max(values))}" in picture.source
 
 
@@ -426,10 +431,10 @@ def test_node_limit_collapses_and_says_so():
     out, _ = lstm(tg.randn(30, 1, 2))
     loss = out.sum()
     picture = viz.draw_bptt(loss, level="op", max_nodes=150)
-    assert len(picture.graph.nodes) <= 150
+    assert len(picture.picture.graph.nodes) <= 150
     assert "exceed max_nodes=150: drawn at level \u201ccell\u201d" in picture.source
     tight = viz.draw_bptt(loss, level="cell", max_nodes=60)
-    assert len(tight.graph.nodes) <= 60
+    assert len(tight.picture.graph.nodes) <= 60
     assert "only the first and last" in tight.source and "steps not drawn" in tight.source
 
 
@@ -441,11 +446,11 @@ def test_a_huge_graph_without_timesteps_never_hangs():
     picture = viz.draw_bptt(y.sum(), max_nodes=100)
     graph = viz.draw_graph(y.sum(), max_nodes=100)
     for p in (picture, graph):                # collapsed before anything is laid out or handed to dot
-        assert len(p.graph.nodes) <= 101
+        assert len(p.picture.graph.nodes) <= 101
         assert "exceed max_nodes=100" in p.source and "earlier " in p.source
     # draw_graph counts boxes: 10,001 ops (10,000 mul, 1 sum), one output each, x and 10,000 copies of 1.0001.
     # From the output: sum and its output (2 boxes), then 32 x (mul, its output, its 1.0001) fit in 99 boxes
-    assert len(graph.graph.nodes) == 2 + 32 * 3 + 1, "98 boxes and the ellipsis"
+    assert len(graph.picture.graph.nodes) == 2 + 32 * 3 + 1, "98 boxes and the ellipsis"
     assert ("the whole graph takes 30003 boxes (10001 ops, their outputs and 10001 leaves), which exceed "
             "max_nodes=100: only the 65 ops and leaves nearest the output are drawn (98 boxes)") in graph.source
 
@@ -487,10 +492,10 @@ def test_anomaly_marks_the_first_nonfinite_op_as_detect_anomaly_names_it():
     picture = viz.draw_anomaly(loss)
     found = picture.anomaly
     assert found["phase"] == "forward" and found["op"] == "log" and found["scope"] == ("t=2",)
-    g = picture.graph
-    assert g.nodes[found["node"]].info.get("border") == S.HIGHLIGHT
+    pic = picture.picture
+    assert pic.boxes[found["node"]].border == S.HIGHLIGHT
     assert "first non-finite value: forward of log at t=2" in picture.source
-    marked = {n.op for n in g.nodes.values() if n.info.get("highlight")}
+    marked = {n.op for n in pic.graph.nodes.values() if pic.boxes[n.id].highlight}
     assert {"log", "sum", "stack"} <= marked and "tanh" not in marked, "the path from the NaN to the loss"
     # without retain_values the loss is seen to be NaN, and the picture says how to find where
     loss, W = build()
@@ -538,7 +543,7 @@ def test_gradcheck_overlay_marks_the_wrong_gradient_and_its_op():
         return (BadSquare.apply(a) + b * b).sum()
     picture = viz.draw_gradcheck(f, [a, b])
     assert [m[1] for m in picture.mismatches] == ["a"]
-    ops = {picture.graph.member_graph.nodes[s].op for s in picture.suspects}
+    ops = {picture.picture.unrolled.placed.nodes[s].op for s in picture.suspects}
     assert ops == {"badsquare"}
     assert "gradient check failed for &#x27;a&#x27;" in picture.source
     ok = viz.draw_gradcheck(lambda a, b: (a * a + b * b).sum(), [a, b])
@@ -782,8 +787,9 @@ def test_a_long_name_gets_the_box_of_its_cut_label():
         for t in range(2):
             with tg.scope(f"t={t}"):
                 h = tg.linear(h, W).tanh()
-        node = next(n for n in viz.draw_bptt(h.sum()).graph.nodes.values() if n.kind == "param")
-        return node.info["size"][0]
+        picture = viz.draw_bptt(h.sum())
+        node = next(n for n in picture.picture.graph.nodes.values() if n.kind == "param")
+        return picture.placement.size[node.id][0]
     # the renderer cuts every label row to 72 characters, 71 and an ellipsis: the box is that text's
     assert width("x" * 500) == width("x" * 71 + "\u2026") < 12 * 72, "a box fits its label as drawn (< 12 inches)"
     assert width("x" * 20) < width("x" * 72)
@@ -794,7 +800,8 @@ def test_op_titles_work_on_a_graph_that_was_not_drawn():
     from visualize.trace import trace
     loss, hs, W_hh, w = _hand_rnn(T=2)
     g = trace(loss)
-    titles = sorted(op_title(n, g) for n in g.nodes.values() if n.kind == "op" and n.op == "linear")
+    into = g.parents_of()
+    titles = sorted(op_title(n, into, g.nodes) for n in g.nodes.values() if n.kind == "op" and n.op == "linear")
     assert titles == ["linear(h_0, W_hh)", "linear(\u00b7, W_hh)", "linear(\u00b7, W_ih)", "linear(\u00b7, W_ih)"]
 
 
@@ -805,36 +812,41 @@ def test_cross_entropy_constants_are_drawn_as_small_named_constants():
     out, _ = rnn(tg.randn(3, 2, 4, dtype="float64", name="x"))
     loss = F.cross_entropy(out.reshape(6, 3), tg.Tensor(np.array([0, 1, 2, 0, 1, 2]), dtype="int64"))
     for picture in (viz.draw_bptt(loss), viz.draw_graph(loss)):
-        g = picture.graph
-        consts = {n.lines[0][0]: n for n in g.nodes.values() if n.kind == "const"}
+        pic = picture.picture
+        g = pic.graph
+        consts = {pic.boxes[n.id].lines[0][0]: n for n in g.nodes.values() if n.kind == "const"}
         assert "-1 / n = -0.167" in consts, sorted(consts)
-        assert all(n.lines[0][1] == "small" and len(n.lines) == 1 for n in consts.values())
+        assert all(pic.boxes[n.id].lines[0][1] == "small" and len(pic.boxes[n.id].lines) == 1
+                   for n in consts.values())
         # the true classes are data: a box named t_true, read by pick
         (ids,) = [n for n in g.nodes.values() if n.name == "t_true"]
-        assert ids.kind == "input" and [text for text, _ in ids.lines[:2]] == ["t_true", "(6,)"]
+        assert ids.kind == "input" and [text for text, _ in pic.boxes[ids.id].lines[:2]] == ["t_true", "(6,)"]
         assert [g.nodes[e.dst].op for e in g.edges if e.src == ids.id] == ["pick"]
-    (ids,) = [n for n in viz.draw_graph(loss).graph.nodes.values() if n.name == "t_true"]
-    assert ids.lines[2][0] == "[0, 1, 2, 0, 1, 2]"            # ids as integers, not 1.00
-    titles = [n.lines[0][0] for n in viz.draw_bptt(loss).graph.nodes.values() if n.kind == "op"]
+    pic = viz.draw_graph(loss).picture
+    (ids,) = [n for n in pic.graph.nodes.values() if n.name == "t_true"]
+    assert pic.boxes[ids.id].lines[2][0] == "[0, 1, 2, 0, 1, 2]"            # ids as integers, not 1.00
+    pic = viz.draw_bptt(loss).picture
+    titles = [pic.boxes[n.id].lines[0][0] for n in pic.graph.nodes.values() if n.kind == "op"]
     assert "mul(\u00b7, -1 / n)" in titles and "pick" in titles
 
 
 # ------------------------------------------------------------------------------------------ layout
 def _segments_cross(p, q, rect):
     """Does segment p-q pass through the rectangle (x0, y0, x1, y1)?"""
-    from visualize.route import _hits
+    from visualize.route import hits
     x0, y0, x1, y1 = rect
-    return _hits(p, q, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), pad=0)
+    return hits(p, q, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), pad=0)
 
 
-def _title_rects(g):
+def _title_rects(picture):
     from visualize.layout import text_size
     out = []
-    for c in g.clusters.values():
-        if c.bb is not None and c.label:
-            w, h = text_size(c.label)
-            cx = (c.bb[0] + c.bb[2]) / 2
-            out.append((c.id, (cx - w / 2 + 9, c.bb[3] - h + 4, cx + w / 2 - 9, c.bb[3])))   # the text itself
+    for cid, bb in picture.placement.cluster_bb.items():
+        label = picture.picture.cluster_labels.get(cid)
+        if label:
+            w, h = text_size(label)
+            cx = (bb[0] + bb[2]) / 2
+            out.append((cid, (cx - w / 2 + 9, bb[3] - h + 4, cx + w / 2 - 9, bb[3])))   # the text itself
     return out
 
 
@@ -846,18 +858,17 @@ def test_no_edge_and_no_number_crosses_a_timestep_title(hello):
     out, _ = lstm(tg.randn(3, 1, 2, dtype="float64"))
     for picture in (viz.draw_bptt(loss, level="cell", gradients=True),
                     viz.draw_bptt((out ** 2).sum(), level="cell", gradients=True)):
-        g = picture.graph
-        titles = _title_rects(g)
+        titles = _title_rects(picture)
         assert len(titles) >= 4
-        for e in g.edges:
-            route = e.info["route"]
+        for k, (e, m) in enumerate(zip(picture.picture.graph.edges, picture.picture.marks)):
+            route = picture.placement.routes[k]
             for cid, rect in titles:
                 assert not any(_segments_cross(p, q, rect) for p, q in zip(route, route[1:])), (e, cid)
-                if e.label:
-                    x, y = (float(v) for v in e.attrs["lp"].split(","))
-                    w = text_width(e.label, "small")
+                if m.label:
+                    x, y = (float(v) for v in picture.placement.label_pos(k, m.label).split(","))
+                    w = text_width(m.label, "small")
                     assert not (x + w / 2 > rect[0] and x - w / 2 < rect[2] and y + 6 > rect[1] and y - 6 < rect[3]), \
-                        (e.label, cid)
+                        (m.label, cid)
 
 
 def _encoder_decoder():
@@ -891,15 +902,16 @@ def _encoder_decoder():
 
 @pytest.mark.parametrize("level", ["op", "cell"])
 def test_an_encoder_is_drawn_below_the_decoder_it_feeds(level):
-    g = viz.draw_bptt(_encoder_decoder(), level=level, gradients=True).graph
+    picture = viz.draw_bptt(_encoder_decoder(), level=level, gradients=True)
+    g, pos_of = picture.picture.graph, picture.placement.pos
     ys = {}
     for n in g.nodes.values():
         if n.t is not None and n.kind in ("op", "group"):
-            ys.setdefault(n.row, []).append(n.pos[1])
+            ys.setdefault(n.row, []).append(pos_of[n.id][1])
     assert sorted(ys) == [("decoder",), ("encoder",)]
     assert max(ys[("encoder",)]) < min(ys[("decoder",)]), "data flows up: the encoder's row is the lower one"
     crossing = [e for e in g.edges if g.nodes[e.src].row == ("encoder",) and g.nodes[e.dst].row == ("decoder",)]
-    assert crossing and all(g.nodes[e.src].pos[1] < g.nodes[e.dst].pos[1] for e in crossing)
+    assert crossing and all(pos_of[e.src][1] < pos_of[e.dst][1] for e in crossing)
 
 
 def test_truncated_bptt_numbers_steps_on_across_chunks_and_names_the_row():
@@ -924,7 +936,9 @@ def test_lstm_cell_level_draws_h_and_c_as_two_parallel_edges():
     out, _ = lstm(tg.randn(4, 1, 2, dtype="float64"))
     loss = (out ** 2).sum()
     picture = viz.draw_bptt(loss, level="cell", gradients=True)
-    g = picture.graph
+    pic = picture.picture
+    g = pic.graph
+    k_of = {id(e): k for k, e in enumerate(g.edges)}
     pairs = {}
     for e in g.edges:
         if e.kind == "state" and g.nodes[e.src].t is not None:
@@ -932,19 +946,21 @@ def test_lstm_cell_level_draws_h_and_c_as_two_parallel_edges():
     assert sorted(pairs) == [(0, 1), (1, 2), (2, 3)]
     for (t, _), (a, b) in ((k, sorted(v, key=lambda e: e.info["state_name"])) for k, v in pairs.items()):
         assert (a.info["state_name"], b.info["state_name"]) == ("c", "h")
-        ya, yb = {y for _, y in a.info["route"]}, {y for _, y in b.info["route"]}
+        ma, mb = pic.marks[k_of[id(a)]], pic.marks[k_of[id(b)]]
+        ya = {y for _, y in picture.placement.routes[k_of[id(a)]]}
+        yb = {y for _, y in picture.placement.routes[k_of[id(b)]]}
         assert len(ya) == len(yb) == 1 and ya != yb, "side by side, not on top of each other"
-        assert a.info["norm"] > 0 and b.info["norm"] > 0 and a.info["norm"] != b.info["norm"]
-        assert a.label == f"c {S.fmt(a.info['norm'])}" and b.label == f"h {S.fmt(b.info['norm'])}"
+        assert ma.norm > 0 and mb.norm > 0 and ma.norm != mb.norm
+        assert ma.label == f"c {S.fmt(ma.norm)}" and mb.label == f"h {S.fmt(mb.norm)}"
     # each edge's gradient is the engine's: the c edge carries dL/dc_t from step t+1 only
-    loss.backward(retain_graph=True)
-    mg = g.member_graph
+    placed = pic.unrolled.placed
     for (t, _), edges in pairs.items():
         for e in edges:
             (member,) = e.info["members"]
-            assert member.kind == "state" and mg.nodes[member.src].outputs[member.src_index]["name"] == \
+            assert member.kind == "state" and placed.nodes[member.src].outputs[member.src_index]["name"] == \
                 e.info["state_name"]
-            np.testing.assert_allclose(e.info["norm"], float(np.linalg.norm(next(iter(member.grads.values())))))
+            np.testing.assert_allclose(pic.marks[k_of[id(e)]].norm,
+                                       float(np.linalg.norm(next(iter(picture.gradients.on(member.origin).values())))))
 
 
 def test_automatic_elision_shows_a_few_steps_at_each_end():
@@ -961,15 +977,14 @@ def test_eliding_timesteps_does_linear_work(monkeypatch):
     """Counting, not timing: the elided blocks are found once, not once per node."""
     from visualize import unroll
     calls = []
-    original = unroll._tid
-    monkeypatch.setattr(unroll, "_tid", lambda t: calls.append(t) or original(t))
+    original = unroll.time_id
+    monkeypatch.setattr(unroll, "time_id", lambda t: calls.append(t) or original(t))
 
     def count(T):
         tg.manual_seed(0)
         rnn = nn.RNN(2, 3)
         out, _ = rnn(tg.randn(T, 1, 2))
-        g = viz.trace.trace(out.sum())
-        rows = unroll.place(g)
+        g, rows = unroll.place(viz.trace.trace(out.sum()))
         calls.clear()
         unroll.collapse(g, rows, "op", timesteps=2)
         return len(calls)
@@ -1018,3 +1033,63 @@ def test_check_leaves_puts_the_input_back_when_fn_fails():
     with pytest.raises(RuntimeError, match="fn failed"):
         check_leaves(f, [x])
     assert x.data is base and x.numpy().tolist() == [0.5, -1.0]
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+STAGES = ["trace", "record", "unroll", "annotate", "layout", "render"]
+
+
+def _package_imports():
+    """{module: (modules of visualize it imports, names it imports that start with "_", external imports)}."""
+    import ast
+    out = {}
+    for path in (ROOT / "visualize").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        inside, private, outside = set(), [], set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    inside.add(node.module.split(".")[0])
+                    private += [a.name for a in node.names if a.name.startswith("_")]
+                else:
+                    inside.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                outside.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                outside.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id in ("L", "S") and node.attr.startswith("_"):
+                private.append(f"{node.value.id}.{node.attr}")
+        out[path.stem] = (inside, private, outside)
+    return out
+
+
+def test_visualize_is_a_one_way_pipeline():
+    imports = _package_imports()
+    assert [m for m, (_, _, outside) in imports.items() if "graphviz" in outside] == ["render"]
+    assert {m: p for m, (_, p, _) in imports.items() if p} == {}, "no private name is used across files"
+    # no import loops, and no stage imports a later stage
+    order, seen = [], set()
+
+    def visit(m, path):
+        assert m not in path, f"import loop: {' -> '.join(path + [m])}"
+        if m not in seen:
+            seen.add(m)
+            for d in sorted(imports[m][0]):
+                visit(d, path + [m])
+            order.append(m)
+    for m in sorted(imports):
+        visit(m, [])
+    for i, stage in enumerate(STAGES):
+        later = set(STAGES[i + 1:])
+        assert not (imports[stage][0] & later), f"{stage} imports a later stage: {imports[stage][0] & later}"
+    # only trace.py and record.py read the engine's objects
+    engine = {m for m, (_, _, outside) in imports.items() if "tinygrad_rnn" in outside}
+    assert engine <= {"trace", "record", "draw", "overlays", "plots", "examples"}, engine
+
+
+def test_layout_is_split_into_phases_of_at_most_60_lines():
+    import ast
+    tree = ast.parse((ROOT / "visualize" / "layout.py").read_text(encoding="utf-8"))
+    lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert max(lengths.values()) <= 60, {k: v for k, v in lengths.items() if v > 60}

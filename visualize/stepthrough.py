@@ -12,11 +12,12 @@ import json
 
 from . import labels as L
 from . import style as S
-from .bptt import _totals, record
-from .draw import _edge_styles, annotate, build, cluster_labels, legend
-from .render import to_digraph
+from .annotate import annotate
+from .draw import to_picture
+from .layout import layout
+from .record import record
 from .trace import trace
-from .unroll import place
+from .unroll import fit, place
 
 MAX_FRAMES = 150
 
@@ -31,71 +32,56 @@ def backward_frames(loss, level="op", show_values=False, formulas=None, params=N
     if formulas is None:
         formulas = level == "op"      # each op's local derivative is what backward applies
     roots = [loss]
-    g = trace(roots, params)
-    rec = record(g, roots)
-    rows = place(g)
+    traced = trace(roots, params)
+    grads = record(traced, roots)
+    placed, rows = place(traced)
+    unrolled = fit(placed, rows, level, None, 10 ** 6)
     opts = dict(show_values=show_values, gradients=True, formulas=formulas, edge_labels=True, level=level)
-    dg = build(g, rows, opts, level, None, 10 ** 6)
+    final = annotate(unrolled, grads, opts)
+    placement = layout(final) if final.positioned else None
+    steps = _steps(grads, unrolled.group_of)
+    if len(steps) + 1 > max_frames:
+        raise ValueError(f"backward_frames: {len(steps) + 1} frames exceed max_frames={max_frames}; the step-through "
+                         f"is meant for small graphs: draw a shorter sequence, use level=\"cell\", or raise max_frames")
+    # edges that will carry a gradient point backward from the first frame on
+    carries = {k for k, e in enumerate(unrolled.graph.edges) if final.edge_grads(e)}
+    opts = dict(opts, scale=final.scale, stepping=True, carries=carries)
+    frames, done, visited = [], set(), set()
+    for k in range(len(steps) + 1):
+        if k:
+            gid, consumers, contributions = steps[k - 1]
+            done.update(key for key, _ in contributions)
+            visited.add(gid)
+        pic = annotate(unrolled, grads.partial(done), opts)
+        for node_id, box in pic.boxes.items():
+            box.pending = unrolled.graph.nodes[node_id].kind in ("op", "group") and node_id not in visited and not (
+                any(node_id == r for r, _ in unrolled.graph.roots) and k == 0)
+        if k:
+            pic.boxes[steps[k - 1][0]].border = S.HIGHLIGHT
+            pic.boxes[steps[k - 1][0]].highlight = True
+        pic.title = (title + " \u2014 " if title else "") + caption(unrolled, steps, k)
+        frame = to_picture(pic, placement, name=f"frame{k}")
+        frame.caption = pic.title
+        frames.append(frame)
+    return frames
+
+
+def _steps(grads, group_of):
+    """Backward's visits, one per box: (box id, [placed node ids], [(edge key, grad), ...])."""
     steps = []
-    for consumer, contributions in rec.events:
-        gid = dg.group_of.get(consumer, consumer)
+    for consumer, contributions in grads.events:
+        gid = group_of.get(consumer, consumer)
         if steps and steps[-1][0] == gid:
             steps[-1][1].append(consumer)
             steps[-1][2].extend(contributions)
         else:
             steps.append((gid, [consumer], list(contributions)))
-    if len(steps) + 1 > max_frames:
-        raise ValueError(f"backward_frames: {len(steps) + 1} frames exceed max_frames={max_frames}; the step-through "
-                         f"is meant for small graphs: draw a shorter sequence, use level=\"cell\", or raise max_frames")
-    full = {id(e): e.grads for e in g.edges}
-    scale = dg.scale
-    for m in dg.edges:           # edges that will carry a gradient point backward from the first frame on
-        m.info["carries"] = bool(m.grads)
-    opts_frame = dict(opts, scale=scale, stepping=True)
-    frames = []
-    done = set()
-    visited = set()
-    try:
-        for k in range(len(steps) + 1):
-            if k:
-                gid, consumers, contributions = steps[k - 1]
-                done.update(id(edge) for edge, _ in contributions)
-                visited.add(gid)
-            for e in g.edges:
-                e.grads = full[id(e)] if id(e) in done else None
-            _totals(g, rec.seeds)
-            for m in dg.edges:
-                members = m.info.get("members") or []
-                grads = {}
-                for e in members:
-                    for key, v in (e.grads or {}).items():
-                        grads[key] = v if key not in grads else grads[key] + v
-                m.grads = grads or None
-            annotate(dg, rows, opts_frame)
-            cluster_labels(dg, rows, opts_frame)
-            current = steps[k - 1][0] if k else None
-            for node in dg.nodes.values():
-                node.info.pop("border", None)
-                node.info.pop("highlight", None)
-                node.info["pending"] = node.kind in ("op", "group") and node.id not in visited and not (
-                    any(node.id == r for r, _ in dg.roots) and k == 0)
-            if current is not None:
-                dg.nodes[current].info["border"] = S.HIGHLIGHT
-                dg.nodes[current].info["highlight"] = True
-            _edge_styles(dg, opts_frame)
-            dg.title = (title + " \u2014 " if title else "") + caption(dg, g, steps, k)
-            dg.legend = legend(dg, opts_frame)
-            frame = to_digraph(dg, name=f"frame{k}")
-            frame.caption = dg.title
-            frames.append(frame)
-    finally:
-        for e in g.edges:
-            e.grads = full[id(e)]
-        _totals(g, rec.seeds)
-    return frames
+    return steps
 
 
-def caption(dg, g, steps, k):
+def caption(unrolled, steps, k):
+    """What frame ``k`` shows, in one sentence."""
+    g, dg = unrolled.placed, unrolled.graph
     if k == 0:
         root = g.nodes[g.roots[0][0]]
         name = root.outputs[g.roots[0][1]]["name"] or "the output"
@@ -108,13 +94,14 @@ def caption(dg, g, steps, k):
         what = f"backward of {node.op} at {where}: {node.formula}"
     else:
         box = L.PART_TITLES.get(node.part, node.name or "a group")
-        what = f"backward through the {box} box at {where} ({len(consumers)} op{'' if len(consumers) == 1 else 's'})"
+        what = (f"backward through the {box} box at {where} ({len(consumers)} "
+                f"op{'' if len(consumers) == 1 else 's'})")
     targets = []
-    for edge, _ in contributions:
-        if dg.group_of.get(edge.src, edge.src) == gid:
+    for (src_id, src_index, _, _), _ in contributions:
+        if unrolled.group_of.get(src_id, src_id) == gid:
             continue            # inside the collapsed box: not what it sends out
-        src = g.nodes[edge.src]
-        name = src.outputs[edge.src_index]["name"] if src.outputs else None
+        src = g.nodes[src_id]
+        name = src.outputs[src_index]["name"] if src.outputs else None
         label = name or src.name or src.op or src.kind
         if label not in targets:
             targets.append(label)

@@ -1,34 +1,48 @@
-"""Scopes -> the unrolled layout: rows (layer, direction), timesteps, and the detail level.
+"""Stage 2, unroll: scopes -> rows (layer, direction), time columns, and the level of detail.
 
 The engine records where each op ran: ``("LSTM", "layer1_reverse", "t=3", "LSTMCell")``.
-``place`` reads that into ``node.row`` (everything before ``t=<t>``), ``node.t`` and
-``node.part`` (the cell, the readout, the layer's input projection...). ``collapse``
-then redraws the graph at a level of detail:
+``place`` copies the traced graph and reads that into each node's ``row`` (everything
+before ``t=<t>``), ``t`` and ``part`` (the cell, the readout, the layer's input
+projection...). ``collapse`` then redraws the graph at a level of detail:
 
 * ``"op"``: every primitive op;
 * ``"cell"``: one box per cell call and timestep (the notes' "representational shortcut");
 * ``"layer"``: one box per layer and direction, all timesteps inside.
 
-Elided timesteps (``timesteps=``) fold into one "..." box per row. ``arrange`` finally
-decides clusters, heights and left-to-right order for the renderer.
+Elided timesteps (``timesteps=``) fold into one "..." box per row; ``fit`` chooses a
+coarser level or fewer steps when a picture would exceed ``max_nodes`` boxes. The result,
+an ``Unrolled``, also names the clusters (one per row and shown timestep). ``op_graph``
+is the other arrangement: draw_graph's ops and tensors, without time.
 """
 import heapq
-import re
 
 from .graph import Edge, Graph, Node
-from .trace import _safe_id
+from .names import LAYER, STATE_NAME, TIME, safe_id, time_of
 
-TIME = re.compile(r"^t=(-?\d+)$")
-LAYER = re.compile(r"^layer(\d+)(_reverse)?$")
-STATE_NAME = re.compile(r"^(h|c|s|state|hidden|cell)(_?\{?-?\d+\}?|_t|_prev)?$")
 LEVELS = ("op", "cell", "layer")
+DEFAULT_MAX_NODES = 400
+MAX_END_STEPS = 6      # automatic elision shows at most this many steps at each end
 
 
-def _time_index(scope):
-    for i, s in enumerate(scope):
-        if TIME.match(s):
-            return i
-    return None
+class Unrolled:
+    """The boxes of one picture (``graph``), the placed graph they stand for (``placed``: every
+    traced node with its row, t and part), ``group_of`` (placed id -> box id), the rows in
+    drawing order, the clusters (one per shown (row, t)) and notes for the reader."""
+
+    def __init__(self, graph, placed, rows, group_of, level):
+        self.graph, self.placed, self.rows, self.group_of, self.level = graph, placed, rows, group_of, level
+        self.clusters = {}      # cluster id -> Cluster
+        self.cluster_of = {}    # box id -> cluster id
+        self.notes = graph.notes
+
+
+class Cluster:
+    """A box around the nodes of one timestep of one row."""
+
+    __slots__ = ("id", "style", "order")
+
+    def __init__(self, id, style, order):
+        self.id, self.style, self.order = id, style, order
 
 
 def _is_scalar(node, index):
@@ -39,7 +53,7 @@ def _is_scalar(node, index):
     return n == 1
 
 
-class RowInfo:
+class Row:
     """One row of the unrolled picture: one layer and direction (or one user loop)."""
 
     def __init__(self, key, order):
@@ -76,10 +90,11 @@ class RowInfo:
     def label(self):
         if self.line_label is not None:
             return self.line_label
-        return _row_label(self.key, self.layer, self.reverse)
+        return row_label(self.key, self.layer, self.reverse)
 
 
-def _row_label(key, layer, reverse):
+def row_label(key, layer, reverse):
+    """"RNN layer 0 / forward  →": a row's scopes without its layer, then the layer and direction."""
     head = " / ".join(s for s in key if not LAYER.match(s))
     if layer is None:
         return head
@@ -87,22 +102,44 @@ def _row_label(key, layer, reverse):
     return f"{head + ' ' if head else ''}layer {layer}\n{direction}"
 
 
-def place(g):
-    """Give every node of a traced graph its row, timestep and part; mark state edges.
+# --- placing --------------------------------------------------------------------------------
+def place(traced):
+    """A copy of the traced graph whose nodes know their row, timestep and part, and whose
+    edges know which carry the state from step to step. Returns (placed graph, rows in
+    drawing order, bottom to top)."""
+    g = Graph()
+    for node in traced.nodes.values():
+        g.add(node.copy())
+    for e in traced.edges:
+        g.connect(e.copy())
+    g.roots = list(traced.roots)
+    g.notes = list(traced.notes)
+    rows = _find_rows(g)
+    _place_leaves(g)
+    _split_cells(g)
+    _mark_edges(g)
+    for info in rows.values():
+        info.times = sorted({n.t for n in g.nodes.values() if n.row == info.key and n.t is not None})
+    ordered = sorted(rows.values(), key=lambda r: r.order)
+    _join_cuts_to_rows(g, ordered)
+    _chain_rows(g, ordered)
+    return g, _order_rows(g, ordered)
 
-    Returns the rows in drawing order (bottom to top)."""
+
+def _find_rows(g):
+    """Each op's row, t and part from its scope; the ops of a row outside its time loop (the
+    hoisted input projection, the output stack) are its "pre" and "post" parts."""
     rows = {}
     for node in g.nodes.values():
         if node.kind != "op":
             continue
-        i = _time_index(node.scope)
+        i, t = time_of(node.scope)
         if i is not None:
-            node.t = int(TIME.match(node.scope[i]).group(1))
+            node.t = t
             node.row = node.scope[:i]
             node.part = node.scope[i + 1] if len(node.scope) > i + 1 else None
             if node.row not in rows:
-                rows[node.row] = RowInfo(node.row, len(rows))
-    # ops of a row outside its time loop (the hoisted input projection, the output stack)
+                rows[node.row] = Row(node.row, len(rows))
     timed = {k: [n.id for n in g.nodes.values() if n.kind == "op" and n.t is not None and n.row == k] for k in rows}
     for node in g.nodes.values():
         if node.kind == "op" and node.t is None:
@@ -117,15 +154,7 @@ def place(g):
         before = g.ancestors(timed[key])
         for n in row_nodes:
             n.part = "pre" if n.id in before else "post"
-    _place_leaves(g, rows)
-    _split_cells(g, rows)
-    _mark_edges(g)
-    for info in rows.values():
-        info.times = sorted({n.t for n in g.nodes.values() if n.row == info.key and n.t is not None})
-    ordered = sorted(rows.values(), key=lambda r: r.order)
-    _join_cuts_to_rows(g, ordered)
-    _chain_rows(g, ordered)
-    return _order_rows(g, ordered)
+    return rows
 
 
 def _order_rows(g, rows):
@@ -177,7 +206,6 @@ def _join_cuts_to_rows(g, rows):
     under the cut's scope with the same layer path (("chunk1", "RNN", "layer0") for a consumer
     in ("chunk2", "RNN", "layer0"))."""
     out = g.children_of()
-    states = None
     order = {n: k for k, n in enumerate(g.nodes)}
     pending = {}
     for node in list(g.nodes.values()):
@@ -199,10 +227,8 @@ def _join_cuts_to_rows(g, rows):
             continue
         first = min(order[c.id] for c in consumers)
         pending.setdefault((match[0].key, match[0].times[-1]), []).append((first, node, edges))
+    states = state_outputs(g) if pending else {}
     for (key, t), cuts in pending.items():
-        if states is None:
-            from .draw import state_outputs
-            states = state_outputs(g)
         origins = states.get((key, t), [])
         for (_, node, edges), (name, origin, index) in zip(sorted(cuts, key=lambda x: x[0]), origins):
             for e in edges:
@@ -270,11 +296,11 @@ def _name_chunks(members):
         r.part_name = " / ".join(s for i, s in enumerate(r.key) if i not in shared)
     names = [r.part_name for r in sorted(members, key=lambda r: r.times[0] if r.times else 0)]
     chunks = " \u2192 ".join(names) if len(names) <= 4 else f"{names[0]} \u2192 \u2026 \u2192 {names[-1]}"
-    label = _row_label(tuple(line.key[i] for i in shared), line.layer, line.reverse)
+    label = row_label(tuple(line.key[i] for i in shared), line.layer, line.reverse)
     line.line_label = f"{label}\n{chunks}" if label else chunks
 
 
-def _place_leaves(g, rows):
+def _place_leaves(g):
     out = g.children_of()
     for node in g.nodes.values():
         if node.kind == "op":
@@ -293,7 +319,7 @@ def _place_leaves(g, rows):
             node.part = "input"
 
 
-def _split_cells(g, rows):
+def _split_cells(g):
     """In a timestep without a named cell scope (a hand-written loop), tell the cell
     (what computes the next state) from the readout (outputs and losses)."""
     out = g.children_of()
@@ -357,7 +383,40 @@ def _mark_edges(g):
             e.kind = "state"
 
 
-# --- collapsing ---------------------------------------------------------------------------
+def state_outputs(g):
+    """{(row, t): [(name, node id, output index)]}: the hidden (and cell) state of each step.
+
+    Named outputs first ("h", "c", "h_3"); otherwise the outputs carried to another step."""
+    found = {}
+    for node in g.nodes.values():
+        if node.kind != "op" or node.t is None:
+            continue
+        for i, out in enumerate(node.outputs):
+            if out["name"] and STATE_NAME.match(out["name"]):
+                found.setdefault((node.row, node.t), []).append((out["name"], node.id, i))
+    for e in g.edges:
+        if e.kind != "state":
+            continue
+        node = g.nodes[e.src]
+        if node.kind != "op" or (node.row, node.t) in found and any(
+                nid == node.id and i == e.src_index for _, nid, i in found[(node.row, node.t)]):
+            continue
+        key = (node.row, node.t)
+        if key in found and any(n[0] for n in found[key] if STATE_NAME.match(n[0] or "")):
+            continue
+        found.setdefault(key, []).append((node.outputs[e.src_index]["name"] or "h", node.id, e.src_index))
+    for key in found:       # h before c
+        found[key].sort(key=lambda x: (not x[0].startswith("h"), x[0]))
+        uniq, seen = [], set()
+        for item in found[key]:
+            if (item[1], item[2]) not in seen:
+                seen.add((item[1], item[2]))
+                uniq.append(item)
+        found[key] = uniq
+    return found
+
+
+# --- collapsing -----------------------------------------------------------------------------
 def shown_times(times, timesteps):
     """The timesteps drawn: all of them, or the first and last few (``timesteps``: int k for
     k at each end, a pair (first, last), or an explicit collection of t values)."""
@@ -384,66 +443,64 @@ def shown_times(times, timesteps):
     return list(times[:first]) + list(times[len(times) - last:])
 
 
+def _group_id(node, ri, level, shown, blocks, rows):
+    """The box a placed node is drawn in at ``level`` (None: drawn as itself), its kind, label and facts."""
+    if ri is not None and node.t is not None and node.t not in shown[node.row]:
+        block = blocks[node.row][node.t]
+        return f"etc_r{ri}_{time_id(block[0])}", "ellipsis", f"{len(block)} steps", {"elided": block}
+    if level == "layer" and ri is not None:
+        return f"layer_r{ri}", "group", rows[ri].label or "loop", {"level": "layer"}
+    if level == "cell" and ri is not None and node.t is not None and node.kind in ("op", "input", "const", "cut"):
+        part = node.part or "cell"
+        if node.kind != "cut" and (node.kind != "input" or part != "cell"):   # x_t and cuts stay visible
+            return f"cell_r{ri}_t{time_id(node.t)}_{safe_id(part, 20)}", "group", part, {"level": "cell"}
+    if level == "cell" and ri is not None and node.part in ("pre", "post"):
+        return f"{node.part}_r{ri}", "group", node.part, {"level": "cell"}
+    return None, None, None, None
+
+
 def collapse(g, rows, level="op", timesteps=None):
-    """A new Graph at ``level`` with timesteps outside ``timesteps`` folded into one box per row."""
+    """An Unrolled at ``level`` with timesteps outside ``timesteps`` folded into one box per row."""
     if level not in LEVELS:
         raise ValueError(f"level: expected one of {', '.join(repr(x) for x in LEVELS)}, got {level!r}")
     row_index = {r.key: i for i, r in enumerate(rows)}
     shown = {r.key: set(shown_times(r.times, timesteps)) for r in rows}
     blocks = {r.key: _blocks([t for t in r.times if t not in shown[r.key]]) for r in rows}
-    group_of = {}
-    groups = {}
-
-    def add_group(gid, kind, template, label, **info):
-        if gid not in groups:
-            node = Node(gid, kind, scope=template.scope)
-            node.members = []
-            node.row, node.t, node.part = template.row, template.t, template.part
-            node.name = label
-            node.info.update(info)
-            groups[gid] = node
-        return groups[gid]
-
+    group_of, groups = {}, {}
     for node in g.nodes.values():
-        ri = row_index.get(node.row)
-        gid = None
-        if ri is not None and node.t is not None and node.t not in shown[node.row]:
-            block = blocks[node.row][node.t]
-            gid = f"etc_r{ri}_{_tid(block[0])}"
-            grp = add_group(gid, "ellipsis", node, f"{len(block)} steps", elided=block)
-            grp.t = None
-            grp.part = "ellipsis"
-        elif level == "layer" and ri is not None:
-            gid = f"layer_r{ri}"
-            grp = add_group(gid, "group", node, rows[ri].label or "loop", level="layer")
-            grp.t, grp.part = None, "layer"
-        elif level == "cell" and ri is not None and node.t is not None and node.kind in ("op", "input", "const", "cut"):
-            part = node.part or "cell"
-            if node.kind != "cut" and (node.kind != "input" or part != "cell"):   # x_t and cuts stay visible
-                gid = f"cell_r{ri}_t{_tid(node.t)}_{_safe_id(part, 20)}"
-                add_group(gid, "group", node, part, level="cell")
-        elif level == "cell" and ri is not None and node.part in ("pre", "post"):
-            gid = f"{node.part}_r{ri}"
-            add_group(gid, "group", node, node.part, level="cell")
-        if gid is not None:
-            groups[gid].members.append(node.id)
-            group_of[node.id] = gid
+        gid, kind, label, info = _group_id(node, row_index.get(node.row), level, shown, blocks, rows)
+        if gid is None:
+            continue
+        if gid not in groups:
+            grp = groups[gid] = Node(gid, kind, scope=node.scope)
+            grp.members = []
+            grp.row, grp.t, grp.part = node.row, node.t, node.part
+            if kind == "ellipsis":
+                grp.t, grp.part = None, "ellipsis"
+            elif info.get("level") == "layer":
+                grp.t, grp.part = None, "layer"
+            grp.name = label
+            grp.info.update(info)
+        groups[gid].members.append(node.id)
+        group_of[node.id] = gid
     out = Graph()
     out.roots = [(group_of.get(n, n), i) for n, i in g.roots]
-    out.objects = g.objects
-    out.lookup = g.lookup
     out.notes = list(g.notes)
-    emitted = set()
     for node in g.nodes.values():
         gid = group_of.get(node.id)
         if gid is None:
             out.add(node)
-        elif gid not in emitted:
-            emitted.add(gid)
+        elif gid not in out.nodes:
             out.add(groups[gid])
     for grp in groups.values():
         grp.outputs = []
         grp.info["member_ops"] = [g.nodes[m].op for m in grp.members if g.nodes[m].kind == "op"]
+    _merge_edges(g, out, group_of)
+    return Unrolled(out, g, rows, group_of, level)
+
+
+def _merge_edges(g, out, group_of):
+    """One edge between two boxes per kind (an LSTM's h and c stay two), standing for its members."""
     merged = {}
     for e in g.edges:
         a, b = group_of.get(e.src, e.src), group_of.get(e.dst, e.dst)
@@ -461,16 +518,9 @@ def collapse(g, rows, level="op", timesteps=None):
             merged[key] = m
             out.connect(m)
         m.info["members"].append(e)
-        if e.grads:
-            m.grads = dict(m.grads or {})
-            for k, v in e.grads.items():
-                m.grads[k] = v if k not in m.grads else m.grads[k] + v
     for m in out.edges:
         if len(m.info["members"]) == 1:
             m.info.update({k: v for k, v in m.info["members"][0].info.items() if k != "members"})
-    out.member_graph = g
-    out.group_of = group_of
-    return out
 
 
 def _blocks(times):
@@ -486,5 +536,190 @@ def _blocks(times):
     return out
 
 
-def _tid(t):
+def time_id(t):
     return str(t) if t >= 0 else f"m{-t}"
+
+
+# --- fitting max_nodes ------------------------------------------------------------------------
+def fit(g, rows, level, timesteps, max_nodes):
+    """Collapse at ``level``; above ``max_nodes``, try coarser levels and fewer timesteps.
+    Returns an Unrolled with its clusters."""
+    if level not in LEVELS:
+        raise ValueError(f"level: expected one of {', '.join(repr(x) for x in LEVELS)}, got {level!r}")
+    if not isinstance(max_nodes, int) or max_nodes < 10:
+        raise ValueError(f"max_nodes: expected an int >= 10, got {max_nodes!r}")
+    unrolled = _fit(g, rows, level, timesteps, max_nodes)
+    if any(node.op == "loop" for node in g.nodes.values()):
+        unrolled.notes.append("a layer made with replay=True runs its whole time loop as one node (loop): "
+                              "make it with replay=False (the default) to draw every timestep")
+    elif not rows:
+        unrolled.notes.append("no timestep scopes (tg.scope(\"t=<t>\")) in this graph: drawn without the time layout")
+    _clusters(unrolled)
+    return unrolled
+
+
+def _fit(g, rows, level, timesteps, max_nodes):
+    start = LEVELS.index(level) if rows else 0
+    n_op = None
+    for lv in (LEVELS[start:] if rows else ["op"]):
+        u = collapse(g, rows, lv if rows else "op", timesteps)
+        n_op = n_op or len(u.graph)
+        if len(u.graph) <= max_nodes:
+            if rows and lv != level:
+                u.notes.append(f"{n_op} nodes at level \u201c{level}\u201d exceed max_nodes={max_nodes}: "
+                               f"drawn at level \u201c{lv}\u201d")
+            return u
+        if lv == "op" and rows and level == "op":
+            continue
+        k = _fitting_steps(u.graph, rows, max_nodes)
+        if k is not None:
+            u2 = collapse(g, rows, lv, k if timesteps is None else _narrow(timesteps, k))
+            if len(u2.graph) <= max_nodes:
+                if lv != level:
+                    u2.notes.append(f"{n_op} nodes at level \u201c{level}\u201d exceed max_nodes={max_nodes}: "
+                                    f"drawn at level \u201c{lv}\u201d")
+                u2.notes.append(f"only the first and last {k} timesteps are drawn (max_nodes={max_nodes})")
+                return u2
+    return _truncate(u, max_nodes, n_op)
+
+
+def _fitting_steps(dg, rows, max_nodes):
+    """How many steps to show at each end so that the picture fits ``max_nodes``: at most
+    MAX_END_STEPS (a picture of 2 x 195 steps is no more readable than one of 2 x 6)."""
+    times = max((len(r.times) for r in rows), default=0)
+    if times <= 3:
+        return None
+    timed = sum(1 for n in dg.nodes.values() if n.t is not None)
+    fixed = len(dg) - timed
+    per_step = timed / times
+    k = int((max_nodes - fixed - 2 * len(rows)) / (2 * per_step)) if per_step else 0
+    if k < 1:
+        return None
+    return min(k, times // 2 - 1, MAX_END_STEPS)
+
+
+def _narrow(timesteps, k):
+    if isinstance(timesteps, int):
+        return min(timesteps, k)
+    return k
+
+
+def _truncate(u, max_nodes, n_total):
+    """Last resort for graphs without time structure: the nodes nearest the output, and a note."""
+    dg = u.graph
+    keep = list(dg.nodes)[-(max_nodes - 1):]
+    keep_set = set(keep)
+    dropped = [n for n in dg.nodes if n not in keep_set]
+    out = Graph()
+    out.roots = list(dg.roots)
+    out.notes = list(dg.notes)
+    etc = Node("etc_earlier", "ellipsis", name=f"{len(dropped)} earlier nodes")
+    etc.part = "ellipsis"
+    etc.members = []
+    etc.info["dropped"] = len(dropped)
+    out.add(etc)
+    for n in keep:
+        out.add(dg.nodes[n])
+    seen = set()
+    for e in dg.edges:
+        if e.dst not in keep_set:
+            continue
+        if e.src not in keep_set:
+            if e.dst in seen:
+                continue
+            seen.add(e.dst)
+            m = Edge("etc_earlier", 0, e.dst, e.slot, "data")
+            m.info = dict(e.info)
+            out.connect(m)
+        else:
+            out.connect(e)
+    out.notes.append(f"{n_total} nodes exceed max_nodes={max_nodes} and have no timesteps to fold: "
+                     f"only the {len(keep)} nodes nearest the output are drawn")
+    return Unrolled(out, u.placed, u.rows, u.group_of, u.level)
+
+
+def _clusters(u):
+    """One cluster per shown (row, t): the box around a timestep."""
+    row_index = {r.key: i for i, r in enumerate(u.rows)}
+    groups = {}
+    for node in u.graph.nodes.values():
+        if node.t is not None and node.row in row_index and node.kind != "ellipsis":
+            groups.setdefault((row_index[node.row], node.t), []).append(node)
+    for (ri, t), nodes in sorted(groups.items()):
+        cid = f"cluster_r{ri}_t{t if t >= 0 else 'm' + str(-t)}"
+        u.clusters[cid] = Cluster(cid, "reverse" if u.rows[ri].reverse else "time", (ri, t))
+        for n in nodes:
+            u.cluster_of[n.id] = cid
+
+
+# --- draw_graph's arrangement: ops and their output tensors, no time --------------------------
+def op_graph(g, max_nodes=DEFAULT_MAX_NODES):
+    """Every op followed by one "tensor" node per output (micrograd's draw_dot); above
+    ``max_nodes`` boxes, the nodes nearest the output and one "..." box. ``g``: a placed graph."""
+    boxes = {n.id: 1 + (len(n.outputs) if n.kind == "op" else 0) for n in g.nodes.values()}
+    total = sum(boxes.values())
+    keep, size = set(), 0
+    for node in reversed(list(g.nodes.values())):
+        if total > max_nodes and size + boxes[node.id] > max_nodes - 1:     # one box left for the "..."
+            break
+        size += boxes[node.id]
+        keep.add(node.id)
+    dg = Graph()
+    dg.roots = list(g.roots)
+    dropped = len(g.nodes) - len(keep)
+    if dropped:
+        etc = dg.add(Node("etc_earlier", "ellipsis", name=f"{dropped} earlier nodes"))
+        etc.info["dropped"] = dropped
+        ops = sum(1 for n in g.nodes.values() if n.kind == "op")
+        dg.notes.append(f"the whole graph takes {total} boxes ({ops} ops, their outputs and {len(g.nodes) - ops} "
+                        f"leaves), which exceed max_nodes={max_nodes}: only the {len(keep)} ops and leaves nearest "
+                        f"the output are drawn ({size} boxes); for recurrent graphs, draw_bptt(loss, level=\"cell\") "
+                        f"folds them by timestep")
+    out_id = _op_and_tensor_nodes(g, dg, keep)
+    seen_etc = set()
+    for e in g.edges:
+        if e.dst not in keep:
+            continue
+        if e.src not in keep:
+            if e.dst in seen_etc:
+                continue
+            seen_etc.add(e.dst)
+            src = "etc_earlier"
+        else:
+            src = out_id.get((e.src, e.src_index), e.src)
+        edge = dg.connect(Edge(src, 0, e.dst, e.slot, e.kind))
+        edge.origin = e.origin
+    return Unrolled(dg, g, [], {}, "graph")
+
+
+def _op_and_tensor_nodes(g, dg, keep):
+    children = g.children_of()
+    root_ids = {r for r, _ in g.roots}
+    out_id = {}
+    for node in g.nodes.values():
+        if node.id not in keep:
+            continue
+        if node.kind != "op":
+            copy = dg.add(Node(node.id, node.kind, name=node.name, outputs=node.outputs))
+            copy.info = dict(node.info)
+            edges = children.get(node.id, ())
+            copy.info["uses"] = len(edges)
+            copy.info["uses_t"] = sorted({g.nodes[e.dst].t for e in edges if g.nodes[e.dst].t is not None})
+            out_id[(node.id, 0)] = node.id
+            continue
+        op = dg.add(Node(node.id, "op", op=node.op, scope=node.scope, formula=node.formula, doc=node.doc))
+        op.info["traced"] = node
+        for i, out in enumerate(node.outputs):
+            tid = f"{node.id}_y{i}"
+            t = dg.add(Node(tid, "tensor", name=out["name"], outputs=[out]))
+            t.info.update(of=(node.id, i), op=node.op, index=i if len(node.outputs) > 1 else None,
+                          root=node.id in root_ids and i in node.info.get("root_outputs", []))
+            edge = dg.connect(Edge(node.id, 0, tid, 0, "data"))
+            edge.info["output"] = True
+            out_id[(node.id, i)] = tid
+    return out_id
+
+
+def timed(scope):
+    """Is ``scope`` inside a time loop ("t=<t>")?"""
+    return any(TIME.match(s) for s in scope)
