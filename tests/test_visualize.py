@@ -29,6 +29,7 @@ from visualize.examples import hello_rnn
 from visualize.render import esc, esc_attr
 
 from dotparse import bb, node_with, parse_dot, pos, time_clusters, visible_edges
+from visualize.unroll import LEVELS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -107,7 +108,7 @@ def test_bidirectional_layers_are_stacked_rows_and_reverse_state_runs_right_to_l
     g, pos = picture.picture.graph, picture.placement.pos
     rows = {}
     for n in g.nodes.values():
-        if n.kind == "group" and n.t is not None:
+        if n.kind == "group" and n.t is not None and n.part != "input":
             rows.setdefault(n.row, []).append(n)
     assert sorted(rows) == sorted([("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"),
                                    ("LSTM", "layer1_reverse")])
@@ -117,7 +118,7 @@ def test_bidirectional_layers_are_stacked_rows_and_reverse_state_runs_right_to_l
     assert order == [("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"), ("LSTM", "layer1_reverse")]
     for key, cells in rows.items():
         xs = {c.t: pos[c.id][0] for c in cells}
-        assert [t for t, _ in sorted(xs.items(), key=lambda kv: kv[1])] == [0, 1, 2, 3, 4], "time runs left to right"
+        assert [t for t, _ in sorted(xs.items(), key=lambda kv: kv[1])] == [1, 2, 3, 4, 5], "time runs left to right"
     for e in g.edges:
         if e.kind == "state" and g.nodes[e.src].t is not None:
             a, b = g.nodes[e.src], g.nodes[e.dst]
@@ -203,15 +204,37 @@ def test_shared_weight_gradient_is_the_sum_of_its_per_step_terms():
     assert len(terms) == 4
     loss.backward(retain_graph=True)
     np.testing.assert_allclose(sum(terms), W_hh.grad.numpy(), rtol=1e-12)
-    norms = sorted(float(np.linalg.norm(term)) for term in terms)
-    label = pic.boxes[node.id].lines
-    text = " ".join(t for t, *_ in label)
-    assert "sum of 4 terms, one per use" in text
-    for n in norms:
-        assert S.fmt(n) in text
+    # each use's number is its term's share of the total, <term, G> / ||G||: the shares add up to ||G||
+    G = W_hh.grad.numpy()
+    shares = [float((term * G).sum() / np.linalg.norm(G)) for term in terms]
+    np.testing.assert_allclose(sum(shares), np.linalg.norm(G), rtol=1e-12)
+    text = " ".join(t for t, *_ in pic.boxes[node.id].lines)
+    assert f"\u2016\u2202L/\u2202W_hh\u2016 = {S.fmt(np.linalg.norm(G))}, the sum of its uses' shares" in text
+    printed = [float(v) for v in re.findall(r"t=\d: ([-0-9.e]+)", text)]
+    assert len(printed) == 4 and abs(sum(printed) - float(S.fmt(np.linalg.norm(G)))) < 1e-9, "they add up as printed"
+    unit = 10.0 ** -len(re.findall(r"t=\d: -?\d+\.(\d+)", text)[-1])
+    np.testing.assert_allclose(sorted(printed), sorted(shares), atol=unit), "each within one printed digit"
     dot = parse_dot(picture.source)
     plus = [re.search(r">([^<>]*)</FONT>", a["label"]).group(1) for x, _, a in dot["edges"] if x == node.id]
-    assert sorted(plus) == sorted(f"W_hh += {S.fmt(n)}" for n in norms), "each bus number names its parameter"
+    texts = re.findall(r"t=\d: ([-0-9.e]+)", text)
+    assert sorted(plus) == sorted(f"W_hh {S.signed(v)}" for v in texts), "each lane shows its use's number, named"
+
+
+def test_the_numbers_of_a_sum_add_up_as_printed():
+    from visualize.style import fmt_sum
+    assert fmt_sum(0.279, [0.0, 0.0523, 0.1800, 0.0467]) == ("0.279", ["0", "0.052", "0.180", "0.047"])
+    assert fmt_sum(0.683, [0.6686, 0.0144]) == ("0.683", ["0.669", "0.014"])     # not 0.669 + 0.014 = 0.683?
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        parts = list(rng.normal(size=rng.integers(1, 7)) * 10.0 ** rng.uniform(-6, 3))
+        total = sum(parts)
+        if total <= 0:
+            continue
+        shown, texts = fmt_sum(total, parts)
+        value = (lambda x: float(x.split("e")[0]) * 10.0 ** int(x.split("e")[1])) if "e" in shown else float
+        unit = 10.0 ** (int(shown.split("e")[1]) - 2) if "e" in shown else 10.0 ** -len(shown.split(".")[-1])
+        assert shown == S.fmt(total)
+        assert abs(sum(value(t) if t != "0" else 0.0 for t in texts) - value(shown)) < unit / 2, (shown, texts)
 
 
 def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
@@ -222,10 +245,10 @@ def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
     marks = picture.picture.marks
     assert len(drawn) == len(marks)
     pairs = []
-    for (a, b, attrs), m in zip(drawn, marks):
-        if m.norm:
+    for (a, b, attrs), e, m in zip(drawn, picture.picture.graph.edges, marks):
+        if m.share and e.kind != "param":            # a lane keeps its parameter's colour
             ramp = list(reversed(S.VIRIDIS))
-            pairs.append((m.norm, float(attrs["penwidth"]), ramp.index(attrs["color"])))
+            pairs.append((abs(m.share), float(attrs["penwidth"]), ramp.index(attrs["color"])))
     assert len(pairs) > 40
     pairs.sort()
     widths = [w for _, w, _ in pairs]
@@ -233,9 +256,9 @@ def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
     assert widths == sorted(widths) and colours == sorted(colours)
     assert widths[0] < widths[-1] and colours[0] < colours[-1]
     assert all(attrs.get("dir") == "back" for (a, b, attrs), m in zip(drawn, marks)
-               if m.norm), "gradient arrows point backward"
+               if m.share), "gradient arrows point backward"
     assert all(attrs.get("dir") == "none" for (a, b, attrs), m in zip(drawn, marks)
-               if m.norm is None), "an edge that carries no gradient has no arrowhead"
+               if m.share is None), "an edge that carries no gradient has no arrowhead"
     for colour, width, lo, hi in picture.picture.scale.bins():
         assert f"{S.fmt(lo)} \u2013 {S.fmt(hi)}" in picture.source, "the legend gives the numbers"
 
@@ -298,10 +321,11 @@ def test_highlight_is_an_underlay_that_keeps_every_colour(hello):
             assert float(low["penwidth"]) >= float(attrs["penwidth"]) + 4, "the underlay shows on both sides"
             assert attrs["color"] != S.HIGHLIGHT, "the edge keeps its own colour on top"
         for (a, b, attrs), e, m in zip(drawn, g.edges, pic.marks):
-            if gradients and m.norm:
-                assert attrs["color"] == pic.scale.colour(m.norm), "gradient colours are kept"
+            if gradients and m.share and e.kind != "param":
+                assert attrs["color"] == pic.scale.colour(abs(m.share)), "gradient colours are kept"
             if not gradients:
-                assert attrs["color"] == S.EDGE[e.kind][0], "nothing is greyed out, the bus included"
+                own = pic.param_colour.get(e.src, S.EDGE[e.kind][0])
+                assert attrs["color"] == own, "nothing is greyed out, the lanes keep their parameter's colour"
         assert "vermillion underlay: every gradient path from L_4 to h_0" in picture.source
         assert "grey: no gradient" not in picture.source
 
@@ -346,8 +370,8 @@ def test_dashed_edges_exactly_at_detach(level):
     assert len(dashed) == 1
     g, pos_of = picture.picture.graph, picture.placement.pos
     a, b = g.nodes[dashed[0][0]], g.nodes[dashed[0][1]]
-    assert a.row == ("chunk1", "RNN", "layer0") and a.t == 2
-    assert b.row == ("chunk2", "RNN", "layer0") and b.t == 3, "steps are numbered on across chunks"
+    assert a.row == ("chunk1", "RNN", "layer0") and a.t == 3
+    assert b.row == ("chunk2", "RNN", "layer0") and b.t == 4, "steps are numbered on across chunks, from 1"
     assert "detach() \u2702" in dashed[0][2]["label"]
     assert pos_of[a.id][0] < pos_of[b.id][0], "the second chunk continues the first to its right"
     assert "L chunk 1" not in picture.source or "its graph was freed" in picture.source
@@ -368,7 +392,7 @@ def test_memory_per_step_and_what_detach_frees():
     losses, rnn = _two_chunks(backward_first=False)
     # each chunk's graph holds its own saved arrays; after detach, chunk 2's graph does not reach chunk 1
     m2 = viz.memory_by_step(losses[1])
-    assert {t for _, t in m2 if t is not None} == {0, 1, 2}
+    assert {t for _, t in m2 if t is not None} == {1, 2, 3}, "steps numbered from 1, as in the pictures"
     assert all(label.startswith("chunk2") for label, t in m2 if t is not None)
     # the hidden states each step saves: tanh keeps h_t (1x3 float64 = 24 bytes)
     steps = [v for (label, t), v in m2.items() if t is not None]
@@ -399,16 +423,17 @@ def test_timesteps_shows_first_and_last_with_an_ellipsis():
     out, _ = rnn(tg.randn(10, 1, 2))
     picture = viz.draw_bptt(out.sum(), level="cell", gradients=True, timesteps=2)
     dot = parse_dot(picture.source)
-    assert [t for t, _ in time_clusters(dot)] == [0, 1, 8, 9]
-    etc = node_with(dot, "6 steps not drawn")
-    assert len(etc) == 1 and "(t = 2\u20267)" in dot["nodes"][etc[0]]["label"]
-    xs = [pos(dot["nodes"][n]) for n in dot["clusters"]["cluster_r0_t1"]["nodes"]]
-    assert xs[0][0] < pos(dot["nodes"][etc[0]])[0] < bb(dot["clusters"]["cluster_r0_t8"]["attrs"])[0]
+    assert [t for t, _ in time_clusters(dot)] == [1, 2, 9, 10]
+    etc = [n for n in node_with(dot, "6 steps not drawn") if "(t = 3\u20268)" in dot["nodes"][n]["label"]]
+    assert len(etc) == 1, "one box for the steps not drawn (and one for their inputs)"
+    cluster = {t: name for t, name in time_clusters(dot)}
+    xs = [pos(dot["nodes"][n]) for n in dot["clusters"][cluster[2]]["nodes"]]
+    assert xs[0][0] < pos(dot["nodes"][etc[0]])[0] < bb(dot["clusters"][cluster[9]]["attrs"])[0]
     w = node_with(dot, "<B>weight_hh_l0</B>")[0]
     assert "used at 10 steps" in dot["nodes"][w]["label"]
     assert len([e for e in visible_edges(dot) if e[0] == w]) == 5, "4 shown steps and the ellipsis"
     assert "\u2016\u2202L/\u2202h_t\u2016 from" in dot["nodes"][etc[0]]["label"], "collapsed boxes keep their numbers"
-    assert [t for t, _ in time_clusters(parse_dot(viz.draw_bptt(out.sum(), timesteps=[0, 5]).source))] == [0, 5]
+    assert [t for t, _ in time_clusters(parse_dot(viz.draw_bptt(out.sum(), timesteps=[1, 6]).source))] == [1, 6]
 
 
 def test_layer_level_keeps_the_per_step_gradient_norms():
@@ -919,13 +944,13 @@ def test_truncated_bptt_numbers_steps_on_across_chunks_and_names_the_row():
     picture = viz.draw_bptt(losses, level="cell", gradients=True)
     dot = parse_dot(picture.source)
     clusters = time_clusters(dot)
-    assert [t for t, _ in clusters] == [0, 1, 2, 3, 4, 5]
+    assert [t for t, _ in clusters] == [1, 2, 3, 4, 5, 6]
     for t, name in clusters:
         label = dot["clusters"][name]["attrs"]["label"]
-        assert (">chunk1<" if t < 3 else ">chunk2<") in label, "each step says which chunk it belongs to"
+        assert (">chunk1<" if t <= 3 else ">chunk2<") in label, "each step says which chunk it belongs to"
     w = node_with(dot, "<B>weight_hh_l0</B>")
-    assert len(w) == 1 and "shared: used at 6 steps (t = 0\u20265)" in dot["nodes"][w[0]]["label"]
-    row = [a["label"] for n, a in dot["nodes"].items() if n.startswith("rowlabel")]
+    assert len(w) == 1 and "shared: used at 6 steps (t = 1\u20266)" in dot["nodes"][w[0]]["label"]
+    row = [a["label"] for n, a in dot["nodes"].items() if n.startswith("rowlabel") and "RNN" in a["label"]]
     assert len(row) == 1 and "RNN layer 0" in row[0] and "chunk1 \u2192 chunk2" in row[0]
     assert "chunk1 / RNN" not in row[0], "the row is named for both chunks"
 
@@ -943,24 +968,25 @@ def test_lstm_cell_level_draws_h_and_c_as_two_parallel_edges():
     for e in g.edges:
         if e.kind == "state" and g.nodes[e.src].t is not None:
             pairs.setdefault((g.nodes[e.src].t, g.nodes[e.dst].t), []).append(e)
-    assert sorted(pairs) == [(0, 1), (1, 2), (2, 3)]
+    assert sorted(pairs) == [(1, 2), (2, 3), (3, 4)]
     for (t, _), (a, b) in ((k, sorted(v, key=lambda e: e.info["state_name"])) for k, v in pairs.items()):
         assert (a.info["state_name"], b.info["state_name"]) == ("c", "h")
         ma, mb = pic.marks[k_of[id(a)]], pic.marks[k_of[id(b)]]
         ya = {y for _, y in picture.placement.routes[k_of[id(a)]]}
         yb = {y for _, y in picture.placement.routes[k_of[id(b)]]}
         assert len(ya) == len(yb) == 1 and ya != yb, "side by side, not on top of each other"
-        assert ma.norm > 0 and mb.norm > 0 and ma.norm != mb.norm
-        assert ma.label == f"c {S.fmt(ma.norm)}" and mb.label == f"h {S.fmt(mb.norm)}"
-    # each edge's gradient is the engine's: the c edge carries dL/dc_t from step t+1 only
+        assert ma.share != 0 and mb.share != 0 and ma.share != mb.share
+        assert ma.label == f"c {pic.numbers[k_of[id(a)]]}" and mb.label == f"h {pic.numbers[k_of[id(b)]]}"
+    # each edge carries its share of the engine's gradient: <dL/dc_t from step t+1, dL/dc_t> / ||dL/dc_t||
     placed = pic.unrolled.placed
     for (t, _), edges in pairs.items():
         for e in edges:
             (member,) = e.info["members"]
             assert member.kind == "state" and placed.nodes[member.src].outputs[member.src_index]["name"] == \
                 e.info["state_name"]
-            np.testing.assert_allclose(pic.marks[k_of[id(e)]].norm,
-                                       float(np.linalg.norm(next(iter(picture.gradients.on(member.origin).values())))))
+            part = next(iter(picture.gradients.on(member.origin).values()))
+            whole = picture.gradients.grad(member.src, member.src_index)
+            np.testing.assert_allclose(pic.marks[k_of[id(e)]].share, float((part * whole).sum() / np.linalg.norm(whole)))
 
 
 def test_automatic_elision_shows_a_few_steps_at_each_end():
@@ -969,16 +995,16 @@ def test_automatic_elision_shows_a_few_steps_at_each_end():
     out, _ = rnn(tg.randn(600, 1, 2))            # one box per step at cell level: 600 > max_nodes=400
     picture = viz.draw_bptt(out.sum(), level="cell")
     shown = [t for t, _ in time_clusters(parse_dot(picture.source))]
-    assert shown == [0, 1, 2, 3, 4, 5, 594, 595, 596, 597, 598, 599], "at most 6 at each end, whatever the budget"
+    assert shown == [1, 2, 3, 4, 5, 6, 595, 596, 597, 598, 599, 600], "at most 6 at each end, whatever the budget"
     assert "only the first and last 6 timesteps are drawn (max_nodes=400)" in picture.source
 
 
 def test_eliding_timesteps_does_linear_work(monkeypatch):
     """Counting, not timing: the elided blocks are found once, not once per node."""
-    from visualize import unroll
+    from visualize import collapse, unroll
     calls = []
-    original = unroll.time_id
-    monkeypatch.setattr(unroll, "time_id", lambda t: calls.append(t) or original(t))
+    original = collapse.time_id
+    monkeypatch.setattr(collapse, "time_id", lambda t: calls.append(t) or original(t))
 
     def count(T):
         tg.manual_seed(0)
@@ -986,7 +1012,7 @@ def test_eliding_timesteps_does_linear_work(monkeypatch):
         out, _ = rnn(tg.randn(T, 1, 2))
         g, rows = unroll.place(viz.trace.trace(out.sum()))
         calls.clear()
-        unroll.collapse(g, rows, "op", timesteps=2)
+        collapse.collapse(g, rows, "op", timesteps=2)
         return len(calls)
     small, big = count(40), count(80)
     assert big <= 2.2 * small, (small, big)
@@ -998,8 +1024,8 @@ def test_legends_explain_every_kind_of_edge(hello):
     plain = viz.draw_bptt(loss, level="cell").source
     assert "state h_{t-1} \u2192 h_t between steps" in plain and "a parameter&#x27;s use at one step" in plain
     grads = viz.draw_bptt(loss, level="cell", gradients=True).source
-    assert "edges between steps carry the state h_t: backward" in grads
-    assert "lanes under each row: a shared parameter, one edge per use" in grads
+    assert "edges between steps carry the state h_t; backward, the part of" in grads
+    assert "lanes under each row: one colour per parameter, one edge per use" in grads
     assert "no arrowhead: no gradient flows there (data, constants)" in grads
     graph = viz.draw_graph(loss).source
     for words in ("data flow: an op&#x27;s input or output", "a parameter (or a leaf that requires grad) read by an op",
@@ -1036,7 +1062,7 @@ def test_check_leaves_puts_the_input_back_when_fn_fails():
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
-STAGES = ["trace", "record", "unroll", "annotate", "layout", "render"]
+STAGES = ["trace", "record", "unroll", "zones", "collapse", "annotate", "layout", "render"]
 
 
 def _package_imports():
@@ -1093,3 +1119,336 @@ def test_layout_is_split_into_phases_of_at_most_60_lines():
     tree = ast.parse((ROOT / "visualize" / "layout.py").read_text(encoding="utf-8"))
     lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
     assert max(lengths.values()) <= 60, {k: v for k, v in lengths.items() if v > 60}
+
+
+# ------------------------------------------------------------------------------------------ reading the numbers
+def _hello_inputs(requires_grad):
+    """The hello RNN's inputs x_t, as data or as leaves that require grad (to ask the engine)."""
+    loss, model, h_0 = hello_rnn()
+    xs = []
+    tg.manual_seed(0)
+    model2 = type(model)(3, "float64")
+    model2.load_state_dict(model.state_dict())
+    rnn, fc = model2.rnn, model2.fc
+    h, losses = tg.zeros(1, 3, dtype="float64", name="h_0"), []
+    for t, (a, b) in enumerate(zip("hell", "ello"), start=1):
+        with tg.scope(f"t={t}"):
+            v = np.zeros((1, 4))
+            v[0, "helo".index(a)] = 1.0
+            x = tg.Tensor(v, dtype="float64", requires_grad=requires_grad, name=f"x_{t} = '{a}'")
+            y = np.zeros((1, 4))
+            y[0, "helo".index(b)] = 1.0
+            h = (tg.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0) + tg.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)).tanh()
+            logits = tg.linear(h, fc.weight, fc.bias)
+            losses.append(-(logits.log_softmax(axis=-1) * tg.Tensor(y, dtype="float64")).sum())
+        xs.append(x)
+    loss = tg.stack(losses).sum()
+    return loss, xs, model2          # the model stays alive: the picture reads its weights
+
+
+def _input_numbers(source, name="x"):
+    return [float(v) for v in re.findall(r"\u2016\u2202L/\u2202" + name + r"_\d+\u2016 = ([0-9.e-]+)", source)]
+
+
+@pytest.mark.parametrize("level", ["op", "cell"])
+def test_input_gradients_are_the_engines_dL_dx_t(level):
+    loss, _, model = _hello_inputs(False)
+    picture = viz.draw_bptt(loss, level=level, gradients=True, input_gradients=True)
+    drawn = _input_numbers(picture.source)
+    loss2, xs, model2 = _hello_inputs(True)
+    loss2.backward()
+    engine = [float(np.linalg.norm(x.grad.numpy())) for x in xs]
+    assert drawn == [float(S.fmt(n)) for n in engine]
+    top = int(np.argmax(engine)) + 1
+    assert re.search(rf"\u2016\u2202L/\u2202x_{top}\u2016 = [0-9.]+  \u25c0 largest", picture.source)
+    assert picture.source.count("\u25c0 largest") == 1
+    assert "Data gets no gradient in training" in picture.source
+    assert not _input_numbers(viz.draw_bptt(loss, level=level, gradients=True).source), "only when asked"
+
+
+@pytest.mark.parametrize("level", ["op", "cell"])
+def test_input_gradients_of_a_layer_and_of_an_embedding_are_the_engines(level):
+    tg.manual_seed(0)
+    emb, rnn = nn.Embedding(5, 3, dtype="float64"), nn.RNN(3, 4, dtype="float64")
+    ids = tg.Tensor(np.array([[1], [4], [2]]), dtype="int64", name="ids")
+    e = emb(ids)
+    out, _ = rnn(e)
+    loss = (out * out).sum()
+    picture = viz.draw_bptt(loss, level=level, gradients=True, input_gradients=True)
+    e.retain_grad()
+    loss.backward()
+    engine = [S.fmt(np.linalg.norm(e.grad.numpy()[t])) for t in range(3)]
+    (box,) = [b for n, b in picture.picture.boxes.items() if picture.picture.graph.nodes[n].name == "ids"]
+    text = " ".join(t for t, _ in box.lines)
+    assert "\u2016\u2202L/\u2202E[x_t]\u2016 at each step:" in text, "the gradient of each looked-up row"
+    assert re.findall(r"t=(\d): ([0-9.e-]+)", text) == [(str(t + 1), v) for t, v in enumerate(engine)]
+    # a float input read by the layer's one input projection: dL/dx, one norm per step
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3, num_layers=2, dtype="float64")
+    x = tg.randn(4, 1, 2, dtype="float64", name="x")
+    out, _ = rnn(x)
+    loss = (out * out).sum()
+    picture = viz.draw_bptt(loss, level=level, gradients=True, input_gradients=True)
+    x2 = tg.Tensor(x.numpy(), dtype="float64", requires_grad=True)
+    out2, _ = rnn(x2)
+    (out2 * out2).sum().backward()
+    engine = [S.fmt(np.linalg.norm(x2.grad.numpy()[t])) for t in range(4)]
+    if level == "cell":       # one input box per step under the first layer
+        drawn = re.findall(r"\u2016\u2202L/\u2202x_(\d)\u2016 = ([0-9.e-]+)", picture.source)
+    else:                     # the one input, its gradient step by step
+        drawn = re.findall(r"  t=(\d): ([0-9.e-]+)", " ".join(
+            t for n, b in picture.picture.boxes.items() if picture.picture.graph.nodes[n].name == "x"
+            for t, _ in b.lines))
+    assert drawn == [(str(t + 1), v) for t, v in enumerate(engine)]
+
+
+def test_the_gradient_at_h_t_is_the_sum_of_the_numbers_on_its_edges_as_printed(hello):
+    loss, model, h_0 = hello
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    pic, dot = picture.picture, parse_dot(picture.source)
+    headers = {t: float(v) for t, v in re.findall(
+        r"\u2016\u2202L/\u2202h_(\d)\u2016 = ([0-9.]+)", " ".join(c["attrs"]["label"] for c in dot["clusters"].values()))}
+    assert sorted(headers) == ["1", "2", "3", "4"]
+    for t in headers:
+        node_id = next(nid for nid, n in pic.unrolled.placed.nodes.items() if n.op == "tanh" and n.t == int(t))
+        out = [k for k, source in enumerate(pic.edge_source) if source == (node_id, 0)]
+        assert len(out) == (2 if t != "4" else 1), "to the step's output, and to the next step"
+        assert abs(sum(float(pic.numbers[k]) for k in out) - headers[t]) < 1e-9, "they add up as printed"
+        for k in out:
+            assert pic.marks[k].label == pic.numbers[k], "the number drawn on the edge"
+    # the legend's examples use the picture's own numbers
+    example = re.search(r"e\.g\. \u2016\u2202L/\u2202h_(\d)\u2016 = ([0-9.]+) = ([-0-9.]+) \(to [^)]*\)\) "
+                        r"[+-] ([0-9.]+)", picture.source)
+    assert example and float(example.group(2)) == headers[example.group(1)]
+    labels = [a.get("label", "") for _, _, a in dot["edges"]]
+    assert any(f">{example.group(3)}<" in lab for lab in labels) and any(f">{example.group(4)}<" in lab
+                                                                       for lab in labels)
+    W = re.search(r"e\.g\. \u2016\u2202L/\u2202W_hh\u2016 = ([-+0-9. ]+) = ([0-9.]+)", picture.source)
+    assert W, "the recurrent weight's sum, with its own numbers"
+    assert f"\u2016\u2202L/\u2202W_hh\u2016 = {W.group(2)}, the sum of its uses" in picture.source
+    assert "0.58" not in picture.source
+
+
+def test_each_parameter_has_its_own_colour_on_its_box_and_its_lanes(hello):
+    loss, model, h_0 = hello
+    for level in ("op", "cell"):
+        dot = parse_dot(viz.draw_bptt(loss, level=level).source)
+        colours = {}
+        for name, attrs in dot["nodes"].items():
+            if name.startswith("p") and "fillcolor" in attrs and attrs["fillcolor"] == S.NODE["param"][0]:
+                colours[name] = attrs["color"]
+        assert len(colours) == 6 and len(set(colours.values())) == 6, colours
+        for a, b, attrs in visible_edges(dot):
+            if a in colours:
+                assert attrs["color"] == colours[a], "a lane has its parameter's colour"
+
+
+def test_a_detach_cut_has_no_arrowhead_where_arrows_point_backward():
+    losses, rnn = _two_chunks()
+    forward = parse_dot(viz.draw_bptt(losses, level="cell").source)
+    backward = parse_dot(viz.draw_bptt(losses, level="cell", gradients=True).source)
+    (cut_f,) = [a for _, _, a in visible_edges(forward) if "dashed" in a.get("style", "")]
+    (cut_b,) = [a for _, _, a in visible_edges(backward) if "dashed" in a.get("style", "")]
+    assert cut_f.get("dir") is None and cut_f["pos"].startswith("e,"), "forward pictures: it points forward"
+    assert cut_b["dir"] == "none" and not cut_b["pos"].startswith(("e,", "s,")), "backward pictures: no arrow"
+    legend = viz.draw_bptt(losses, level="cell", gradients=True).source.split("detach(): no gradient crosses")[0]
+    assert "\u25b6" not in legend.rsplit("<TR>", 1)[1], "and its legend line has none either"
+
+
+@needs_dot
+def test_hover_is_said_only_where_it_works_and_every_box_and_edge_has_a_title(hello, tmp_path):
+    loss, model, h_0 = hello
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    assert "hover over a box or an edge" in picture.source and "hover" not in picture.source_for("png")
+    svg = picture.pipe(format="svg").decode("utf-8")
+    assert "hover over a box or an edge" in svg
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    groups = [g for g in root.iter(ns + "g") if g.get("class") in ("node", "edge", "cluster")]
+    dot = parse_dot(picture.source)
+    assert len(groups) == len(dot["nodes"]) + len(dot["edges"]) + len(dot["clusters"])
+    for g in groups:
+        title = g.find(ns + "title").text
+        assert title not in dot["nodes"] and "->" not in title and " " in title, title   # words, not an id
+    assert any("local derivative" in g.find(ns + "title").text for g in groups)
+    png = viz.save(picture, tmp_path / "p.png")
+    assert pathlib.Path(png).read_bytes()[:8] == PNG_SIGNATURE
+    assert "hover over a box" in (tmp_path / "p.gv").read_text(encoding="utf-8"), "the .gv source keeps it"
+
+
+def test_text_is_at_least_10_points_and_pictures_are_not_shrunk(hello):
+    loss, model, h_0 = hello
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 2, num_layers=2, bidirectional=True)
+    out, _ = lstm(tg.randn(3, 1, 2))
+    for picture in (viz.draw_bptt(loss, level="op", highlight="h_0"), viz.draw_bptt(loss, level="cell", gradients=True),
+                    viz.draw_bptt((out * out).sum(), level="cell", gradients=True), viz.draw_graph(loss)):
+        sizes = [float(v) for v in re.findall(r'(?:POINT-SIZE|fontsize)="?([0-9.]+)', picture.source)]
+        assert sizes and min(sizes) >= 10
+        assert "dpi" not in picture.source
+    assert '["dpi"]' not in (ROOT / "visualize" / "gallery" / "make_gallery.py").read_text(encoding="utf-8")
+
+
+def test_stacked_layers_at_cell_level_are_bands_with_one_input_box_per_step():
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3, num_layers=2, bidirectional=True, dtype="float64")
+    out, _ = lstm(tg.randn(3, 1, 2, dtype="float64", name="x"))
+    loss = (out * out).sum()
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    pic, pos_of, g = picture.picture, picture.placement.pos, picture.picture.graph
+    inputs = [n for n in g.nodes.values() if n.part == "input"]
+    below = sorted((n.t, n.name) for n in inputs if n.info["data"])
+    between = sorted(n.t for n in inputs if not n.info["data"])
+    assert below == [(1, "x"), (2, "x"), (3, "x")] and between == [1, 2, 3], "x_t under the layers, and one " \
+                                                                               "input box per step between them"
+    rows = {}
+    for n in g.nodes.values():
+        if n.kind == "group" and n.part != "input" and n.t is not None:
+            rows.setdefault(n.row[-1], []).append(pos_of[n.id][1])
+    y = {key: sum(v) / len(v) for key, v in rows.items()}
+    y_between = pos_of[next(n.id for n in inputs if not n.info["data"])][1]
+    y_x = pos_of[next(n.id for n in inputs if n.info["data"])][1]
+    assert y_x < y["layer0"] < y["layer0_reverse"] < y_between < y["layer1"] < y["layer1_reverse"], "bands, bottom up"
+    for box in inputs:
+        if box.info["data"]:
+            continue
+        into = [g.nodes[e.src] for e in g.edges if e.dst == box.id]
+        out_of = [g.nodes[e.dst] for e in g.edges if e.src == box.id]
+        assert sorted(n.row[-1] for n in into) == ["layer0", "layer0_reverse"] and {n.t for n in into} == {box.t}
+        assert sorted(n.row[-1] for n in out_of) == ["layer1", "layer1_reverse"] and {n.t for n in out_of} == {box.t}
+    # each weight stands beside its own band: between its cells' height and the next band's
+    order = ["layer0", "layer0_reverse", "layer1", "layer1_reverse"]
+    tops = {key: y[order[i + 1]] if i + 1 < len(order) else float("inf") for i, key in enumerate(order)}
+    tops["layer0_reverse"] = y_between
+    for key in order:
+        suffix = "l" + key[len("layer")] + ("_reverse" if key.endswith("_reverse") else "")
+        params = [n for n in g.nodes.values() if n.kind == "param" and n.name.endswith(suffix)]
+        assert len(params) == 4
+        for n in params:
+            assert y[key] - 60 <= pos_of[n.id][1] < tops[key], (n.name, pos_of[n.id][1], y[key], tops[key])
+    # the number in an input box is the engine's gradient of the layer's input at that step
+    concat = next(n for n in pic.unrolled.placed.nodes.values() if n.op == "concat" and n.part == "top" and
+                  any(e.dst == n.id and pic.unrolled.placed.nodes[e.src].row == ("LSTM", "layer0")
+                      for e in pic.unrolled.placed.edges if pic.unrolled.placed.nodes[e.src].op == "stack"))
+    grad = picture.gradients.grad(concat.id)
+    for box in inputs:
+        if not box.info["data"]:
+            assert f"= {S.fmt(np.linalg.norm(grad[box.t - 1]))}" in " ".join(t for t, _ in pic.boxes[box.id].lines)
+
+
+# ------------------------------------------------------------------------------------------ every function, real layers
+REAL = {
+    "hello RNN (hand-built)": None,
+    "RNN 2 layers": lambda: nn.RNN(2, 3, num_layers=2, dtype="float64"),
+    "LSTM bidirectional": lambda: nn.LSTM(2, 2, bidirectional=True, dtype="float64"),
+    "GRU 2 layers bidirectional": lambda: nn.GRU(2, 2, num_layers=2, bidirectional=True, dtype="float64"),
+    "ResidualRNN 2 layers": lambda: nn.ResidualRNN(2, 3, num_layers=2, dtype="float64"),
+    "GatedResidualRNN": lambda: nn.GatedResidualRNN(2, 3, forget_bias=1.0, dtype="float64"),
+}
+
+
+def _real(name):
+    """(loss, model, fn, x): the loss of a tiny real network, and fn(x) that builds it again."""
+    if REAL[name] is None:
+        loss, model, h_0 = hello_rnn()
+        return loss, model, None, None
+    tg.manual_seed(0)
+    layer = REAL[name]()
+
+    def fn(x):
+        out = layer(x)[0]
+        loss = (out * out).sum()
+        loss.name = "L"
+        return loss
+    x = tg.randn(3, 1, 2, dtype="float64", name="x")
+    return fn(x), layer, fn, x
+
+
+def _titles(source):
+    """The timestep titles' gradient lines, by (row of the picture, t)."""
+    dot = parse_dot(source)
+    return sorted(re.findall(r"\u2016\u2202L/\u2202[hc]_\d+\u2016 = [0-9.e-]+", c["attrs"].get("label", ""))
+                  for c in dot["clusters"].values())
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_every_drawing_function_on_real_layers(name):
+    loss, model, fn, x = _real(name)
+    params = dict(model.named_parameters())
+    # the numbers each picture shows agree with the engine and with each other, at every level
+    pictures = {level: viz.draw_bptt(loss, level=level, gradients=True, params=params) for level in LEVELS}
+    graph = viz.draw_graph(loss, show_grads=True, params=params)
+    loss.backward(retain_graph=True)
+    for pname, p in params.items():
+        want = f"\u2016 = {S.fmt(np.linalg.norm(p.grad.numpy()))}"
+        for picture in list(pictures.values()) + [graph]:
+            boxes = [a["label"] for a in parse_dot(picture.source)["nodes"].values()
+                     if f"<B>{pname}</B>" in a.get("label", "")]
+            assert len(boxes) == 1 and want in boxes[0], (pname, boxes)
+    assert _titles(pictures["op"].source) == _titles(pictures["cell"].source) and _titles(pictures["op"].source)
+    layer_box = [f for n, f in pictures["layer"].picture.facts.items() if f.get("state_values")]
+    assert layer_box and all(v is not None for f in layer_box for _, v in f["state_values"])
+    # every option draws, and says what it shows
+    more = viz.draw_bptt(loss, level="cell", gradients=True, highlight="W_hh", timesteps=1, memory=True,
+                         show_values=True, formulas=True, input_gradients=True)
+    assert "vermillion underlay: every gradient path" in more.source and "steps not drawn" in more.source
+    saved = sum(viz.memory_by_step(loss).values())
+    assert f"arrays saved for backward: {S.fmt_bytes(saved)} in all" in more.source and saved > 0
+    assert "\u25c0 largest" in viz.draw_bptt(loss, level="cell", input_gradients=True).source
+    frames = viz.backward_frames(loss, level="cell")
+    assert _titles(frames[-1].source) == _titles(pictures["cell"].source)
+    # the overlays: nothing is wrong here, and they say so
+    assert viz.draw_anomaly(loss).anomaly is None and viz.find_anomaly(loss) is None
+    memory = viz.memory_by_step(loss)
+    assert min(t for _, t in memory if t is not None) == 1, "steps counted from 1, as drawn"
+    if fn is not None:
+        x.requires_grad = True
+        check = viz.draw_gradcheck(fn, [x])
+        assert check.mismatches == [] and "agrees with finite differences" in check.source
+
+
+@pytest.mark.parametrize("name", ["RNN 2 layers", "ResidualRNN 2 layers", "GatedResidualRNN"])
+def test_the_gradient_plots_on_real_layers(name, tmp_path):
+    pytest.importorskip("matplotlib")
+    from visualize import plots
+    loss, model, fn, x = _real(name)
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    top = picture.picture.unrolled.rows[-1].key
+    shown = [n for (key, t), items in sorted(picture.picture.state_norms.items(), key=lambda kv: kv[0][1])
+             if key == top for _, n in items[:1]]
+    out = model(x)[0]
+    loss2 = (out * out).sum()
+    norms = plots.hidden_gradient_norms(loss2, out)
+    np.testing.assert_allclose(norms, shown, rtol=1e-10)
+    fig = plots.plot_gradient_vs_distance({name: norms}, path=tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:8] == PNG_SIGNATURE and fig.axes
+
+
+def test_every_number_the_readme_quotes_is_on_the_gallery_pictures():
+    sys.path.insert(0, str(ROOT / "visualize" / "gallery"))
+    import make_gallery
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Pictures"):text.index("More, each from")]      # the two hello pictures
+    sources = make_gallery.hello_op().source + make_gallery.hello_cell_gradients().source
+    drawn = set(re.findall(r"(?<![\w.])-?\d+\.\d+(?![\d])", sources))
+    numbers = re.findall(r"(?<![\w.])[-\u2212]?\d+\.\d+", section)
+    assert len(numbers) >= 9
+    for number in numbers:
+        assert number.replace("\u2212", "-") in drawn or number.lstrip("-\u2212") in drawn, number
+    assert "used at 4 steps" in sources and "ops on these paths that read rnn.weight_hh_l0: 4" in sources
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # the NaN is made on purpose
+def test_steps_counted_from_0_are_drawn_from_1_and_anomalies_keep_the_engines_scope():
+    W = nn.Parameter(tg.Tensor([[0.5, -0.3], [0.2, 0.4]], dtype="float64"), name="W")
+    h, losses = tg.zeros(1, 2, dtype="float64"), []
+    with tg.retain_values():
+        for t in range(3):                               # a loop that counts from 0, as the layers do
+            with tg.scope(f"t={t}"):
+                h = (tg.linear(h, W) + tg.Tensor([[1.0, -1.0]], dtype="float64")).tanh()
+                losses.append((h - (5.0 if t == 1 else 0.0) + 2.0).log().sum())
+        loss = tg.stack(losses).sum()
+    picture = viz.draw_anomaly(loss)
+    assert [t for t, _ in time_clusters(parse_dot(picture.source))] == [1, 2, 3], "t = 1..T, after h_0"
+    assert picture.anomaly["scope"] == ("t=1",), "the scope as tg.detect_anomaly() names it"
+    assert "first non-finite value: forward of log at t=2" in picture.source, "the step as the picture draws it"

@@ -31,15 +31,16 @@ class Box:
 class Mark:
     """How one edge is drawn: ``attrs`` (colour, width, line style, arrow direction), its number
     or words (``label``), whether its arrow points backward (``back``) and has a head at its end
-    (``head``), and a highlight underlay."""
+    (``head``), the gradient share it carries (``share``), and a highlight underlay."""
 
-    __slots__ = ("attrs", "label", "fontcolor", "back", "head", "norm", "highlight", "highlight_colour")
+    __slots__ = ("attrs", "label", "fontcolor", "back", "head", "share", "highlight", "highlight_colour", "tooltip")
 
     def __init__(self, attrs, label=""):
         self.attrs, self.label = attrs, label
+        self.tooltip = ""
         self.fontcolor = None
         self.back, self.head = False, True
-        self.norm = None
+        self.share = None           # the share of its source's gradient it carries (its number)
         self.highlight, self.highlight_colour = False, S.HIGHLIGHT
 
 
@@ -52,13 +53,21 @@ class Picture:
         self.unrolled, self.gradients, self.opts = unrolled, gradients, opts
         self.graph = unrolled.graph
         self.boxes, self.facts, self.marks = {}, {}, []
-        self.cluster_labels, self.row_labels = {}, {}
+        self.cluster_labels, self.row_labels, self.cluster_tooltips = {}, {}, {}
         self.legend, self.notes, self.title = [], list(unrolled.notes), ""
         self.scale = None
         self.state_norms = {}           # (row key, t) -> [(state name, ||dL/dstate|| or None)]
+        self.state_parts = {}           # (row key, t) -> [(parts sent so far, parts in all)]
         self.highlight_summary = None   # (sources, targets, {param: reads}, number of ops)
         self.graph_attrs = {}
         self.underlays = {}             # edge index -> colour of its highlight underlay
+        n = len(unrolled.graph.edges)
+        self.shares = [None] * n        # edge index -> its share of its source's gradient (whole pass)
+        self.numbers = [None] * n       # ... as printed (the shares out of one tensor add up to its norm)
+        self.arrived = [False] * n      # has backward sent it yet (a step-through frame)
+        self.edge_source = [None] * n   # the one traced output (node id, index) whose gradient it carries
+        self.param_colour = {}          # parameter box id -> the colour of its box border and lanes
+        self.input_grad_max = None      # the largest ||dL/dx_t|| (input_gradients=True)
         self.positioned = bool(unrolled.rows)      # laid out by layout.py (else by Graphviz's dot)
 
     def grad(self, node_id, index=0):
@@ -91,6 +100,10 @@ def annotate(unrolled, gradients=None, opts=None, highlight=None, highlight_from
     opts = dict(opts or {})
     pic = Picture(unrolled, gradients, opts)
     _state_norms(pic)
+    _edge_numbers(pic)          # before the boxes: a parameter's box lists its uses' shares
+    _param_colours(pic)
+    if opts.get("input_gradients"):
+        input_gradients(pic)
     _boxes(pic)
     if highlight is not None:
         mark_paths(pic, highlight, highlight_from)
@@ -104,8 +117,136 @@ def annotate(unrolled, gradients=None, opts=None, highlight=None, highlight_from
 
 
 def _state_norms(pic):
+    """||dL/dh_t|| (and c_t) of every step; in a step-through frame, how many of the parts that
+    make it up backward has sent so far (a number is shown only once it is whole)."""
+    parts = {}
+    if pic.gradients is not None:
+        for key, grads in pic.gradients.full.edges.items():
+            for source in grads:
+                parts.setdefault(source, []).append(key)
     for key, items in state_outputs(pic.unrolled.placed).items():
         pic.state_norms[key] = [(name, array_norm(pic.grad(nid, i))) for name, nid, i in items]
+        pic.state_parts[key] = [(sum(1 for k in parts.get((nid, i), ()) if pic.gradients.on(k)),
+                                 len(parts.get((nid, i), ()))) for name, nid, i in items]
+
+
+def _edge_numbers(pic):
+    """Each edge's share of the gradient of the tensor it leaves (record.Gradients.share), and the
+    texts printed for them: the edges out of one tensor are printed on one grid of digits, so
+    that their numbers add up to its ||dL/d.|| as printed (style.fmt_sum). An edge out of an
+    input box (the ops between layers) carries dL/d(input) = dZ W_ih of the projection it feeds,
+    worked out here: the input box's gradient is their sum."""
+    if pic.gradients is None:
+        return
+    full = pic.gradients.full
+    groups, through = {}, {}
+    for k, e in enumerate(pic.graph.edges):
+        members = e.info.get("members") or ([e] if e.origin is not None else [])
+        W = pic.unrolled.placed.nodes[e.info["through"]].outputs[0]["value"] if e.info.get("through") else None
+        if W is not None:           # (its weights' module may be gone: then the projection's own gradient)
+            arrays = [full.on(m.origin) for m in members]
+            arrays = [a for grads in arrays if grads for a in grads.values()]
+            if arrays:
+                through[k] = sum(arrays) @ L.host_array(W)
+                pic.arrived[k] = any(pic.gradients.on(m.origin) for m in members)
+            continue
+        shares = [full.share(m.origin) for m in members]
+        shares = [x for x in shares if x is not None]
+        if not shares:
+            continue
+        pic.shares[k] = sum(shares)
+        pic.arrived[k] = any(pic.gradients.on(m.origin) for m in members)
+        sources = {key for m in members for key in (full.on(m.origin) or {})}
+        if len(sources) == 1:
+            pic.edge_source[k] = next(iter(sources))
+            groups.setdefault(pic.edge_source[k], []).append(k)
+        else:
+            pic.numbers[k] = S.fmt(pic.shares[k])
+    _through_shares(pic, through)
+    for key, ks in groups.items():
+        _, texts = S.fmt_sum(array_norm(full.totals[key]), [pic.shares[k] for k in ks])
+        for k, text in zip(ks, texts):
+            pic.numbers[k] = text
+
+
+def _through_shares(pic, through):
+    """Shares of the edges out of each input box, of the box's gradient (the sum of theirs)."""
+    by_box = {}
+    for k, a in through.items():
+        by_box.setdefault(pic.graph.edges[k].src, []).append(k)
+    for box, ks in by_box.items():
+        total = sum(through[k] for k in ks)
+        n = array_norm(total)
+        facts = pic.facts.setdefault(box, {})
+        facts["in_grad"] = n
+        facts["in_parts"] = (sum(1 for k in ks if pic.arrived[k]), len(ks))
+        if pic.graph.nodes[box].info.get("data"):       # data: backward sends it nothing (worked out here)
+            for k in ks:
+                pic.arrived[k] = False
+            continue
+        for k in ks:
+            pic.shares[k] = float((through[k] * total).sum()) / n if n > 0 else 0.0
+            pic.edge_source[k] = ("box", box)
+        _, texts = S.fmt_sum(n, [pic.shares[k] for k in ks])
+        for k, text in zip(ks, texts):
+            pic.numbers[k] = text
+
+
+def input_gradients(pic):
+    """``facts["input_grads"]`` of every data input that a linear or matmul reads (one-hot
+    characters, features) or an embedding looks up: [(t, ||dL/dx_t||)], per timestep.
+
+    Data needs no gradient, so backward never computes one; it is computed here from the
+    recorded gradient dZ of the op's output: x @ W.T + b gives dL/dx = dZ @ W, x @ W gives
+    dZ @ W.T, and an embedding's rows get dZ itself (the gradient of each looked-up row E[x_t]).
+    An input that holds every step (T, ...) is split along its first axis."""
+    placed = pic.unrolled.placed
+    into = placed.parents_of()
+    found = {}
+    for e in placed.edges:
+        x, op = placed.nodes[e.src], placed.nodes[e.dst]
+        if x.kind != "input" or op.kind != "op" or pic.grad(op.id) is None:
+            continue
+        dz = L.host_array(pic.grad(op.id))
+        weight = {m.slot: placed.nodes[m.src] for m in into.get(op.id, ())}
+        other = weight.get(1 - e.slot) if e.slot in (0, 1) else None
+        value = L.host_array(other.outputs[0]["value"]) if other is not None and other.outputs and \
+            other.outputs[0].get("value") is not None else None
+        if op.op == "linear" and e.slot == 0 and value is not None:
+            dx = dz @ value
+        elif op.op == "matmul" and e.slot == 0 and value is not None and value.ndim == 2:
+            dx = dz @ value.T
+        elif op.op == "embedding" and e.slot == 1:
+            dx = dz
+        else:
+            continue
+        dx0, _, _ = found.get(x.id, (0, None, None))
+        found[x.id] = (dx0 + dx, op.row, "embedding" if op.op == "embedding" else "x")
+    first = {r.key: r.times[0] for r in pic.unrolled.rows if r.times}
+    for node_id, (dx, row, kind) in found.items():
+        x = placed.nodes[node_id]
+        facts = pic.facts.setdefault(node_id, {})
+        facts["input_grad_kind"] = kind
+        if x.t is not None:
+            facts["input_grads"] = [(x.t, array_norm(dx))]
+        else:                       # (T, ...): the steps of the row that reads it, in order
+            t0 = first.get(row, 1)
+            facts["input_grads"] = [(t0 + k, array_norm(dx[k])) for k in range(dx.shape[0])]
+    boxes = [f for node_id, f in pic.facts.items() if f.get("in_grad") is not None and
+             node_id in pic.graph.nodes and pic.graph.nodes[node_id].info.get("data")]
+    values = [n for facts in pic.facts.values() for _, n in facts.get("input_grads", ())]
+    values += [f["in_grad"] for f in boxes]
+    pic.input_grad_max = max(values) if len(values) > 1 else None
+    for facts in pic.facts.values():
+        if facts.get("input_grads") or facts in boxes:
+            facts["input_grad_max"] = pic.input_grad_max
+
+
+def _param_colours(pic):
+    """One colour per parameter that has lanes (edges into the timesteps), in the order drawn."""
+    for node in pic.graph.nodes.values():
+        if node.kind == "param" and pic.unrolled.rows:
+            pic.param_colour[node.id] = S.PARAM_COLOURS[len(pic.param_colour) % len(S.PARAM_COLOURS)]
 
 
 def _boxes(pic):
@@ -122,7 +263,7 @@ def _boxes(pic):
         if gs != gd:
             edges_out.setdefault(gs, []).append(e)
     for node in u.graph.nodes.values():
-        facts = pic.facts[node.id] = dict(node.info)
+        facts = pic.facts[node.id] = {**node.info, **pic.facts.get(node.id, {})}
         if node.kind == "op":
             grads = [pic.grad(node.id, i) for i in range(len(node.outputs))]
             where = "/".join(node.scope) or "top level"
@@ -134,6 +275,14 @@ def _boxes(pic):
             shape = L.shape_text(node.outputs[0]['shape']) if node.outputs else ''
             pic.boxes[node.id] = Box(L.leaf_lines(node, facts, pic.grad(node.id), opts), node.kind,
                                      f"{node.kind}: {node.name or ''} {shape}")
+            pic.boxes[node.id].border = pic.param_colour.get(node.id)
+        elif node.kind == "anchor":
+            row = u.rows[[r.key for r in u.rows].index(node.row)]
+            pic.boxes[node.id] = Box([], "anchor", f"{row.label.replace(chr(10), ' ')}: every step reads its input "
+                                                   f"projection W_ih x_t + b, one matmul for all steps")
+        elif "zone" in node.info:
+            pic.boxes[node.id] = Box(L.input_box_lines(node, facts, u.rows, opts), "input" if facts["data"] else
+                                     "group", _input_tooltip(node, facts))
         else:
             _group_facts(pic, node, facts, edges_out)
             members = [placed.nodes[m] for m in node.members]
@@ -143,6 +292,13 @@ def _boxes(pic):
             pic.boxes[node.id] = Box(L.group_lines(node, facts, members, opts),
                                      "root" if facts.get("has_root") else role,
                                      f"{len(node.members)} nodes: {L.op_summary(ops, 20)}")
+
+
+def _input_tooltip(node, facts):
+    if facts.get("data"):
+        return f"the data that goes in at step t = {node.t}" if node.t is not None else "steps not drawn"
+    return (f"what the layer below hands up at step t = {node.t}: its h_t (both directions, joined), "
+            f"multiplied by W_ih in the layer above") if node.t is not None else "steps not drawn"
 
 
 def _op_role(node, root_ids):
@@ -155,9 +311,11 @@ def _op_role(node, root_ids):
 
 
 def _param_terms(pic, node, facts, out_edges, out_counts):
-    """Per-use gradient terms of a leaf: one per edge out of it (per timestep at cell level)."""
+    """Per-use gradient terms of a leaf: one per edge out of it (per timestep at cell level), as
+    (label, printed share, arrived yet), listed by time."""
     g = pic.graph
-    terms, uses_t, order = [], [], []
+    index = {id(e): k for k, e in enumerate(g.edges)}
+    terms, uses_t, order, arrived = [], [], [], 0.0
     n_uses = sum(out_counts.get(m, 0) for m in node.members)
     for e in out_edges.get(node.id, ()):
         dst = g.nodes[e.dst]
@@ -167,14 +325,18 @@ def _param_terms(pic, node, facts, out_edges, out_counts):
             label = f"t={ts[0]}"
         elif ts:
             label = f"t={ts[0]}\u2026{ts[-1]}"
-        elif dst.part == "pre":
+        elif dst.part in ("pre", "anchor"):
             label = "all steps"
+            facts["all_steps"] = True
         else:
             label = L.short(dst.op or dst.name or dst.id, 12)
-        grads = pic.edge_grads(e)
-        terms.append((label, norm(grads) if grads else None))
+        k = index[id(e)]
+        terms.append((label, pic.numbers[k], pic.arrived[k]))
+        if pic.arrived[k]:
+            arrived += pic.shares[k]
         order.append((ts[0] if ts else float("inf"), len(order)))       # terms listed by time
     facts["terms"] = [term for _, term in sorted(zip(order, terms), key=lambda x: x[0])]
+    facts["arrived_share"] = arrived
     facts["uses_t"] = sorted({t for _, t in uses_t})
     facts["uses_steps"] = len(set(uses_t))     # distinct (row, t): chunks and layers count apart
     facts["uses"] = n_uses
@@ -305,8 +467,10 @@ def mark(pic, nodes, edges, colour=S.HIGHLIGHT):
     """Outline the boxes that stand for placed ``nodes`` in ``colour``, and give the edges that
     stand for placed ``edges`` an underlay of that colour (drawn under the edge, whose own
     colour stays). Returns the ids of the outlined boxes."""
-    group_of = pic.unrolled.group_of
+    group_of, hidden = pic.unrolled.group_of, pic.unrolled.hidden
     boxes = {group_of.get(n, n) for n in nodes}
+    for gid in list(boxes & set(hidden)):
+        boxes |= set(hidden[gid])
     wanted = {id(e) for e in edges}
     for node_id, box in pic.boxes.items():
         if node_id in boxes:
@@ -340,10 +504,13 @@ def cluster_labels(pic):
         if row.part_name:                       # a truncated-BPTT chunk: which one
             lines.append((row.part_name, "small"))
         if opts.get("gradients"):
-            for name, n in pic.state_norms.get((row.key, t), [])[:2]:
+            norms = pic.state_norms.get((row.key, t), [])
+            for (name, n), (sent, whole) in list(zip(norms, pic.state_parts.get((row.key, t), [])))[:2]:
                 base = re.sub(r"_?\{?-?\d+\}?$", "", name) or name
-                if n is not None:
+                if n is not None and (sent == whole or not opts.get("stepping")):
                     lines.append((f"\u2016\u2202L/\u2202{base}_{t}\u2016 = {S.fmt(n)}", "grad"))
+                elif opts.get("stepping") and sent:
+                    lines.append((f"\u2202L/\u2202{base}_{t}: {sent} of {whole} parts so far", "small"))
                 elif opts.get("stepping"):
                     lines.append((f"{base}_{t}: not reached yet", "small"))
                 else:
@@ -355,36 +522,40 @@ def cluster_labels(pic):
                     n.info.get("saved_bytes", 0)
             lines.append((f"saved for backward: {S.fmt_bytes(total)}", "small"))
         pic.cluster_labels[cid] = lines
+        where = row.label.replace("\n", " ") if row.label else ""
+        pic.cluster_tooltips[cid] = f"timestep t = {t}{' of ' + where if where else ''}"
 
 
 def _row_label_lines(row, opts):
     """A row's label; with gradients, which way its arrows (the gradient) run."""
     lines = [(row.label or "loop", "big")]
-    if opts.get("gradients"):
+    if opts.get("gradients") and row.zone is None:
         arrow = "\u2192" if row.reverse else "\u2190"
         lines.append((f"arrows: the gradient, flowing {arrow}", "main"))
     return lines
 
 
 def edge_marks(pic):
-    """Colour, width, arrow and number of every edge.
+    """Colour, width, arrow, number and tooltip of every edge.
 
-    With gradients, an edge that carries a gradient points backward (dL/d its source flows
-    against the data) and is coloured and sized by its norm; an edge that carries none has
-    no arrowhead. In a step-through frame an edge whose gradient is still to come points
-    backward too, in light grey, so no arrow turns round from one frame to the next."""
+    Without gradients, arrows point forward (data flow). With gradients, an edge that carries a
+    gradient points backward (dL/d its source flows against the data); its width (and colour, on
+    one log scale) grows with its share of its source's gradient, the number it shows. A
+    parameter's lanes keep the parameter's colour. An edge that carries nothing, a detach()
+    cut included, has no arrowhead. In a step-through frame an edge whose gradient is still to
+    come points backward too, in light grey, so no arrow turns round from one frame to the next."""
     opts, g = pic.opts, pic.graph
     gradients = opts.get("gradients")
-    grads = [pic.edge_grads(e) for e in g.edges]
-    scale = opts.get("scale") or S.GradScale([norm(x) for x in grads if x])
-    pic.scale = scale
+    pic.scale = opts.get("scale") or S.GradScale([abs(x) for x in pic.shares if x is not None])
     parallel = {}
     for e in g.edges:
         if e.kind == "state":
             parallel[(e.src, e.dst)] = parallel.get((e.src, e.dst), 0) + 1
     pic.marks = []
-    for k, (e, eg) in enumerate(zip(g.edges, grads)):
+    for k, e in enumerate(g.edges):
         colour, width, style = S.EDGE.get(e.kind, S.EDGE["data"])
+        if e.src in pic.param_colour:
+            colour, width = pic.param_colour[e.src], S.LANE_WIDTH
         m = Mark({"color": colour, "penwidth": width, "style": style})
         # an LSTM's h and c run side by side: each says which it is
         name = e.info.get("state_name") if parallel.get((e.src, e.dst), 0) > 1 else None
@@ -393,53 +564,75 @@ def edge_marks(pic):
         elif name and not gradients:
             m.label = name
         if gradients and e.kind != "cut":
-            _gradient_style(pic, e, eg, m, name, scale, k in opts.get("carries", ()))
+            _gradient_style(pic, k, e, m, name)
         if k in pic.underlays:
             m.highlight, m.highlight_colour = True, pic.underlays[k]
             m.attrs["penwidth"] = max(float(m.attrs["penwidth"]), 1.5)
-        if gradients and e.kind != "cut":
+        if gradients:
             m.attrs["dir"] = "back" if m.back else "none"
-        m.head = not gradients or e.kind == "cut"
+        m.head = not gradients
+        m.tooltip = _edge_tooltip(pic, k, e)
         pic.marks.append(m)
 
 
-def _gradient_style(pic, e, grads, m, state_name, scale, carries):
-    opts = pic.opts
-    if grads:
-        n = norm(grads)
-        m.back, m.norm = True, n
-        m.attrs["color"], m.attrs["penwidth"] = scale.colour(n), scale.width(n)
-        if n == 0:
+def _gradient_style(pic, k, e, m, state_name):
+    share = pic.shares[k]
+    if share is not None and pic.arrived[k]:
+        m.back, m.share = True, share
+        if e.src not in pic.param_colour:
+            m.attrs["color"] = pic.scale.colour(abs(share))
+        m.attrs["penwidth"] = pic.scale.width(abs(share))
+        if share == 0:
             m.attrs["style"] = "dotted"
-        if opts.get("edge_labels", True):
-            m.label, m.fontcolor = _edge_number(pic.graph, e, n, state_name), "#222222"
-    elif carries:
+        if pic.opts.get("edge_labels", True):
+            m.label, m.fontcolor = _edge_number(pic, k, e, state_name), "#222222"
+    elif share is not None:                 # a step-through frame: still to come
         m.back = True
         m.attrs["color"], m.attrs["penwidth"] = S.PENDING, 1.0
     else:
         m.attrs["color"], m.attrs["penwidth"] = S.ZERO_GRAD, 1.0
 
 
-def _edge_number(g, e, n, state_name=None):
-    """The number on an edge: "W_hh += 0.581" on a parameter's use (its term of dL/dW_hh),
-    "c 0.012" on one of two parallel state edges, else just the norm."""
+def _edge_number(pic, k, e, state_name=None):
+    """The number on an edge: its share of its source's gradient; "W_hh +0.052" on a parameter's
+    use (that use's term of dL/dW_hh), "c 0.012" on one of two parallel state edges."""
+    text = pic.numbers[k]
     if e.kind == "param":
-        src = g.nodes[e.src]
-        return f"{alias(src.name) or src.name or 'param'} += {S.fmt(n)}"
+        src = pic.graph.nodes[e.src]
+        return f"{alias(src.name) or src.name or 'param'} {S.signed(text)}"
     if state_name:
-        return f"{state_name} {S.fmt(n)}"
-    return S.fmt(n)
+        return f"{state_name} {text}"
+    return text
+
+
+def describe(pic, node_id):
+    """A few words for a box: its name, op or title, and its timestep."""
+    node = pic.graph.nodes[node_id]
+    box = pic.boxes.get(node_id)
+    what = node.name if node.kind in ("param", "leaf", "input", "const", "cut") else None
+    if what is None:
+        what = box.lines[0][0] if box is not None and box.lines and box.lines[0][0] != "strip" else node.op
+    return f"{what} (t={node.t})" if node.t is not None else str(what)
+
+
+def _edge_tooltip(pic, k, e):
+    words = {"state": "the state carried to the next step", "param": "a use of the parameter",
+             "cut": "detach(): no gradient crosses", "accum": "a number carried across steps"}.get(e.kind, "data")
+    text = f"{describe(pic, e.src)} \u2192 {describe(pic, e.dst)}: {words}"
+    if pic.shares[k] is not None and pic.arrived[k]:
+        text += f"\nbackward: carries {pic.numbers[k]} of the gradient of {describe(pic, e.src)}"
+    return text
 
 
 # ================================================================================ legend
 NODE_WORDS = [
     ("root", "L", "the loss (what backward starts from)"),
     ("loss", "L_t", "a per-step loss"),
-    ("param", "W", "parameter: drawn once, one edge per use"),
+    ("param", "W", "parameter: drawn once, one edge per use (one colour per parameter)"),
     ("leaf", "h_0", "leaf that requires grad (e.g. the initial state)"),
     ("input", "x_t", "data (no gradient)"),
     ("const", "0", "a constant: a number, a mask, zeros (drawn at each use)"),
-    ("op", "op", "one primitive op (hover: its local derivative)"),
+    ("op", "op", "one primitive op"),
     ("cell", "cell", "one cell call at one step (collapsed ops)"),
     ("readout", "output", "the step's output and loss (collapsed)"),
     ("projection", "W_ih x", "input projection for all steps (one matmul)"),
@@ -451,7 +644,8 @@ NODE_WORDS = [
 
 def legend(pic):
     """The legend's rows: ("box", role, text, words), ("line", colour, width, dashed, words,
-    arrow), ("swatch", colour, width, words) or ("small", words)."""
+    arrow), ("swatch", colour, width, words), ("small", words) or ("hover", words): a row that
+    only SVG and HTML output show (render.py drops it from PNG and PDF)."""
     opts = pic.opts
     items = []
     roles = {b.role for b in pic.boxes.values()}
@@ -464,13 +658,19 @@ def legend(pic):
         items.append(("line", S.EDGE["state"][0], 2, False, "state h_{t-1} \u2192 h_t between steps (an LSTM's c_t "
                       "beside it; a reverse layer's run right to left)", "forward"))
     if "param" in kinds and not gradients:
-        items.append(("line", S.EDGE["param"][0], 1, False, "a parameter's use at one step (under each row, one lane "
-                      "per parameter)", "forward"))
+        items.append(("line", S.PARAM_COLOURS[0], 1, False, "a parameter's use at one step (under each row, one lane "
+                      "per parameter, in its colour)", "forward"))
     if "cut" in kinds:
-        items.append(("line", S.EDGE["cut"][0], 1, True, "detach(): no gradient crosses (truncated BPTT)", "forward"))
+        items.append(("line", S.EDGE["cut"][0], 1, True, "detach(): no gradient crosses (truncated BPTT)",
+                      "none" if gradients else "forward"))
     if gradients:
         items += _gradient_legend(pic, kinds)
     items += _highlight_legend(pic)
+    if any(f.get("input_grads") for f in pic.facts.values()):
+        items.append(("small", "\u2016\u2202L/\u2202x_t\u2016 in an input's box: how strongly the loss reacts to "
+                               "the input of step t (\u25c0 the largest). Data gets no gradient in training;"))
+        items.append(("small", "it is worked out for the picture from the gradient dZ of the op that reads it: "
+                               "dZ W for W x (one-hot characters), dZ for an embedding's row E[x_t]"))
     if opts.get("show_values"):
         missing = any(n.kind == "op" and n.outputs and n.outputs[0].get("value") is None
                       for n in pic.graph.nodes.values())
@@ -480,25 +680,77 @@ def legend(pic):
         total = sum(n.info.get("saved_bytes", 0) for n in pic.unrolled.placed.nodes.values())
         items.append(("small", f"arrays saved for backward: {S.fmt_bytes(total)} in all "
                                f"(freed by backward; detach() keeps earlier chunks out of the graph)"))
+    items.append(("hover", S.HOVER))
     return items
 
 
 def _gradient_legend(pic, kinds):
-    items = [("small", "Arrows point backward: each edge carries the gradient of the tensor it starts from, "
-                       "coloured and sized by its \u2016\u00b7\u2016 on a log scale:")]
+    numbers = pic.opts.get("edge_labels", True)
+    items = [("small", "Arrows point backward: an edge carries back part of the gradient \u2202L/\u2202\u00b7 of "
+                       "the tensor it starts from."),
+             ("small", ("Its number, width and colour (log scale) give that part's share: its projection on the "
+                        "tensor's gradient," if numbers else
+                        "Its width and colour (log scale) give that part's share: its projection on the tensor's "
+                        "gradient,")),
+             ("small", "so the shares of the edges out of a tensor add up to its \u2016\u2202L/\u2202\u00b7\u2016 "
+                       "(a negative share points against it):")]
     for colour, width, lo, hi in pic.scale.bins():
         items.append(("swatch", colour, width, f"{S.fmt(lo)} \u2013 {S.fmt(hi)}"))
+    example = _state_example(pic) if numbers else None
+    if example:
+        items.append(("small", example))
     if "state" in kinds:
         cells = any(e.info.get("state_name") == "c" for e in pic.graph.edges if e.kind == "state")
-        items.append(("small", f"edges between steps carry the state {'h_t and c_t' if cells else 'h_t'}: "
-                               f"backward, \u2202L/\u2202h_t flows along them from step t+1 back to step t"))
-    if "param" in kinds:
-        items.append(("small", "lanes under each row: a shared parameter, one edge per use; \u201cW_hh += 0.58\u201d "
-                               "is that use's term, and \u2202L/\u2202W_hh is the sum of the terms"))
+        items.append(("small", f"edges between steps carry the state {'h_t and c_t' if cells else 'h_t'}; "
+                               f"backward, the part of \u2202L/\u2202h_t that comes from step t+1 flows along them"))
+    if pic.param_colour:
+        items.append(("small", "lanes under each row: one colour per parameter, one edge per use; a parameter's "
+                               "gradient is the sum of its uses' terms"))
+        example = _param_example(pic) if numbers else None
+        if example:
+            items.append(("small", example))
     items.append(("line", S.ZERO_GRAD, 1, False, "no arrowhead: no gradient flows there (data, constants)", "none"))
     if pic.opts.get("stepping"):
         items.append(("line", S.PENDING, 1, False, "light grey: backward has not sent this gradient yet", "back"))
     return items
+
+
+def _state_example(pic):
+    """The sum at one state, with the picture's own numbers: "at t = 2: ||dL/dh_2|| = 0.410 = ..."."""
+    out = {}
+    for k, source in enumerate(pic.edge_source):
+        if source is not None and pic.numbers[k] is not None:
+            out.setdefault(source, []).append(k)
+    full = pic.gradients.full
+    for key, items in sorted(state_outputs(pic.unrolled.placed).items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        for name, nid, i in items:
+            ks = out.get((nid, i), [])
+            n = array_norm(full.grad(nid, i))
+            if n is None or len(ks) < 2 or pic.unrolled.group_of.get(nid, nid) not in pic.graph.nodes:
+                continue
+            t = pic.unrolled.placed.nodes[nid].t
+            base = re.sub(r"_?\{?-?\d+\}?$", "", name) or name
+            parts = " + ".join(f"{pic.numbers[k]} (to {describe(pic, pic.graph.edges[k].dst)})" for k in ks)
+            return f"e.g. \u2016\u2202L/\u2202{base}_{t}\u2016 = {S.fmt(n)} = {parts}".replace("+ -", "- ")
+    return None
+
+
+def _param_example(pic):
+    """The sum at one shared parameter, with the picture's own numbers."""
+    best = None
+    for node_id in pic.param_colour:          # the recurrent weight W_hh if it can be
+        terms = [t for t in pic.facts[node_id].get("terms", []) if t[1] is not None]
+        rank = (len(terms), "hh" in (pic.graph.nodes[node_id].name or ""))
+        if 1 < len(terms) <= 6 and (best is None or rank > best[2]):
+            best = (node_id, terms, rank)
+    if best is None:
+        return None
+    node = pic.graph.nodes[best[0]]
+    total = array_norm(pic.gradients.full.grad(node.id))
+    sym = L.grad_symbol(alias(node.name) or node.name)
+    parts = " + ".join(text for _, text, _ in best[1])
+    return (f"e.g. \u2016{sym}\u2016 = {parts} = {S.fmt(total)} (its uses at "
+            f"{', '.join(label for label, _, _ in best[1])})").replace("+ -", "- ")
 
 
 def _highlight_legend(pic):
@@ -526,7 +778,7 @@ def annotate_op_graph(unrolled, gradients=None, opts=None, notes=(), title=None)
         facts = pic.facts[node.id] = dict(node.info)
         if node.kind == "ellipsis":
             pic.boxes[node.id] = Box([("\u22ef", "big"), (f"{facts['dropped']} earlier ops and leaves not drawn",
-                                                          "main")], "ellipsis")
+                                                          "main")], "ellipsis", "ops and leaves not drawn")
         elif node.kind == "op":
             traced = facts["traced"]
             lines = [(L.op_title(traced, into, placed.nodes), "main")]
@@ -552,6 +804,7 @@ def annotate_op_graph(unrolled, gradients=None, opts=None, notes=(), title=None)
             m = Mark(dict(zip(("color", "penwidth", "style"), S.EDGE.get(e.kind, S.EDGE["data"]))))
         if e.kind == "cut":
             m.label = "detach() \u2702 no gradient"
+        m.tooltip = f"{describe(pic, e.src)} \u2192 {describe(pic, e.dst)}"
         pic.marks.append(m)
     pic.legend = _op_graph_legend(pic)
     pic.graph_attrs["nslimit"] = "5"   # dot's x-placement converges long before its default limit on big graphs
@@ -580,7 +833,7 @@ def _op_graph_legend(pic):
     roles = {b.role for b in pic.boxes.values()}
     for role, text, words in [("root", "L", "the output being drawn (the loss)"), ("loss", "L_t", "a loss"),
                               ("tensor", "(1, 3)", "a tensor made by an op: its name if it has one, shape, numbers"),
-                              ("opnode", "op", "an op (hover for its local derivative)"),
+                              ("opnode", "op", "an op"),
                               ("param", "W", "parameter (requires grad)"), ("leaf", "h_0", "leaf that requires grad"),
                               ("input", "x", "data (no gradient)"), ("const", "1.0", "a constant"),
                               ("cut", "\u2702", "a detached tensor (no gradient flows back)")]:
@@ -597,4 +850,5 @@ def _op_graph_legend(pic):
     if pic.opts.get("show_values") and any(n.kind == "tensor" and n.outputs and n.outputs[0].get("value") is None
                                            for n in pic.graph.nodes.values()):
         items.append(("small", "values of intermediate tensors: build the graph inside `with tg.retain_values():`"))
+    items.append(("hover", S.HOVER))
     return items

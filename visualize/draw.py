@@ -20,7 +20,8 @@ from .layout import layout
 from .record import record
 from .render import to_digraph
 from .trace import find, trace
-from .unroll import DEFAULT_MAX_NODES, fit, op_graph, place
+from .collapse import fit, op_graph
+from .unroll import DEFAULT_MAX_NODES, place
 
 
 def roots_of(loss):
@@ -50,7 +51,7 @@ def tensor_specs(traced, spec):
 
 def draw_bptt(loss, level="op", gradients=False, highlight=None, timesteps=None, show_values=False,
               formulas=False, params=None, max_nodes=DEFAULT_MAX_NODES, memory=False, keep_grads=False,
-              highlight_from=None, edge_labels=True, title=None):
+              highlight_from=None, edge_labels=True, title=None, input_gradients=False):
     """The graph of ``loss`` laid out through time, like the unrolled figures of the lecture.
 
     Time runs left to right, one cluster per timestep (per layer and direction); inputs
@@ -59,12 +60,13 @@ def draw_bptt(loss, level="op", gradients=False, highlight=None, timesteps=None,
 
     level: "op" (every primitive op), "cell" (one box per cell call: the notes'
         "representational shortcut"), "layer" (one box per layer and direction).
-    gradients: run ``loss.backward(retain_graph=True)`` with recording and draw the
-        gradient on every edge (colour and width on a log scale, numbers on the edges,
-        arrows pointing backward; an edge without gradient has no arrowhead), ||dL/dh_t||
-        per timestep, and each shared weight's gradient as the sum of its per-use terms.
-        The leaves' ``.grad`` are restored afterwards (``keep_grads=True`` keeps them, as
-        after a plain backward).
+    gradients: run ``loss.backward(retain_graph=True)`` with recording and draw, with arrows
+        pointing backward, the part of the gradient each edge carries: its share of the
+        gradient G of the tensor it starts from, <g, G> / ||G|| (the number on the edge; width
+        and colour on a log scale), so that the numbers on the edges out of a tensor add up to
+        its ||dL/d.||; ||dL/dh_t|| per timestep; each shared weight's gradient as the sum of its
+        uses' shares. An edge without gradient has no arrowhead. The leaves' ``.grad`` are
+        restored afterwards (``keep_grads=True`` keeps them, as after a plain backward).
     highlight: a Tensor, a parameter name ("rnn.weight_hh_l0" or "W_hh"), a tensor name
         ("h_0", "L_4"), or "h_<t>"/"c_<t>" (the state made at step t, in every row):
         every path from the loss (or ``highlight_from``) to it gets a vermillion underlay
@@ -72,16 +74,20 @@ def draw_bptt(loss, level="op", gradients=False, highlight=None, timesteps=None,
     timesteps: show only some steps: k (the first and last k), (first, last), or a list of t.
     show_values, formulas: numbers of tensors (intermediates need ``tg.retain_values()``)
         and each op's local derivative.
+    input_gradients: ||dL/dx_t|| in every input's box (one-hot characters, features: the
+        gradient of the op that reads them times its weight, dZ W_ih; ids looked up by an
+        embedding: the gradient of each looked-up row E[x_t]), the largest marked. Data needs
+        no gradient to train, so backward never makes one: it is computed for the picture.
     params: {name: tensor} to name leaves. memory: bytes saved for backward per step.
     max_nodes: above it, collapse to a coarser level, then elide timesteps (said in the picture).
     """
     roots = roots_of(loss)
     traced = trace(roots, params)
-    grads = record(traced, roots, keep_grads) if gradients else None
+    grads = record(traced, roots, keep_grads) if gradients or input_gradients else None
     placed, rows = place(traced)
     unrolled = fit(placed, rows, level, timesteps, max_nodes)
     opts = dict(show_values=show_values, gradients=gradients, formulas=formulas, memory=memory,
-                edge_labels=edge_labels, level=level)
+                edge_labels=edge_labels, level=level, input_gradients=input_gradients)
     pic = annotate(unrolled, grads, opts, tensor_specs(traced, highlight), tensor_specs(traced, highlight_from),
                    notes=grads.notes if grads is not None else (), title=title)
     out = to_picture(pic, layout(pic) if pic.positioned else None)

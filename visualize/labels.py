@@ -4,6 +4,8 @@ Used by the annotate stage. Labels are lists of rows ``(text, font)`` (fonts in 
 escaped by render.py. ``facts`` is what the stages found out about a box (its uses, its
 per-use gradient terms, ...); gradients come as arrays, already summed by the caller.
 """
+import re
+
 import numpy as np
 
 from .names import STATE_NAME, alias, short
@@ -175,42 +177,96 @@ def leaf_lines(node, facts, grad, opts):
         a = np.asarray(host(out["value"]))
         if a.size <= 8 or opts.get("show_values"):
             lines.append((summarize(a, limit=8), "value"))
+    return lines + input_grad_lines(node, facts)
+
+
+def input_box_lines(node, facts, rows, opts):
+    """An input box of a stacked network at cell level: x_t under the first layer, or what the
+    layer below hands up at step t ([h\u2192_t ; h\u2190_t]), with its gradient."""
+    if node.kind == "ellipsis":
+        ts = facts.get("elided", [])
+        return [("\u22ef", "big"), (f"{len(ts)} steps not drawn", "main")]
+    t = node.t
+    if facts.get("data"):                 # x_t; a longer name says whose slice it is
+        plain = node.name and re.fullmatch(r"[A-Za-z]\w{0,5}", node.name)
+        name = f"{node.name if plain else 'x'}_{t}"
+        lines = [(name, "title"), (f"the input of step {t}" if plain or not node.name else f"{node.name}, step {t}",
+                                   "small")]
+        show = opts.get("input_gradients")
+    else:
+        below = facts.get("rows_in") or []
+        arrows = ["\u2190" if r.reverse else "\u2192" if len(below) > 1 else "" for r in below]
+        parts = [f"h{arrow}_{t}" for arrow in arrows]
+        name = "[" + " ; ".join(parts) + "]" if len(parts) > 1 else parts[0]
+        layer = below[0].layer if below else None
+        lines = [(name, "title"), (f"layer {layer}'s output at t = {t}" if layer is not None else "", "small")]
+        show = opts.get("gradients")
+    sent, whole = facts.get("in_parts", (0, 0))
+    n = facts.get("in_grad")
+    if show and n is not None and (sent == whole or not opts.get("stepping")):
+        top = facts.get("input_grad_max")
+        mark = "  \u25c0 largest" if facts.get("data") and top is not None and n == top else ""
+        lines.append((f"\u2016\u2202L/\u2202{name}\u2016 = {fmt(n)}{mark}", "grad"))
+    elif show and opts.get("stepping"):
+        lines.append((f"{sent} of {whole} parts so far" if sent else "not reached yet", "small"))
+    return lines
+
+
+def input_grad_lines(node, facts):
+    """||dL/dx_t|| of a data input (draw_bptt(..., input_gradients=True)), the largest one marked."""
+    grads, top = facts.get("input_grads"), facts.get("input_grad_max")
+    if not grads:
+        return []
+    x = "E[x_t]" if facts.get("input_grad_kind") == "embedding" else "x_t"
+
+    def mark(n):
+        return "  \u25c0 largest" if top is not None and n == top else ""
+    if len(grads) == 1:
+        t, n = grads[0]
+        sym = short(node.name) if node.name and facts.get("input_grad_kind") != "embedding" else x.replace("t", str(t))
+        return [(f"\u2016\u2202L/\u2202{sym}\u2016 = {fmt(n)}{mark(n)}", "grad")]
+    lines = [(f"\u2016\u2202L/\u2202{x}\u2016 at each step:", "grad")]
+    shown = grads if len(grads) <= 8 else grads[:3] + [(None, None)] + grads[-3:]
+    for t, n in shown:
+        lines.append((f"  t={t}: {fmt(n)}{mark(n)}" if t is not None else "  \u2026", "small"))
     return lines
 
 
 def param_grad_lines(node, facts, total, opts):
-    """The gradient of a leaf as the sum of its per-use contributions (BPTT's "+=")."""
+    """The gradient of a leaf as the sum of its uses' shares (BPTT's "+=", one term per use).
+
+    ``facts["terms"]``: one (label, share text, arrived) per use, the texts printed so that
+    they add up to the printed ||total|| (style.fmt_sum)."""
     terms = facts.get("terms") or []
-    lines = []
     sym = grad_symbol(alias(node.name) or node.name)
-    arrived = [(label, n) for label, n in terms if n is not None]
-    if len(terms) > 1:
-        if opts.get("stepping") and len(arrived) < len(terms):
-            lines.append((f"{sym} so far: {len(arrived)} of {len(terms)} terms added", "grad"))
-        elif opts.get("gradients") and len(arrived) < len(terms):
-            missing = len(terms) - len(arrived)
-            lines.append((f"{sym} = sum of {_plural(len(arrived), 'term')} "
-                          f"({_plural(missing, 'use')} get{'s' if missing == 1 else ''} no gradient):", "grad"))
-        else:
-            lines.append((f"{sym} = sum of {len(terms)} terms, one per use:", "grad"))
-        shown = arrived if opts.get("gradients") else terms
-        shown = shown if len(shown) <= 8 else shown[:3] + [("\u2026", None)] + shown[-3:]
-        parts = [f"{label}: {fmt(n)}" if n is not None else label for label, n in shown]
-        for k in range(0, len(parts), 4):
-            lines.append(("  " + ",  ".join(parts[k:k + 4]), "small"))
     stepping = opts.get("stepping")
-    if total is not None:
-        if len(terms) > 1:
-            partial = stepping and len(arrived) < len(terms)
-            lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}" + ("  so far" if partial else "  (total)"),
-                          "grad"))
-        else:
-            lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}", "grad"))
-    elif stepping:
-        lines.append(("not reached yet", "small"))
-    elif opts.get("gradients"):
-        lines.append(("no gradient reached it", "small"))
-    return lines
+    carried = [(label, text) for label, text, _ in terms if text is not None]
+    arrived = [(label, text) for label, text, came in terms if text is not None and came]
+    if stepping and len(terms) > 1 and len(arrived) < len(carried):
+        lines = [(f"{sym} so far: {len(arrived)} of {len(terms)} terms added", "grad")]
+        lines += _sum_rows(arrived)
+        lines.append((f"sum so far: {fmt(facts['arrived_share'])}" if arrived else "not reached yet", "small"))
+        return lines
+    if total is None:
+        if stepping:
+            return [("not reached yet", "small")]
+        return [("no gradient reached it", "small")] if opts.get("gradients") else []
+    if len(carried) < 2 or not opts.get("gradients"):
+        missing = len(terms) - len(carried) if opts.get("gradients") and len(terms) > 1 else 0
+        extra = f" ({missing} of its {len(terms)} uses get no gradient)" if missing else ""
+        return [(f"\u2016{sym}\u2016 = {fmt(array_norm(total))}{extra}", "grad")]
+    missing = len(terms) - len(carried)
+    head = f"\u2016{sym}\u2016 = {fmt(array_norm(total))}, the sum of its uses' shares"
+    if missing:
+        head += f" ({_plural(missing, 'use')} get{'s' if missing == 1 else ''} no gradient)"
+    return [(head + ":", "grad")] + _sum_rows(carried)
+
+
+def _sum_rows(terms):
+    """"t=1: 0  +  t=2: 0.052  +  ...", four terms a row (the first and last three of many)."""
+    shown = terms if len(terms) <= 8 else terms[:3] + [("\u2026", None)] + terms[-3:]
+    parts = [f"{label}: {text}" if text is not None else label for label, text in shown]
+    return [("  " + ("  +  " if k else "") + "  +  ".join(parts[k:k + 4]), "small") for k in range(0, len(parts), 4)]
 
 
 def group_lines(node, facts, members, opts):

@@ -34,7 +34,7 @@ GAP_Y = 30          # between layers
 COL_GAP = 34        # between timestep columns
 MARGIN = 14         # inside a cluster
 CORRIDOR0 = 8       # the bus corridor at a block's left: first lane's offset
-LANE_X = 6          # between the vertical lanes of two parameters
+LANE_X = 8          # between the vertical lanes of two parameters
 LANE_Y = 7          # between two parameters' horizontal lanes under a row
 LANE_Y_GRAD = 20    # ... when the lanes carry gradient numbers ("W_hh += 0.58", above each lane)
 PARALLEL_GAP = 12   # between the h and c edges of an LSTM
@@ -126,6 +126,7 @@ def layout(pic):
     lay.levels()
     lay.heights()
     lay.free_x()
+    lay.place_anchors()
     lay.side_columns()
     lay.row_labels()
     lay.cluster_boxes()
@@ -141,6 +142,9 @@ class _Layout:
         self.pic, self.g, self.rows = pic, pic.graph, pic.unrolled.rows
         self.row_index = {r.key: i for i, r in enumerate(self.rows)}
         self.boxes = {n: Box(n, pic.boxes[n].lines) for n in self.g.nodes}
+        for n, node in self.g.nodes.items():
+            if node.kind == "anchor":
+                self.boxes[n].w = self.boxes[n].h = 6.0
         self.into, self.out = {}, {}
         for e in self.g.edges:
             self.out.setdefault(e.src, []).append(e)
@@ -157,15 +161,25 @@ class _Layout:
             if ri is not None and (node.kind == "ellipsis" or node.t is not None):
                 self.blocks.setdefault((ri, _col_key(node)), []).append(node.id)
         self.in_block = {nid: key for key, ids in self.blocks.items() for nid in ids}
-        self.side, self.inits, self.free = [], [], []
+        self.side, self.inits, self.free, self.anchors = [], [], [], []
         for node in self.g.nodes.values():
             if node.id in self.in_block:
                 continue
+            if node.kind == "anchor":
+                self.anchors.append(node.id)
+                continue
             consumers = [e.dst for e in self.out.get(node.id, ())]
-            if node.kind in ("param", "leaf") and any(c in self.in_block for c in consumers):
+            if node.kind in ("param", "leaf") and any(c in self.in_block or self.g.nodes[c].kind == "anchor"
+                                                      for c in consumers):
                 (self.inits if node.part == "init" else self.side).append(node.id)
             else:
                 self.free.append(node.id)
+        self.param_row = {}                               # parameter -> the lowest row that reads it
+        for nid in self.side:
+            rows = [self.in_block[e.dst][0] if e.dst in self.in_block else self.row_index[self.g.nodes[e.dst].row]
+                    for e in self.out.get(nid, ()) if e.dst in self.in_block or self.g.nodes[e.dst].kind == "anchor"]
+            if rows:
+                self.param_row[nid] = min(rows)
         # parameters read in the steps travel on a bus: one lane per parameter under its row
         self.line_of = {ri: self.rows.index(r.line) for ri, r in enumerate(self.rows)}
         self.bus = {}                                     # line -> [param ids]
@@ -349,7 +363,7 @@ class _Layout:
 
     def heights(self):
         """The y of every level (room under each row for its bus lanes, above it for its
-        timestep titles), and so of every box."""
+        timestep titles and for the parameters beside it), and so of every box."""
         level_h = [0.0] * (self.max_level + 1)
         for u in self.units:
             if u[0] == "row":
@@ -369,13 +383,9 @@ class _Layout:
             pad_below[lo] = max(pad_below[lo], MARGIN + 6 + (lanes + 1) * self.lane_gap if lanes else MARGIN + 6)
             top = lo + max(self.n_layers[ri], 1) - 1
             pad_above[top] = max(pad_above[top], MARGIN + self.title_h[ri])
-        self.y_of_level = []
-        y = 0.0
-        for k in range(self.max_level + 1):
-            y += pad_below[k]
-            self.y_of_level.append(y + level_h[k] / 2)
-            if level_h[k] or pad_above[k]:           # an empty level takes no room
-                y += level_h[k] + GAP_Y + pad_above[k]
+        self._level_ys(level_h, pad_below, pad_above)
+        self._room_for_parameters(level_h, pad_above)
+        self._level_ys(level_h, pad_below, pad_above)
         for u in self.units:
             if u[0] != "row":
                 self.boxes[u[1]].y = self.y_of_level[self.level[u]]
@@ -383,6 +393,31 @@ class _Layout:
             for k, layer in enumerate(layers):
                 for n in layer:
                     self.boxes[n].y = self.y_of_level[self.row_level(ri) + k]
+
+    def _level_ys(self, level_h, pad_below, pad_above):
+        self.y_of_level = []
+        y = 0.0
+        for k in range(self.max_level + 1):
+            y += pad_below[k]
+            self.y_of_level.append(y + level_h[k] / 2)
+            if level_h[k] or pad_above[k]:           # an empty level takes no room
+                y += level_h[k] + GAP_Y + pad_above[k]
+
+    def _room_for_parameters(self, level_h, pad_above):
+        """A row's parameters stand in a column beside it, upward from the height of its steps:
+        the row gets taller where they need more room than its steps do (a stacked layer's
+        weights stay beside their own layer)."""
+        for ri in range(len(self.rows)):
+            params = [p for p in self.side if self.param_row.get(p) == ri]
+            if not params or ("row", self.band_of[ri]) not in self.level:
+                continue
+            lo = self.row_level(ri)
+            top = lo + max(self.n_layers[ri], 1) - 1
+            first = min(params, key=lambda p: self.order[p])
+            need = sum(self.boxes[p].h + 10 for p in params) - 10 - self.boxes[first].h / 2
+            room = self.y_of_level[top] + level_h[top] / 2 + pad_above[top] - self.y_of_level[lo]
+            if need > room:
+                pad_above[top] += need - room
 
     # --- 5. the rest of the boxes -------------------------------------------------------------
     def free_x(self):
@@ -419,6 +454,17 @@ class _Layout:
                         for n in ids:
                             boxes[n].x += shift
 
+    def place_anchors(self):
+        """Where a row's input projection weights point: the left edge of the row's first step."""
+        for nid in self.anchors:
+            ri = self.row_index[self.g.nodes[nid].row]
+            cols = [c for (rj, c) in self.blocks if rj == ri]
+            if not cols:
+                continue
+            c = min(cols)
+            self.boxes[nid].x = self.col_x[c] - self.col_w[c] / 2 - MARGIN - self.boxes[nid].w / 2
+            self.boxes[nid].y = self.y_of_level[self.row_level(ri)]
+
     def side_columns(self):
         """Parameters, then initial states (h_0, just left of the first step), each in a column,
         as high as the first op that reads it, without overlapping."""
@@ -427,7 +473,8 @@ class _Layout:
                 continue
             wants = []
             for nid in ids:
-                ys = [self.boxes[e.dst].y for e in self.out.get(nid, ()) if e.dst in self.in_block]
+                ys = [self.boxes[e.dst].y for e in self.out.get(nid, ())
+                      if e.dst in self.in_block or e.dst in self.anchors]
                 wants.append((min(ys) if ys else 0.0, self.order[nid], nid))
             top = None
             for want, _, nid in sorted(wants):
@@ -487,7 +534,7 @@ class _Layout:
             if label:
                 w, h = text_size(label)
                 self.rects[f"title:{cid}"] = ((bb[0] + bb[2]) / 2, bb[3] - h / 2, min(w, bb[2] - bb[0]), h)
-        grid = Grid(self.rects)
+        grid = Grid({k: r for k, r in self.rects.items() if k not in self.anchors})   # edges end at anchors
         self.parallel = {}                         # an LSTM's h and c edges: side by side, not on top
         for e in self.g.edges:
             if e.kind == "state":
@@ -497,9 +544,9 @@ class _Layout:
                 continue
             a, b = self.boxes[e.src], self.boxes[e.dst]
             side, dy = None, 0.0
-            if e.kind == "state" and abs(a.y - b.y) < 1 and a.id in self.in_block and b.id in self.in_block:
+            if e.kind in ("state", "cut") and abs(a.y - b.y) < 1 and a.id in self.in_block and b.id in self.in_block:
                 side = "lr" if b.x > a.x else "rl"
-                twins = self.parallel[(e.src, e.dst)]
+                twins = self.parallel.get((e.src, e.dst), [e])
                 dy = (twins.index(e) - (len(twins) - 1) / 2) * -PARALLEL_GAP
             self.routes[k] = route(self.rects[e.src], self.rects[e.dst], grid, {e.src, e.dst}, corridors, side, dy)
 
@@ -553,8 +600,8 @@ class _Layout:
                 bt = boxes[e.dst]
                 x_up = self.col_x[c] - self.col_w[c] / 2 - MARGIN + CORRIDOR0 + LANE_X * j
                 same = sorted(entries[e.dst])
-                x_in = bt.x + (same.index(j) - (len(same) - 1) / 2) * 9
-                y_gap = layer_bottom[e.dst] - 9 - 3 * j
+                x_in = bt.x + (same.index(j) - (len(same) - 1) / 2) * 10
+                y_gap = layer_bottom[e.dst] - 9 - 4 * j
                 points = [start, (x_down, start[1]), (x_down, lane_y), (x_up, lane_y), (x_up, y_gap), (x_in, y_gap),
                           (x_in, bt.y - bt.h / 2)]
                 self.routes[index[id(e)]] = _dedupe(points)

@@ -25,7 +25,8 @@ from .draw import roots_of, to_picture
 from .layout import layout
 from .record import record
 from .trace import host, leaf_node, trace
-from .unroll import fit, place, row_label
+from .collapse import fit
+from .unroll import place, row_label
 
 
 # ----------------------------------------------------------------------------------- anomaly
@@ -91,8 +92,9 @@ def draw_anomaly(loss, level="op", timesteps=None, params=None, max_nodes=400, t
     if found is None:
         notes.append("every value and gradient is finite")
     else:
-        where = "/".join(found["scope"]) or "top level"
+        where = "/".join(g.nodes[found["node"]].scope) or "top level"      # as drawn: steps from t = 1
         what = f"{found['op']} at {where}" if found["op"] else f"leaf {found.get('leaf')}"
+        found["scope"] = traced.nodes[found["node"]].scope      # as the engine names it (tg.detect_anomaly())
         if found.get("located") is False:
             notes.append(f"the output of {what} is not finite, but forward values were not kept: build the graph "
                          f"inside `with tg.retain_values():` to find the op that made the first NaN/inf")

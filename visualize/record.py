@@ -32,6 +32,7 @@ class Gradients:
         self.edges, self.order, self.seeds, self.events, self.notes = edges, order, seeds, events, notes
         self.shapes = shapes
         self.totals = _totals(edges, order, seeds, shapes)
+        self.full = self            # the whole pass (a partial pass keeps it: its final directions)
 
     def grad(self, node_id, index=0):
         return self.totals.get((node_id, index))
@@ -43,7 +44,30 @@ class Gradients:
     def partial(self, keys):
         """The same pass stopped early: only the edges in ``keys`` have sent their gradient."""
         edges = {k: v for k, v in self.edges.items() if k in keys}
-        return Gradients(edges, self.order, self.seeds, self.events, self.notes, self.shapes)
+        part = Gradients(edges, self.order, self.seeds, self.events, self.notes, self.shapes)
+        part.full = self.full
+        return part
+
+    def share(self, edge_key):
+        """How much of the gradient of its source tensor the traced edge ``edge_key`` carries: its
+        contribution g projected on the source's whole gradient G (of the whole pass),
+        <g, G> / ||G||. The shares of all the edges out of a tensor add up to ||G||. None if the
+        edge carries nothing."""
+        cache = self.full.__dict__.setdefault("_shares", {})
+        if edge_key not in cache:
+            cache[edge_key] = self._share(edge_key)
+        return cache[edge_key]
+
+    def _share(self, edge_key):
+        grads = self.full.edges.get(edge_key)
+        if not grads:
+            return None
+        total = 0.0
+        for key, g in grads.items():
+            G = self.full.totals[key]
+            n = float(np.sqrt(np.sum(np.square(G, dtype=np.float64))))
+            total += float(np.sum(g * G)) / n if n > 0 else 0.0
+        return total
 
 
 def record(g, roots, keep_grads=False):

@@ -17,7 +17,8 @@ from .draw import to_picture
 from .layout import layout
 from .record import record
 from .trace import trace
-from .unroll import fit, place
+from .collapse import fit
+from .unroll import place
 
 MAX_FRAMES = 150
 
@@ -43,22 +44,23 @@ def backward_frames(loss, level="op", show_values=False, formulas=None, params=N
     if len(steps) + 1 > max_frames:
         raise ValueError(f"backward_frames: {len(steps) + 1} frames exceed max_frames={max_frames}; the step-through "
                          f"is meant for small graphs: draw a shorter sequence, use level=\"cell\", or raise max_frames")
-    # edges that will carry a gradient point backward from the first frame on
-    carries = {k for k, e in enumerate(unrolled.graph.edges) if final.edge_grads(e)}
-    opts = dict(opts, scale=final.scale, stepping=True, carries=carries)
+    # one colour scale for all frames; an edge that will carry a gradient points backward from the first
+    # frame on (annotate knows from the whole pass which will)
+    opts = dict(opts, scale=final.scale, stepping=True)
     frames, done, visited = [], set(), set()
     for k in range(len(steps) + 1):
+        current = []
         if k:
             gid, consumers, contributions = steps[k - 1]
             done.update(key for key, _ in contributions)
-            visited.add(gid)
+            current = unrolled.hidden.get(gid, [gid])      # ops between layers: all their input boxes
+            visited.update(current)
         pic = annotate(unrolled, grads.partial(done), opts)
         for node_id, box in pic.boxes.items():
             box.pending = unrolled.graph.nodes[node_id].kind in ("op", "group") and node_id not in visited and not (
                 any(node_id == r for r, _ in unrolled.graph.roots) and k == 0)
-        if k:
-            pic.boxes[steps[k - 1][0]].border = S.HIGHLIGHT
-            pic.boxes[steps[k - 1][0]].highlight = True
+        for node_id in current:
+            pic.boxes[node_id].border, pic.boxes[node_id].highlight = S.HIGHLIGHT, True
         pic.title = (title + " \u2014 " if title else "") + caption(unrolled, steps, k)
         frame = to_picture(pic, placement, name=f"frame{k}")
         frame.caption = pic.title
@@ -87,10 +89,13 @@ def caption(unrolled, steps, k):
         name = root.outputs[g.roots[0][1]]["name"] or "the output"
         return f"step 0 of {len(steps)}: backward starts from {name} with dL/dL = 1"
     gid, consumers, contributions = steps[k - 1]
-    node = dg.nodes[gid]
+    node = dg.nodes.get(gid)
     first = g.nodes[consumers[0]]
     where = "/".join(first.scope) or "top level"
-    if node.kind == "op":
+    if node is None:        # the ops between layers, drawn as one input box per step
+        ops = L.op_summary([g.nodes[c].op for c in consumers])
+        what = f"backward through the ops between layers at {where} ({ops}), for all steps at once"
+    elif node.kind == "op":
         what = f"backward of {node.op} at {where}: {node.formula}"
     else:
         box = L.PART_TITLES.get(node.part, node.name or "a group")
