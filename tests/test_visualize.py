@@ -1062,7 +1062,7 @@ def test_check_leaves_puts_the_input_back_when_fn_fails():
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
-STAGES = ["trace", "record", "unroll", "zones", "collapse", "annotate", "layout", "render"]
+STAGES = ["trace", "record", "unroll", "zones", "collapse", "legend", "annotate", "layout", "render"]
 
 
 def _package_imports():

@@ -13,7 +13,7 @@ is the other arrangement: draw_graph's ops and tensors, without time.
 from .graph import Edge, Graph, Node
 from .names import safe_id
 from .unroll import DEFAULT_MAX_NODES, LEVELS, Cluster, Unrolled, time_id
-from .zones import input_box, input_zones, with_input_rows, zone_boxes, zone_ends
+from .zones import input_zones, with_input_rows, zone_boxes, zone_ends
 
 MAX_END_STEPS = 6      # automatic elision shows at most this many steps at each end
 
