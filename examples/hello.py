@@ -33,7 +33,8 @@ Pictures (under out/hello/):
                    y_4 = W_hy h_4, then h_4, h_3, h_2, h_1 to h_0, one W_hh @ h per step,
                    so the gradient is multiplied by W_hh^T four times on its way
   bptt_cell.svg    (b) one box per step, the gradient on every edge of the backward
-                   pass, and the same path from L_4 to h_0 in vermillion
+                   pass, ||dL/dx_t|| on every input (which character matters most),
+                   and the same path from L_4 to h_0 in vermillion
   backward.html    (c) the backward pass one box at a time, with a slider (open it in a
                    browser): the seed dL/dL = 1, the sum and stack of the four losses,
                    then output 4 (y_4 and L_4), cell 4, output 3, cell 3, ... down to cell 1
@@ -162,7 +163,8 @@ def main():
     # (b) and (c) at the start of training, when the gradients are large and all of them matter.
     # Vermillion: every path along which the last loss L_4 reaches h_0 (backward from L_4 only).
     loss, _ = model(TEXT)
-    bptt_cell = save_picture(viz.draw_bptt(loss, level="cell", gradients=True, highlight="h_0", highlight_from="L_4",
+    bptt_cell = save_picture(viz.draw_bptt(loss, level="cell", gradients=True, input_gradients=True,
+                                           highlight="h_0", highlight_from="L_4",
                                            title="\u201chello\u201d, BPTT before training; "
                                                  "vermillion: the way from L_4 back to h_0"),
                              out / "bptt_cell.svg")

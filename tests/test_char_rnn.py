@@ -68,12 +68,12 @@ def test_quick_run_writes_every_output(quick):
         texts.append(" ".join(t for t in svg.itertext()))
     for text in texts:
         text = re.sub(r"\s+", " ", text)
-        for t in range(8):                          # one cluster per character of the 8-character chunk
-            assert re.search(rf"\bt = {t}\b", text), t
-        assert not re.search(r"\bt = 8\b", text)
+        for t in range(1, 9):                       # one cluster per character of the 8-character chunk
+            assert re.search(rf"\bt = {t}\b", text), t        # (numbered from 1, as in the notes)
+        assert not re.search(r"\bt = (0|9)\b", text)
         assert "LSTMCell" in text and "W_hh" in text
-        # the loss and the input are named: "L scalar" (not "sum scalar"), "x (8, 1, V)" (not "data")
-        assert re.search(r"\bL scalar\b", text) and re.search(r"\bx \(8, 1, \d+\)", text)
+        # the loss and the input are named: "L scalar" (not "sum scalar"), "x_1" ... "x_8", one box per step
+        assert re.search(r"\bL scalar\b", text) and re.search(r"\bx_1\b", text) and re.search(r"\bx_8\b", text)
 
 
 def test_progress_bar_shows_loss_validation_speed_and_gradient_norm(quick):

@@ -313,7 +313,7 @@ def claim_bidirectional(out, stdout):
     # the picture: a 1-layer bidirectional LSTM on "a(b)c": a forward and a reverse row of 5 steps
     dot = read_dot(out / "bptt.gv")
     cells = [n for n, (text, _) in dot.nodes.items() if text.split()[:1] == ["LSTMCell"]]
-    assert sorted(timestep(dot, c) for c in cells) == sorted(2 * list(range(5)))
+    assert sorted(timestep(dot, c) for c in cells) == sorted(2 * list(range(1, 6)))   # t = 1..T, as the notes
     texts = " ".join(text for text, _ in dot.nodes.values())
     assert "reverse" in texts and "layer 1" not in texts
 
@@ -341,20 +341,20 @@ def claim_seq2seq(out, stdout):
         W = node_named(dot, weight)
         return {timestep(dot, head): head for tail, head, _, _ in dot.edges if tail == W}
     encoder, decoder = cells("encoder.weight_hh_l0"), cells("decoder.weight_hh_l0")
-    assert sorted(encoder) == sorted(decoder) == list(range(n))
+    assert sorted(encoder) == sorted(decoder) == list(range(1, n + 1))     # steps drawn t = 1..n
     # the gradient of the last output digit's loss L_{n-1} goes back through the whole decoder and,
     # through the summary C (the encoder's last state), into the encoder: a highlighted chain of
     # edges that carry gradient from the encoder's last step to the decoder's first, and on to the loss
     loss = next(node for node, (text, _) in dot.nodes.items() if f"L_{n - 1}" in text.split())
-    assert reaches(dot, encoder[n - 1], decoder[0])
-    assert reaches(dot, decoder[0], loss)
-    assert reaches(dot, encoder[0], encoder[n - 1])         # and back along the encoder to its first step
+    assert reaches(dot, encoder[n], decoder[1])
+    assert reaches(dot, decoder[1], loss)
+    assert reaches(dot, encoder[1], encoder[n])         # and back along the encoder to its first step
     if HAVE_DOT:    # the rendered picture: one cluster per timestep for the encoder and for the decoder
         ns = {"svg": "http://www.w3.org/2000/svg"}
         clusters = [g for g in ET.parse(out / "bptt.svg").getroot().iter("{http://www.w3.org/2000/svg}g")
                     if g.get("class") == "cluster"]
         labels = ["".join(t.text or "" for t in g.iterfind(".//svg:text", ns)) for g in clusters]
-        for t in range(n):
+        for t in range(1, n + 1):
             assert sum(1 for s in labels if f"t = {t}" in s) == 2, (t, labels)
 
 

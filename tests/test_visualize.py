@@ -28,108 +28,13 @@ from visualize import style as S
 from visualize.examples import hello_rnn
 from visualize.render import esc, esc_attr
 
+from dotparse import bb, node_with, parse_dot, pos, time_clusters, visible_edges
+from visualize.unroll import LEVELS
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 needs_dot = pytest.mark.skipif(not viz.dot_available(), reason="Graphviz (dot, neato) is not installed")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-# ------------------------------------------------------------------------------------------ DOT parsing
-def _read_value(text, i):
-    if text[i] == '"':
-        j = i + 1
-        while text[j] != '"':
-            j += 2 if text[j] == "\\" else 1
-        return text[i + 1:j], j + 1
-    if text[i] == "<":
-        depth, j = 0, i
-        while True:
-            if text[j] == "<":
-                depth += 1
-            elif text[j] == ">":
-                depth -= 1
-                if depth == 0:
-                    return text[i:j + 1], j + 1
-            j += 1
-    j = i
-    while j < len(text) and text[j] not in " ]":
-        j += 1
-    return text[i:j], j
-
-
-def parse_attrs(text):
-    attrs, i = {}, 0
-    while i < len(text):
-        if text[i] in " \t,":
-            i += 1
-            continue
-        eq = text.index("=", i)
-        key = text[i:eq].strip()
-        value, i = _read_value(text, eq + 1)
-        attrs[key] = value
-    return attrs
-
-
-def parse_dot(source):
-    """{"nodes": {id: attrs}, "edges": [(a, b, attrs)], "clusters": {name: {"attrs", "nodes"}}, "graph": attrs}."""
-    nodes, edges, clusters, graph = {}, [], {}, {}
-    stack = []
-    for line in source.split("\n"):
-        s = line.strip()
-        m = re.match(r"subgraph (cluster_\w+) \{$", s)
-        if m:
-            stack.append(m.group(1))
-            clusters[m.group(1)] = {"attrs": {}, "nodes": []}
-            continue
-        if s == "{":
-            stack.append(None)
-            continue
-        if s == "}":
-            if stack:
-                stack.pop()
-            continue
-        if s.startswith("graph [") and s.endswith("]"):
-            target = clusters[stack[-1]]["attrs"] if stack and stack[-1] else graph
-            target.update(parse_attrs(s[len("graph ["):-1]))
-            continue
-        m = re.match(r"^(\S+) -> (\S+)(?: \[(.*)\])?$", s)
-        if m:
-            edges.append((m.group(1), m.group(2), parse_attrs(m.group(3) or "")))
-            continue
-        m = re.match(r"^(\w+) \[(.*)\]$", s)
-        if m and m.group(1) not in ("graph", "node", "edge"):
-            nodes[m.group(1)] = parse_attrs(m.group(2))
-            if stack and stack[-1]:
-                clusters[stack[-1]]["nodes"].append(m.group(1))
-    return {"nodes": nodes, "edges": edges, "clusters": clusters, "graph": graph}
-
-
-def pos(attrs):
-    x, y = attrs["pos"].rstrip("!").split(",")
-    return float(x), float(y)
-
-
-def bb(attrs):
-    return tuple(float(v) for v in attrs["bb"].split(","))
-
-
-def node_with(dot, text):
-    """Ids of the nodes whose label contains ``text``."""
-    return [n for n, a in dot["nodes"].items() if text in a.get("label", "")]
-
-
-def time_clusters(dot):
-    """[(t, cluster name)] of the timestep clusters, in the order of their t."""
-    out = []
-    for name, c in dot["clusters"].items():
-        m = re.search(r"t = (-?\d+)", c["attrs"].get("label", ""))
-        if m:
-            out.append((int(m.group(1)), name))
-    return sorted(out)
-
-
-def visible_edges(dot):
-    return [e for e in dot["edges"] if e[2].get("style") != "invis"]
 
 
 # ------------------------------------------------------------------------------------------ the lecture's example
@@ -182,15 +87,16 @@ def test_each_shared_parameter_is_one_node_with_one_edge_per_timestep(hello, lev
 def test_state_edges_join_step_t_to_step_t_plus_1(hello):
     loss, model, h_0 = hello
     for level in ("op", "cell"):
-        g = viz.draw_bptt(loss, level=level).graph
+        picture = viz.draw_bptt(loss, level=level)
+        g, pos = picture.picture.graph, picture.placement.pos
         state = [e for e in g.edges if e.kind == "state"]
         pairs = sorted((-1 if g.nodes[e.src].t is None else g.nodes[e.src].t, g.nodes[e.dst].t) for e in state)
         assert pairs == [(-1, 1), (1, 2), (2, 3), (3, 4)], level          # h_0 -> step 1, then t -> t+1
         assert g.nodes[state[0].src].name == "h_0"
         if level == "cell":
             for e in state[1:]:
-                assert g.nodes[e.src].pos[1] == g.nodes[e.dst].pos[1], "cells of one row are level: horizontal"
-                assert g.nodes[e.src].pos[0] < g.nodes[e.dst].pos[0]
+                assert pos[e.src][1] == pos[e.dst][1], "cells of one row are level: horizontal"
+                assert pos[e.src][0] < pos[e.dst][0]
 
 
 def test_bidirectional_layers_are_stacked_rows_and_reverse_state_runs_right_to_left():
@@ -198,34 +104,35 @@ def test_bidirectional_layers_are_stacked_rows_and_reverse_state_runs_right_to_l
     lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True)
     out, _ = lstm(tg.randn(5, 1, 3))
     loss = out.sum()
-    g = viz.draw_bptt(loss, level="cell").graph
+    picture = viz.draw_bptt(loss, level="cell")
+    g, pos = picture.picture.graph, picture.placement.pos
     rows = {}
     for n in g.nodes.values():
-        if n.kind == "group" and n.t is not None:
+        if n.kind == "group" and n.t is not None and n.part != "input":
             rows.setdefault(n.row, []).append(n)
     assert sorted(rows) == sorted([("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"),
                                    ("LSTM", "layer1_reverse")])
-    heights = {key: {c.pos[1] for c in cells} for key, cells in rows.items()}
+    heights = {key: {pos[c.id][1] for c in cells} for key, cells in rows.items()}
     assert all(len(h) == 1 for h in heights.values()), "each row is one horizontal line of cells"
     order = sorted(heights, key=lambda k: heights[k].pop())
     assert order == [("LSTM", "layer0"), ("LSTM", "layer0_reverse"), ("LSTM", "layer1"), ("LSTM", "layer1_reverse")]
     for key, cells in rows.items():
-        xs = {c.t: c.pos[0] for c in cells}
-        assert [t for t, _ in sorted(xs.items(), key=lambda kv: kv[1])] == [0, 1, 2, 3, 4], "time runs left to right"
+        xs = {c.t: pos[c.id][0] for c in cells}
+        assert [t for t, _ in sorted(xs.items(), key=lambda kv: kv[1])] == [1, 2, 3, 4, 5], "time runs left to right"
     for e in g.edges:
         if e.kind == "state" and g.nodes[e.src].t is not None:
             a, b = g.nodes[e.src], g.nodes[e.dst]
             if a.row[-1].endswith("_reverse"):
-                assert b.t == a.t - 1 and b.pos[0] < a.pos[0], "reverse direction: right to left"
+                assert b.t == a.t - 1 and pos[b.id][0] < pos[a.id][0], "reverse direction: right to left"
             else:
-                assert b.t == a.t + 1 and b.pos[0] > a.pos[0]
+                assert b.t == a.t + 1 and pos[b.id][0] > pos[a.id][0]
     dot = viz.draw_bptt(loss, level="cell").source
     assert "reverse  \u2190" in dot and "forward  \u2192" in dot
 
 
 def test_levels_op_cell_layer_and_bad_level(hello):
     loss, model, h_0 = hello
-    sizes = {level: len(viz.draw_bptt(loss, level=level).graph.nodes) for level in ("op", "cell", "layer")}
+    sizes = {level: len(viz.draw_bptt(loss, level=level).picture.graph.nodes) for level in ("op", "cell", "layer")}
     assert sizes["op"] > sizes["cell"] > sizes["layer"]
     with pytest.raises(ValueError, match="level: expected one of 'op', 'cell', 'layer', got 'ops'"):
         viz.draw_bptt(loss, level="ops")
@@ -278,7 +185,7 @@ def test_contractive_rnn_dL_dh_t_decreases_and_matches_the_engine_and_numpy():
         h.grad = None
     W_hh.grad = None
     picture = viz.draw_bptt(loss, level="cell", gradients=True)
-    drawn = [picture.graph.state_norms[((), t)][0][1] for t in range(1, 7)]
+    drawn = [picture.picture.state_norms[((), t)][0][1] for t in range(1, 7)]
     np.testing.assert_allclose(drawn, engine, rtol=1e-10)
     assert all(a < b for a, b in zip(drawn, drawn[1:])), "further from the loss, smaller"
     labels = {int(t): float(v) for t, v in re.findall(r"\u2016\u2202L/\u2202h_(\d+)\u2016 = ([0-9.e+-]+)", picture.source)}
@@ -290,22 +197,44 @@ def test_contractive_rnn_dL_dh_t_decreases_and_matches_the_engine_and_numpy():
 def test_shared_weight_gradient_is_the_sum_of_its_per_step_terms():
     loss, hs, W_hh, w = _hand_rnn(T=4)
     picture = viz.draw_bptt(loss, level="op", gradients=True)
-    g = picture.graph
+    pic = picture.picture
+    g = pic.graph
     node = next(n for n in g.nodes.values() if n.name == "W_hh")
-    terms = [e for e in g.edges if e.src == node.id]
+    terms = [next(iter(pic.edge_grads(e).values())) for e in g.edges if e.src == node.id]
     assert len(terms) == 4
     loss.backward(retain_graph=True)
-    total = sum(next(iter(e.grads.values())) for e in terms)
-    np.testing.assert_allclose(total, W_hh.grad.numpy(), rtol=1e-12)
-    norms = sorted(float(np.linalg.norm(next(iter(e.grads.values())))) for e in terms)
-    label = picture.graph.nodes[node.id].lines
-    text = " ".join(t for t, *_ in label)
-    assert "sum of 4 terms, one per use" in text
-    for n in norms:
-        assert S.fmt(n) in text
+    np.testing.assert_allclose(sum(terms), W_hh.grad.numpy(), rtol=1e-12)
+    # each use's number is its term's share of the total, <term, G> / ||G||: the shares add up to ||G||
+    G = W_hh.grad.numpy()
+    shares = [float((term * G).sum() / np.linalg.norm(G)) for term in terms]
+    np.testing.assert_allclose(sum(shares), np.linalg.norm(G), rtol=1e-12)
+    text = " ".join(t for t, *_ in pic.boxes[node.id].lines)
+    assert f"\u2016\u2202L/\u2202W_hh\u2016 = {S.fmt(np.linalg.norm(G))}, the sum of its uses' shares" in text
+    printed = [float(v) for v in re.findall(r"t=\d: ([-0-9.e]+)", text)]
+    assert len(printed) == 4 and abs(sum(printed) - float(S.fmt(np.linalg.norm(G)))) < 1e-9, "they add up as printed"
+    unit = 10.0 ** -len(re.findall(r"t=\d: -?\d+\.(\d+)", text)[-1])
+    np.testing.assert_allclose(sorted(printed), sorted(shares), atol=unit), "each within one printed digit"
     dot = parse_dot(picture.source)
     plus = [re.search(r">([^<>]*)</FONT>", a["label"]).group(1) for x, _, a in dot["edges"] if x == node.id]
-    assert sorted(plus) == sorted(f"W_hh += {S.fmt(n)}" for n in norms), "each bus number names its parameter"
+    texts = re.findall(r"t=\d: ([-0-9.e]+)", text)
+    assert sorted(plus) == sorted(f"W_hh {S.signed(v)}" for v in texts), "each lane shows its use's number, named"
+
+
+def test_the_numbers_of_a_sum_add_up_as_printed():
+    from visualize.style import fmt_sum
+    assert fmt_sum(0.279, [0.0, 0.0523, 0.1800, 0.0467]) == ("0.279", ["0", "0.052", "0.180", "0.047"])
+    assert fmt_sum(0.683, [0.6686, 0.0144]) == ("0.683", ["0.669", "0.014"])     # not 0.669 + 0.014 = 0.683?
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        parts = list(rng.normal(size=rng.integers(1, 7)) * 10.0 ** rng.uniform(-6, 3))
+        total = sum(parts)
+        if total <= 0:
+            continue
+        shown, texts = fmt_sum(total, parts)
+        value = (lambda x: float(x.split("e")[0]) * 10.0 ** int(x.split("e")[1])) if "e" in shown else float
+        unit = 10.0 ** (int(shown.split("e")[1]) - 2) if "e" in shown else 10.0 ** -len(shown.split(".")[-1])
+        assert shown == S.fmt(total)
+        assert abs(sum(value(t) if t != "0" else 0.0 for t in texts) - value(shown)) < unit / 2, (shown, texts)
 
 
 def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
@@ -313,23 +242,24 @@ def test_edge_colour_and_width_grow_with_the_gradient_norm(hello):
     picture = viz.draw_bptt(loss, level="op", gradients=True)
     dot = parse_dot(picture.source)
     drawn = visible_edges(dot)
-    assert len(drawn) == len(picture.graph.edges)
+    marks = picture.picture.marks
+    assert len(drawn) == len(marks)
     pairs = []
-    for (a, b, attrs), e in zip(drawn, picture.graph.edges):
-        if e.info.get("norm"):
+    for (a, b, attrs), e, m in zip(drawn, picture.picture.graph.edges, marks):
+        if m.share and e.kind != "param":            # a lane keeps its parameter's colour
             ramp = list(reversed(S.VIRIDIS))
-            pairs.append((e.info["norm"], float(attrs["penwidth"]), ramp.index(attrs["color"])))
+            pairs.append((abs(m.share), float(attrs["penwidth"]), ramp.index(attrs["color"])))
     assert len(pairs) > 40
     pairs.sort()
     widths = [w for _, w, _ in pairs]
     colours = [c for _, _, c in pairs]
     assert widths == sorted(widths) and colours == sorted(colours)
     assert widths[0] < widths[-1] and colours[0] < colours[-1]
-    assert all(attrs.get("dir") == "back" for (a, b, attrs), e in zip(drawn, picture.graph.edges)
-               if e.info.get("norm")), "gradient arrows point backward"
-    assert all(attrs.get("dir") == "none" for (a, b, attrs), e in zip(drawn, picture.graph.edges)
-               if not e.grads), "an edge that carries no gradient has no arrowhead"
-    for colour, width, lo, hi in picture.graph.scale.bins():
+    assert all(attrs.get("dir") == "back" for (a, b, attrs), m in zip(drawn, marks)
+               if m.share), "gradient arrows point backward"
+    assert all(attrs.get("dir") == "none" for (a, b, attrs), m in zip(drawn, marks)
+               if m.share is None), "an edge that carries no gradient has no arrowhead"
+    for colour, width, lo, hi in picture.picture.scale.bins():
         assert f"{S.fmt(lo)} \u2013 {S.fmt(hi)}" in picture.source, "the legend gives the numbers"
 
 
@@ -362,11 +292,11 @@ def test_drawing_gradients_of_a_freed_graph_says_what_to_do(hello):
 def test_highlight_marks_every_path_from_the_last_loss_to_h_0(hello):
     loss, model, h_0 = hello
     picture = viz.draw_bptt(loss, level="op", highlight="h_0", highlight_from="L_4")
-    g = picture.graph
-    marked = [n for n in g.nodes.values() if n.info.get("highlight")]
+    pic = picture.picture
+    marked = [n for n in pic.graph.nodes.values() if pic.boxes[n.id].highlight]
     ops = sorted(n.op for n in marked if n.kind == "op")
     assert sorted(n.t for n in marked if n.op == "tanh") == [1, 2, 3, 4]
-    reads_W_hh = [n for n in marked if n.kind == "op" and "W_hh" in n.lines[0][0]]
+    reads_W_hh = [n for n in marked if n.kind == "op" and "W_hh" in pic.boxes[n.id].lines[0][0]]
     assert len(reads_W_hh) == 4, "the gradient of L_4 passes through W_hh four times on its way to h_0"
     assert len(ops) == 17 and ops.count("linear") == 5
     assert any(n.name == "h_0" for n in marked)
@@ -380,30 +310,32 @@ def test_highlight_is_an_underlay_that_keeps_every_colour(hello):
     loss, model, h_0 = hello
     for gradients in (False, True):
         picture = viz.draw_bptt(loss, level="op", gradients=gradients, highlight="h_0", highlight_from="L_4")
-        g, edges = picture.graph, visible_edges(parse_dot(picture.source))
+        pic, edges = picture.picture, visible_edges(parse_dot(picture.source))
+        g = pic.graph
         under, drawn = edges[:17], edges[17:]
         assert [e[2]["color"] for e in under] == [S.HIGHLIGHT] * 17, "the underlays come first: drawn below"
         assert len(drawn) == len(g.edges)
-        marked = [(a, b, attrs) for (a, b, attrs), e in zip(drawn, g.edges) if e.info.get("highlight")]
+        marked = [(a, b, attrs) for (a, b, attrs), m in zip(drawn, pic.marks) if m.highlight]
         assert [(a, b) for a, b, _ in marked] == [(a, b) for a, b, _ in under]
         for (_, _, attrs), (_, _, low) in zip(marked, under):
             assert float(low["penwidth"]) >= float(attrs["penwidth"]) + 4, "the underlay shows on both sides"
             assert attrs["color"] != S.HIGHLIGHT, "the edge keeps its own colour on top"
-        for (a, b, attrs), e in zip(drawn, g.edges):
-            if gradients and e.grads and e.info["norm"] > 0:
-                assert attrs["color"] == g.scale.colour(e.info["norm"]), "gradient colours are kept"
+        for (a, b, attrs), e, m in zip(drawn, g.edges, pic.marks):
+            if gradients and m.share and e.kind != "param":
+                assert attrs["color"] == pic.scale.colour(abs(m.share)), "gradient colours are kept"
             if not gradients:
-                assert attrs["color"] == S.EDGE[e.kind][0], "nothing is greyed out, the bus included"
+                own = pic.param_colour.get(e.src, S.EDGE[e.kind][0])
+                assert attrs["color"] == own, "nothing is greyed out, the lanes keep their parameter's colour"
         assert "vermillion underlay: every gradient path from L_4 to h_0" in picture.source
         assert "grey: no gradient" not in picture.source
 
 
 def test_highlight_accepts_a_tensor_a_parameter_name_or_an_alias(hello):
     loss, model, h_0 = hello
-    a = viz.draw_bptt(loss, highlight=model.rnn.weight_hh_l0).graph
-    b = viz.draw_bptt(loss, highlight="rnn.weight_hh_l0").graph
-    c = viz.draw_bptt(loss, highlight="W_hh").graph
-    marked = [sorted(n.id for n in g.nodes.values() if n.info.get("highlight")) for g in (a, b, c)]
+    a = viz.draw_bptt(loss, highlight=model.rnn.weight_hh_l0).picture
+    b = viz.draw_bptt(loss, highlight="rnn.weight_hh_l0").picture
+    c = viz.draw_bptt(loss, highlight="W_hh").picture
+    marked = [sorted(n for n, box in p.boxes.items() if box.highlight) for p in (a, b, c)]
     assert marked[0] == marked[1] == marked[2] and len(marked[0]) > 20
     with pytest.raises(ValueError, match="highlight: nothing in the graph is called 'W_xyz'; names in it: .*'h_0'"):
         viz.draw_bptt(loss, highlight="W_xyz")
@@ -436,12 +368,12 @@ def test_dashed_edges_exactly_at_detach(level):
     dot = parse_dot(picture.source)
     dashed = [e for e in visible_edges(dot) if "dashed" in e[2].get("style", "")]
     assert len(dashed) == 1
-    g = picture.graph
+    g, pos_of = picture.picture.graph, picture.placement.pos
     a, b = g.nodes[dashed[0][0]], g.nodes[dashed[0][1]]
-    assert a.row == ("chunk1", "RNN", "layer0") and a.t == 2
-    assert b.row == ("chunk2", "RNN", "layer0") and b.t == 3, "steps are numbered on across chunks"
+    assert a.row == ("chunk1", "RNN", "layer0") and a.t == 3
+    assert b.row == ("chunk2", "RNN", "layer0") and b.t == 4, "steps are numbered on across chunks, from 1"
     assert "detach() \u2702" in dashed[0][2]["label"]
-    assert a.pos[0] < b.pos[0], "the second chunk continues the first to its right"
+    assert pos_of[a.id][0] < pos_of[b.id][0], "the second chunk continues the first to its right"
     assert "L chunk 1" not in picture.source or "its graph was freed" in picture.source
     # drawn alone, the second chunk starts from a detached leaf, with the one dashed edge
     alone = parse_dot(viz.draw_bptt(losses[1], level=level).source)
@@ -460,7 +392,7 @@ def test_memory_per_step_and_what_detach_frees():
     losses, rnn = _two_chunks(backward_first=False)
     # each chunk's graph holds its own saved arrays; after detach, chunk 2's graph does not reach chunk 1
     m2 = viz.memory_by_step(losses[1])
-    assert {t for _, t in m2 if t is not None} == {0, 1, 2}
+    assert {t for _, t in m2 if t is not None} == {1, 2, 3}, "steps numbered from 1, as in the pictures"
     assert all(label.startswith("chunk2") for label, t in m2 if t is not None)
     # the hidden states each step saves: tanh keeps h_t (1x3 float64 = 24 bytes)
     steps = [v for (label, t), v in m2.items() if t is not None]
@@ -491,28 +423,30 @@ def test_timesteps_shows_first_and_last_with_an_ellipsis():
     out, _ = rnn(tg.randn(10, 1, 2))
     picture = viz.draw_bptt(out.sum(), level="cell", gradients=True, timesteps=2)
     dot = parse_dot(picture.source)
-    assert [t for t, _ in time_clusters(dot)] == [0, 1, 8, 9]
-    etc = node_with(dot, "6 steps not drawn")
-    assert len(etc) == 1 and "(t = 2\u20267)" in dot["nodes"][etc[0]]["label"]
-    xs = [pos(dot["nodes"][n]) for n in dot["clusters"]["cluster_r0_t1"]["nodes"]]
-    assert xs[0][0] < pos(dot["nodes"][etc[0]])[0] < bb(dot["clusters"]["cluster_r0_t8"]["attrs"])[0]
+    assert [t for t, _ in time_clusters(dot)] == [1, 2, 9, 10]
+    etc = [n for n in node_with(dot, "6 steps not drawn") if "(t = 3\u20268)" in dot["nodes"][n]["label"]]
+    assert len(etc) == 1, "one box for the steps not drawn (and one for their inputs)"
+    cluster = {t: name for t, name in time_clusters(dot)}
+    xs = [pos(dot["nodes"][n]) for n in dot["clusters"][cluster[2]]["nodes"]]
+    assert xs[0][0] < pos(dot["nodes"][etc[0]])[0] < bb(dot["clusters"][cluster[9]]["attrs"])[0]
     w = node_with(dot, "<B>weight_hh_l0</B>")[0]
     assert "used at 10 steps" in dot["nodes"][w]["label"]
     assert len([e for e in visible_edges(dot) if e[0] == w]) == 5, "4 shown steps and the ellipsis"
     assert "\u2016\u2202L/\u2202h_t\u2016 from" in dot["nodes"][etc[0]]["label"], "collapsed boxes keep their numbers"
-    assert [t for t, _ in time_clusters(parse_dot(viz.draw_bptt(out.sum(), timesteps=[0, 5]).source))] == [0, 5]
+    assert [t for t, _ in time_clusters(parse_dot(viz.draw_bptt(out.sum(), timesteps=[1, 6]).source))] == [1, 6]
 
 
 def test_layer_level_keeps_the_per_step_gradient_norms():
     loss, hs, W_hh, w = _hand_rnn(T=5)
     picture = viz.draw_bptt(loss, level="layer", gradients=True)
-    box = next(n for n in picture.graph.nodes.values() if n.part == "layer")
-    values = [v for _, v in box.info["state_values"]]
+    box = next(n for n in picture.picture.graph.nodes.values() if n.part == "layer")
+    facts = picture.picture.facts[box.id]
+    values = [v for _, v in facts["state_values"]]
     for h in hs:                 # drawing ran backward once: retain_grad() kept that gradient too
         h.grad = None
     loss.backward(retain_graph=True)
     np.testing.assert_allclose(values, [np.linalg.norm(h.grad.numpy()) for h in hs], rtol=1e-10)
-    assert box.info["state_norms"][0][0] != box.info["state_norms"][-1][0], "the strip shades from first to last"
+    assert facts["state_norms"][0][0] != facts["state_norms"][-1][0], "the strip shades from first to last"
     assert f"from {S.fmt(min(values))} to {S.fmt(max(values))}" in picture.source
 
 
@@ -522,10 +456,10 @@ def test_node_limit_collapses_and_says_so():
     out, _ = lstm(tg.randn(30, 1, 2))
     loss = out.sum()
     picture = viz.draw_bptt(loss, level="op", max_nodes=150)
-    assert len(picture.graph.nodes) <= 150
+    assert len(picture.picture.graph.nodes) <= 150
     assert "exceed max_nodes=150: drawn at level \u201ccell\u201d" in picture.source
     tight = viz.draw_bptt(loss, level="cell", max_nodes=60)
-    assert len(tight.graph.nodes) <= 60
+    assert len(tight.picture.graph.nodes) <= 60
     assert "only the first and last" in tight.source and "steps not drawn" in tight.source
 
 
@@ -537,11 +471,11 @@ def test_a_huge_graph_without_timesteps_never_hangs():
     picture = viz.draw_bptt(y.sum(), max_nodes=100)
     graph = viz.draw_graph(y.sum(), max_nodes=100)
     for p in (picture, graph):                # collapsed before anything is laid out or handed to dot
-        assert len(p.graph.nodes) <= 101
+        assert len(p.picture.graph.nodes) <= 101
         assert "exceed max_nodes=100" in p.source and "earlier " in p.source
     # draw_graph counts boxes: 10,001 ops (10,000 mul, 1 sum), one output each, x and 10,000 copies of 1.0001.
     # From the output: sum and its output (2 boxes), then 32 x (mul, its output, its 1.0001) fit in 99 boxes
-    assert len(graph.graph.nodes) == 2 + 32 * 3 + 1, "98 boxes and the ellipsis"
+    assert len(graph.picture.graph.nodes) == 2 + 32 * 3 + 1, "98 boxes and the ellipsis"
     assert ("the whole graph takes 30003 boxes (10001 ops, their outputs and 10001 leaves), which exceed "
             "max_nodes=100: only the 65 ops and leaves nearest the output are drawn (98 boxes)") in graph.source
 
@@ -559,61 +493,7 @@ def test_two_layer_lstm_over_50_steps_renders_at_cell_level_in_seconds(tmp_path)
     ET.parse(path)
 
 
-# ------------------------------------------------------------------------------------------ step-through, overlays
-def test_backward_frames_visit_one_node_per_frame(hello):
-    loss, model, h_0 = hello
-    frames = viz.backward_frames(loss, level="op")
-    rec = viz.draw_bptt(loss, gradients=True).recording
-    assert len(frames) == len(rec.events) + 1
-    assert "step 0 of" in frames[0].caption and "dL/dL = 1" in frames[0].caption
-    assert "\u2016\u2202L/\u2202h_1\u2016" not in frames[0].source
-    counts = []
-    for f in frames:
-        m = re.search(r"\u2202L/\u2202W_hh so far: (\d) of 4 terms added", f.source)
-        counts.append(int(m.group(1)) if m else 4)
-    assert counts == sorted(counts) and counts[0] == 0 and counts[-1] == 4
-    final = viz.draw_bptt(loss, level="op", gradients=True)
-    labels = re.findall(r"\u2016\u2202L/\u2202h_\d\u2016 = [0-9.e-]+", final.source)
-    assert labels and all(lab in frames[-1].source for lab in labels)
-    positions = [re.findall(r'pos="([^"]+!)"', f.source) for f in (frames[1], frames[-1])]
-    assert positions[0] == positions[1], "one layout for all frames"
-    assert len(viz.backward_frames(loss, level="cell")) < len(frames)
-    with pytest.raises(ValueError, match="exceed max_frames=5"):
-        viz.backward_frames(loss, max_frames=5)
-    # an arrow never turns round: an edge that ever carries a gradient points backward in every frame
-    carries = [e.grads is not None for e in final.graph.edges]
-    for f in frames:
-        dirs = [attrs.get("dir") for _, _, attrs in visible_edges(parse_dot(f.source))]
-        assert dirs == ["back" if c else "none" for c in carries]
-
-
-def test_stepthrough_says_what_is_not_known_yet_and_lists_what_leaves_a_box(hello):
-    loss, model, h_0 = hello
-    frames = viz.backward_frames(loss, level="cell")
-    middle = frames[len(frames) // 2]
-    assert "h_1: not reached yet" in middle.source and "no gradient reaches" not in middle.source
-    assert re.search(r"\u2016\u2202L/\u2202W_hh\u2016 = [0-9.]+  so far", middle.source)
-    assert "(total)" not in middle.source.split("\u2202L/\u2202W_hh\u2016")[1].split("</FONT>")[0]
-    h0 = parse_dot(middle.source)["nodes"]
-    assert "not reached yet" in next(a["label"] for n, a in h0.items() if n.endswith("_h_0"))
-    assert "(total)" in frames[-1].source and "not reached yet" not in frames[-1].source
-    readout = [f.caption for f in frames if "output + loss box at t=4" in f.caption]
-    assert readout == ["step 3 of 10: backward through the output + loss box at t=4 (5 ops); "
-                       "gradient sent to h_4, fc.weight, fc.bias"], "only what leaves the box, not its own ops"
-
-
-@needs_dot
-def test_stepthrough_html_is_one_self_contained_page(hello, tmp_path):
-    loss, model, h_0 = hello
-    page = viz.stepthrough_html(loss, tmp_path / "b.html", level="cell")
-    assert (tmp_path / "b.html").read_text(encoding="utf-8") == page
-    n = page.count('<div class="frame"')
-    assert n == len(viz.backward_frames(loss, level="cell"))
-    assert '<input type="range" id="slider" min="0" max="%d"' % (n - 1) in page
-    assert "<script src" not in page and "<link" not in page
-    assert page.count("<svg") == n
-
-
+# ------------------------------------------------------------------------------------------ overlays
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")      # the NaNs are made on purpose
 def test_anomaly_marks_the_first_nonfinite_op_as_detect_anomaly_names_it():
     def build():
@@ -637,10 +517,10 @@ def test_anomaly_marks_the_first_nonfinite_op_as_detect_anomaly_names_it():
     picture = viz.draw_anomaly(loss)
     found = picture.anomaly
     assert found["phase"] == "forward" and found["op"] == "log" and found["scope"] == ("t=2",)
-    g = picture.graph
-    assert g.nodes[found["node"]].info.get("border") == S.HIGHLIGHT
+    pic = picture.picture
+    assert pic.boxes[found["node"]].border == S.HIGHLIGHT
     assert "first non-finite value: forward of log at t=2" in picture.source
-    marked = {n.op for n in g.nodes.values() if n.info.get("highlight")}
+    marked = {n.op for n in pic.graph.nodes.values() if pic.boxes[n.id].highlight}
     assert {"log", "sum", "stack"} <= marked and "tanh" not in marked, "the path from the NaN to the loss"
     # without retain_values the loss is seen to be NaN, and the picture says how to find where
     loss, W = build()
@@ -688,7 +568,7 @@ def test_gradcheck_overlay_marks_the_wrong_gradient_and_its_op():
         return (BadSquare.apply(a) + b * b).sum()
     picture = viz.draw_gradcheck(f, [a, b])
     assert [m[1] for m in picture.mismatches] == ["a"]
-    ops = {picture.graph.member_graph.nodes[s].op for s in picture.suspects}
+    ops = {picture.picture.unrolled.placed.nodes[s].op for s in picture.suspects}
     assert ops == {"badsquare"}
     assert "gradient check failed for &#x27;a&#x27;" in picture.source
     ok = viz.draw_gradcheck(lambda a, b: (a * a + b * b).sum(), [a, b])
@@ -932,8 +812,9 @@ def test_a_long_name_gets_the_box_of_its_cut_label():
         for t in range(2):
             with tg.scope(f"t={t}"):
                 h = tg.linear(h, W).tanh()
-        node = next(n for n in viz.draw_bptt(h.sum()).graph.nodes.values() if n.kind == "param")
-        return node.info["size"][0]
+        picture = viz.draw_bptt(h.sum())
+        node = next(n for n in picture.picture.graph.nodes.values() if n.kind == "param")
+        return picture.placement.size[node.id][0]
     # the renderer cuts every label row to 72 characters, 71 and an ellipsis: the box is that text's
     assert width("x" * 500) == width("x" * 71 + "\u2026") < 12 * 72, "a box fits its label as drawn (< 12 inches)"
     assert width("x" * 20) < width("x" * 72)
@@ -944,7 +825,8 @@ def test_op_titles_work_on_a_graph_that_was_not_drawn():
     from visualize.trace import trace
     loss, hs, W_hh, w = _hand_rnn(T=2)
     g = trace(loss)
-    titles = sorted(op_title(n, g) for n in g.nodes.values() if n.kind == "op" and n.op == "linear")
+    into = g.parents_of()
+    titles = sorted(op_title(n, into, g.nodes) for n in g.nodes.values() if n.kind == "op" and n.op == "linear")
     assert titles == ["linear(h_0, W_hh)", "linear(\u00b7, W_hh)", "linear(\u00b7, W_ih)", "linear(\u00b7, W_ih)"]
 
 
@@ -955,36 +837,41 @@ def test_cross_entropy_constants_are_drawn_as_small_named_constants():
     out, _ = rnn(tg.randn(3, 2, 4, dtype="float64", name="x"))
     loss = F.cross_entropy(out.reshape(6, 3), tg.Tensor(np.array([0, 1, 2, 0, 1, 2]), dtype="int64"))
     for picture in (viz.draw_bptt(loss), viz.draw_graph(loss)):
-        g = picture.graph
-        consts = {n.lines[0][0]: n for n in g.nodes.values() if n.kind == "const"}
+        pic = picture.picture
+        g = pic.graph
+        consts = {pic.boxes[n.id].lines[0][0]: n for n in g.nodes.values() if n.kind == "const"}
         assert "-1 / n = -0.167" in consts, sorted(consts)
-        assert all(n.lines[0][1] == "small" and len(n.lines) == 1 for n in consts.values())
+        assert all(pic.boxes[n.id].lines[0][1] == "small" and len(pic.boxes[n.id].lines) == 1
+                   for n in consts.values())
         # the true classes are data: a box named t_true, read by pick
         (ids,) = [n for n in g.nodes.values() if n.name == "t_true"]
-        assert ids.kind == "input" and [text for text, _ in ids.lines[:2]] == ["t_true", "(6,)"]
+        assert ids.kind == "input" and [text for text, _ in pic.boxes[ids.id].lines[:2]] == ["t_true", "(6,)"]
         assert [g.nodes[e.dst].op for e in g.edges if e.src == ids.id] == ["pick"]
-    (ids,) = [n for n in viz.draw_graph(loss).graph.nodes.values() if n.name == "t_true"]
-    assert ids.lines[2][0] == "[0, 1, 2, 0, 1, 2]"            # ids as integers, not 1.00
-    titles = [n.lines[0][0] for n in viz.draw_bptt(loss).graph.nodes.values() if n.kind == "op"]
+    pic = viz.draw_graph(loss).picture
+    (ids,) = [n for n in pic.graph.nodes.values() if n.name == "t_true"]
+    assert pic.boxes[ids.id].lines[2][0] == "[0, 1, 2, 0, 1, 2]"            # ids as integers, not 1.00
+    pic = viz.draw_bptt(loss).picture
+    titles = [pic.boxes[n.id].lines[0][0] for n in pic.graph.nodes.values() if n.kind == "op"]
     assert "mul(\u00b7, -1 / n)" in titles and "pick" in titles
 
 
 # ------------------------------------------------------------------------------------------ layout
 def _segments_cross(p, q, rect):
     """Does segment p-q pass through the rectangle (x0, y0, x1, y1)?"""
-    from visualize.route import _hits
+    from visualize.route import hits
     x0, y0, x1, y1 = rect
-    return _hits(p, q, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), pad=0)
+    return hits(p, q, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), pad=0)
 
 
-def _title_rects(g):
+def _title_rects(picture):
     from visualize.layout import text_size
     out = []
-    for c in g.clusters.values():
-        if c.bb is not None and c.label:
-            w, h = text_size(c.label)
-            cx = (c.bb[0] + c.bb[2]) / 2
-            out.append((c.id, (cx - w / 2 + 9, c.bb[3] - h + 4, cx + w / 2 - 9, c.bb[3])))   # the text itself
+    for cid, bb in picture.placement.cluster_bb.items():
+        label = picture.picture.cluster_labels.get(cid)
+        if label:
+            w, h = text_size(label)
+            cx = (bb[0] + bb[2]) / 2
+            out.append((cid, (cx - w / 2 + 9, bb[3] - h + 4, cx + w / 2 - 9, bb[3])))   # the text itself
     return out
 
 
@@ -996,18 +883,17 @@ def test_no_edge_and_no_number_crosses_a_timestep_title(hello):
     out, _ = lstm(tg.randn(3, 1, 2, dtype="float64"))
     for picture in (viz.draw_bptt(loss, level="cell", gradients=True),
                     viz.draw_bptt((out ** 2).sum(), level="cell", gradients=True)):
-        g = picture.graph
-        titles = _title_rects(g)
+        titles = _title_rects(picture)
         assert len(titles) >= 4
-        for e in g.edges:
-            route = e.info["route"]
+        for k, (e, m) in enumerate(zip(picture.picture.graph.edges, picture.picture.marks)):
+            route = picture.placement.routes[k]
             for cid, rect in titles:
                 assert not any(_segments_cross(p, q, rect) for p, q in zip(route, route[1:])), (e, cid)
-                if e.label:
-                    x, y = (float(v) for v in e.attrs["lp"].split(","))
-                    w = text_width(e.label, "small")
+                if m.label:
+                    x, y = (float(v) for v in picture.placement.label_pos(k, m.label).split(","))
+                    w = text_width(m.label, "small")
                     assert not (x + w / 2 > rect[0] and x - w / 2 < rect[2] and y + 6 > rect[1] and y - 6 < rect[3]), \
-                        (e.label, cid)
+                        (m.label, cid)
 
 
 def _encoder_decoder():
@@ -1041,15 +927,16 @@ def _encoder_decoder():
 
 @pytest.mark.parametrize("level", ["op", "cell"])
 def test_an_encoder_is_drawn_below_the_decoder_it_feeds(level):
-    g = viz.draw_bptt(_encoder_decoder(), level=level, gradients=True).graph
+    picture = viz.draw_bptt(_encoder_decoder(), level=level, gradients=True)
+    g, pos_of = picture.picture.graph, picture.placement.pos
     ys = {}
     for n in g.nodes.values():
         if n.t is not None and n.kind in ("op", "group"):
-            ys.setdefault(n.row, []).append(n.pos[1])
+            ys.setdefault(n.row, []).append(pos_of[n.id][1])
     assert sorted(ys) == [("decoder",), ("encoder",)]
     assert max(ys[("encoder",)]) < min(ys[("decoder",)]), "data flows up: the encoder's row is the lower one"
     crossing = [e for e in g.edges if g.nodes[e.src].row == ("encoder",) and g.nodes[e.dst].row == ("decoder",)]
-    assert crossing and all(g.nodes[e.src].pos[1] < g.nodes[e.dst].pos[1] for e in crossing)
+    assert crossing and all(pos_of[e.src][1] < pos_of[e.dst][1] for e in crossing)
 
 
 def test_truncated_bptt_numbers_steps_on_across_chunks_and_names_the_row():
@@ -1057,13 +944,13 @@ def test_truncated_bptt_numbers_steps_on_across_chunks_and_names_the_row():
     picture = viz.draw_bptt(losses, level="cell", gradients=True)
     dot = parse_dot(picture.source)
     clusters = time_clusters(dot)
-    assert [t for t, _ in clusters] == [0, 1, 2, 3, 4, 5]
+    assert [t for t, _ in clusters] == [1, 2, 3, 4, 5, 6]
     for t, name in clusters:
         label = dot["clusters"][name]["attrs"]["label"]
-        assert (">chunk1<" if t < 3 else ">chunk2<") in label, "each step says which chunk it belongs to"
+        assert (">chunk1<" if t <= 3 else ">chunk2<") in label, "each step says which chunk it belongs to"
     w = node_with(dot, "<B>weight_hh_l0</B>")
-    assert len(w) == 1 and "shared: used at 6 steps (t = 0\u20265)" in dot["nodes"][w[0]]["label"]
-    row = [a["label"] for n, a in dot["nodes"].items() if n.startswith("rowlabel")]
+    assert len(w) == 1 and "shared: used at 6 steps (t = 1\u20266)" in dot["nodes"][w[0]]["label"]
+    row = [a["label"] for n, a in dot["nodes"].items() if n.startswith("rowlabel") and "RNN" in a["label"]]
     assert len(row) == 1 and "RNN layer 0" in row[0] and "chunk1 \u2192 chunk2" in row[0]
     assert "chunk1 / RNN" not in row[0], "the row is named for both chunks"
 
@@ -1074,27 +961,32 @@ def test_lstm_cell_level_draws_h_and_c_as_two_parallel_edges():
     out, _ = lstm(tg.randn(4, 1, 2, dtype="float64"))
     loss = (out ** 2).sum()
     picture = viz.draw_bptt(loss, level="cell", gradients=True)
-    g = picture.graph
+    pic = picture.picture
+    g = pic.graph
+    k_of = {id(e): k for k, e in enumerate(g.edges)}
     pairs = {}
     for e in g.edges:
         if e.kind == "state" and g.nodes[e.src].t is not None:
             pairs.setdefault((g.nodes[e.src].t, g.nodes[e.dst].t), []).append(e)
-    assert sorted(pairs) == [(0, 1), (1, 2), (2, 3)]
+    assert sorted(pairs) == [(1, 2), (2, 3), (3, 4)]
     for (t, _), (a, b) in ((k, sorted(v, key=lambda e: e.info["state_name"])) for k, v in pairs.items()):
         assert (a.info["state_name"], b.info["state_name"]) == ("c", "h")
-        ya, yb = {y for _, y in a.info["route"]}, {y for _, y in b.info["route"]}
+        ma, mb = pic.marks[k_of[id(a)]], pic.marks[k_of[id(b)]]
+        ya = {y for _, y in picture.placement.routes[k_of[id(a)]]}
+        yb = {y for _, y in picture.placement.routes[k_of[id(b)]]}
         assert len(ya) == len(yb) == 1 and ya != yb, "side by side, not on top of each other"
-        assert a.info["norm"] > 0 and b.info["norm"] > 0 and a.info["norm"] != b.info["norm"]
-        assert a.label == f"c {S.fmt(a.info['norm'])}" and b.label == f"h {S.fmt(b.info['norm'])}"
-    # each edge's gradient is the engine's: the c edge carries dL/dc_t from step t+1 only
-    loss.backward(retain_graph=True)
-    mg = g.member_graph
+        assert ma.share != 0 and mb.share != 0 and ma.share != mb.share
+        assert ma.label == f"c {pic.numbers[k_of[id(a)]]}" and mb.label == f"h {pic.numbers[k_of[id(b)]]}"
+    # each edge carries its share of the engine's gradient: <dL/dc_t from step t+1, dL/dc_t> / ||dL/dc_t||
+    placed = pic.unrolled.placed
     for (t, _), edges in pairs.items():
         for e in edges:
             (member,) = e.info["members"]
-            assert member.kind == "state" and mg.nodes[member.src].outputs[member.src_index]["name"] == \
+            assert member.kind == "state" and placed.nodes[member.src].outputs[member.src_index]["name"] == \
                 e.info["state_name"]
-            np.testing.assert_allclose(e.info["norm"], float(np.linalg.norm(next(iter(member.grads.values())))))
+            part = next(iter(picture.gradients.on(member.origin).values()))
+            whole = picture.gradients.grad(member.src, member.src_index)
+            np.testing.assert_allclose(pic.marks[k_of[id(e)]].share, float((part * whole).sum() / np.linalg.norm(whole)))
 
 
 def test_automatic_elision_shows_a_few_steps_at_each_end():
@@ -1103,25 +995,24 @@ def test_automatic_elision_shows_a_few_steps_at_each_end():
     out, _ = rnn(tg.randn(600, 1, 2))            # one box per step at cell level: 600 > max_nodes=400
     picture = viz.draw_bptt(out.sum(), level="cell")
     shown = [t for t, _ in time_clusters(parse_dot(picture.source))]
-    assert shown == [0, 1, 2, 3, 4, 5, 594, 595, 596, 597, 598, 599], "at most 6 at each end, whatever the budget"
+    assert shown == [1, 2, 3, 4, 5, 6, 595, 596, 597, 598, 599, 600], "at most 6 at each end, whatever the budget"
     assert "only the first and last 6 timesteps are drawn (max_nodes=400)" in picture.source
 
 
 def test_eliding_timesteps_does_linear_work(monkeypatch):
     """Counting, not timing: the elided blocks are found once, not once per node."""
-    from visualize import unroll
+    from visualize import collapse, unroll
     calls = []
-    original = unroll._tid
-    monkeypatch.setattr(unroll, "_tid", lambda t: calls.append(t) or original(t))
+    original = collapse.time_id
+    monkeypatch.setattr(collapse, "time_id", lambda t: calls.append(t) or original(t))
 
     def count(T):
         tg.manual_seed(0)
         rnn = nn.RNN(2, 3)
         out, _ = rnn(tg.randn(T, 1, 2))
-        g = viz.trace.trace(out.sum())
-        rows = unroll.place(g)
+        g, rows = unroll.place(viz.trace.trace(out.sum()))
         calls.clear()
-        unroll.collapse(g, rows, "op", timesteps=2)
+        collapse.collapse(g, rows, "op", timesteps=2)
         return len(calls)
     small, big = count(40), count(80)
     assert big <= 2.2 * small, (small, big)
@@ -1133,8 +1024,8 @@ def test_legends_explain_every_kind_of_edge(hello):
     plain = viz.draw_bptt(loss, level="cell").source
     assert "state h_{t-1} \u2192 h_t between steps" in plain and "a parameter&#x27;s use at one step" in plain
     grads = viz.draw_bptt(loss, level="cell", gradients=True).source
-    assert "edges between steps carry the state h_t: backward" in grads
-    assert "lanes under each row: a shared parameter, one edge per use" in grads
+    assert "edges between steps carry the state h_t; backward, the part of" in grads
+    assert "lanes under each row: one colour per parameter, one edge per use" in grads
     assert "no arrowhead: no gradient flows there (data, constants)" in grads
     graph = viz.draw_graph(loss).source
     for words in ("data flow: an op&#x27;s input or output", "a parameter (or a leaf that requires grad) read by an op",
@@ -1168,3 +1059,396 @@ def test_check_leaves_puts_the_input_back_when_fn_fails():
     with pytest.raises(RuntimeError, match="fn failed"):
         check_leaves(f, [x])
     assert x.data is base and x.numpy().tolist() == [0.5, -1.0]
+
+
+# ------------------------------------------------------------------------------------------ the pipeline
+STAGES = ["trace", "record", "unroll", "zones", "collapse", "legend", "annotate", "layout", "render"]
+
+
+def _package_imports():
+    """{module: (modules of visualize it imports, names it imports that start with "_", external imports)}."""
+    import ast
+    out = {}
+    for path in (ROOT / "visualize").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        inside, private, outside = set(), [], set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    inside.add(node.module.split(".")[0])
+                    private += [a.name for a in node.names if a.name.startswith("_")]
+                else:
+                    inside.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                outside.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                outside.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id in ("L", "S") and node.attr.startswith("_"):
+                private.append(f"{node.value.id}.{node.attr}")
+        out[path.stem] = (inside, private, outside)
+    return out
+
+
+def test_visualize_is_a_one_way_pipeline():
+    imports = _package_imports()
+    assert [m for m, (_, _, outside) in imports.items() if "graphviz" in outside] == ["render"]
+    assert {m: p for m, (_, p, _) in imports.items() if p} == {}, "no private name is used across files"
+    # no import loops, and no stage imports a later stage
+    order, seen = [], set()
+
+    def visit(m, path):
+        assert m not in path, f"import loop: {' -> '.join(path + [m])}"
+        if m not in seen:
+            seen.add(m)
+            for d in sorted(imports[m][0]):
+                visit(d, path + [m])
+            order.append(m)
+    for m in sorted(imports):
+        visit(m, [])
+    for i, stage in enumerate(STAGES):
+        later = set(STAGES[i + 1:])
+        assert not (imports[stage][0] & later), f"{stage} imports a later stage: {imports[stage][0] & later}"
+    # only trace.py and record.py read the engine's objects
+    engine = {m for m, (_, _, outside) in imports.items() if "tinygrad_rnn" in outside}
+    assert engine <= {"trace", "record", "draw", "overlays", "plots", "examples"}, engine
+
+
+def test_layout_is_split_into_phases_of_at_most_60_lines():
+    import ast
+    tree = ast.parse((ROOT / "visualize" / "layout.py").read_text(encoding="utf-8"))
+    lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert max(lengths.values()) <= 60, {k: v for k, v in lengths.items() if v > 60}
+
+
+# ------------------------------------------------------------------------------------------ reading the numbers
+def _hello_inputs(requires_grad):
+    """The hello RNN's inputs x_t, as data or as leaves that require grad (to ask the engine)."""
+    loss, model, h_0 = hello_rnn()
+    xs = []
+    tg.manual_seed(0)
+    model2 = type(model)(3, "float64")
+    model2.load_state_dict(model.state_dict())
+    rnn, fc = model2.rnn, model2.fc
+    h, losses = tg.zeros(1, 3, dtype="float64", name="h_0"), []
+    for t, (a, b) in enumerate(zip("hell", "ello"), start=1):
+        with tg.scope(f"t={t}"):
+            v = np.zeros((1, 4))
+            v[0, "helo".index(a)] = 1.0
+            x = tg.Tensor(v, dtype="float64", requires_grad=requires_grad, name=f"x_{t} = '{a}'")
+            y = np.zeros((1, 4))
+            y[0, "helo".index(b)] = 1.0
+            h = (tg.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0) + tg.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)).tanh()
+            logits = tg.linear(h, fc.weight, fc.bias)
+            losses.append(-(logits.log_softmax(axis=-1) * tg.Tensor(y, dtype="float64")).sum())
+        xs.append(x)
+    loss = tg.stack(losses).sum()
+    return loss, xs, model2          # the model stays alive: the picture reads its weights
+
+
+def _input_numbers(source, name="x"):
+    return [float(v) for v in re.findall(r"\u2016\u2202L/\u2202" + name + r"_\d+\u2016 = ([0-9.e-]+)", source)]
+
+
+@pytest.mark.parametrize("level", ["op", "cell"])
+def test_input_gradients_are_the_engines_dL_dx_t(level):
+    loss, _, model = _hello_inputs(False)
+    picture = viz.draw_bptt(loss, level=level, gradients=True, input_gradients=True)
+    drawn = _input_numbers(picture.source)
+    loss2, xs, model2 = _hello_inputs(True)
+    loss2.backward()
+    engine = [float(np.linalg.norm(x.grad.numpy())) for x in xs]
+    assert drawn == [float(S.fmt(n)) for n in engine]
+    top = int(np.argmax(engine)) + 1
+    assert re.search(rf"\u2016\u2202L/\u2202x_{top}\u2016 = [0-9.]+  \u25c0 largest", picture.source)
+    assert picture.source.count("\u25c0 largest") == 1
+    assert "Data gets no gradient in training" in picture.source
+    assert not _input_numbers(viz.draw_bptt(loss, level=level, gradients=True).source), "only when asked"
+
+
+@pytest.mark.parametrize("level", ["op", "cell"])
+def test_input_gradients_of_a_layer_and_of_an_embedding_are_the_engines(level):
+    tg.manual_seed(0)
+    emb, rnn = nn.Embedding(5, 3, dtype="float64"), nn.RNN(3, 4, dtype="float64")
+    ids = tg.Tensor(np.array([[1], [4], [2]]), dtype="int64", name="ids")
+    e = emb(ids)
+    out, _ = rnn(e)
+    loss = (out * out).sum()
+    picture = viz.draw_bptt(loss, level=level, gradients=True, input_gradients=True)
+    e.retain_grad()
+    loss.backward()
+    engine = [S.fmt(np.linalg.norm(e.grad.numpy()[t])) for t in range(3)]
+    (box,) = [b for n, b in picture.picture.boxes.items() if picture.picture.graph.nodes[n].name == "ids"]
+    text = " ".join(t for t, _ in box.lines)
+    assert "\u2016\u2202L/\u2202E[x_t]\u2016 at each step:" in text, "the gradient of each looked-up row"
+    assert re.findall(r"t=(\d): ([0-9.e-]+)", text) == [(str(t + 1), v) for t, v in enumerate(engine)]
+    # a float input read by the layer's one input projection: dL/dx, one norm per step
+    tg.manual_seed(0)
+    rnn = nn.RNN(2, 3, num_layers=2, dtype="float64")
+    x = tg.randn(4, 1, 2, dtype="float64", name="x")
+    out, _ = rnn(x)
+    loss = (out * out).sum()
+    picture = viz.draw_bptt(loss, level=level, gradients=True, input_gradients=True)
+    x2 = tg.Tensor(x.numpy(), dtype="float64", requires_grad=True)
+    out2, _ = rnn(x2)
+    (out2 * out2).sum().backward()
+    engine = [S.fmt(np.linalg.norm(x2.grad.numpy()[t])) for t in range(4)]
+    if level == "cell":       # one input box per step under the first layer
+        drawn = re.findall(r"\u2016\u2202L/\u2202x_(\d)\u2016 = ([0-9.e-]+)", picture.source)
+    else:                     # the one input, its gradient step by step
+        drawn = re.findall(r"  t=(\d): ([0-9.e-]+)", " ".join(
+            t for n, b in picture.picture.boxes.items() if picture.picture.graph.nodes[n].name == "x"
+            for t, _ in b.lines))
+    assert drawn == [(str(t + 1), v) for t, v in enumerate(engine)]
+
+
+def test_the_gradient_at_h_t_is_the_sum_of_the_numbers_on_its_edges_as_printed(hello):
+    loss, model, h_0 = hello
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    pic, dot = picture.picture, parse_dot(picture.source)
+    headers = {t: float(v) for t, v in re.findall(
+        r"\u2016\u2202L/\u2202h_(\d)\u2016 = ([0-9.]+)", " ".join(c["attrs"]["label"] for c in dot["clusters"].values()))}
+    assert sorted(headers) == ["1", "2", "3", "4"]
+    for t in headers:
+        node_id = next(nid for nid, n in pic.unrolled.placed.nodes.items() if n.op == "tanh" and n.t == int(t))
+        out = [k for k, source in enumerate(pic.edge_source) if source == (node_id, 0)]
+        assert len(out) == (2 if t != "4" else 1), "to the step's output, and to the next step"
+        assert abs(sum(float(pic.numbers[k]) for k in out) - headers[t]) < 1e-9, "they add up as printed"
+        for k in out:
+            assert pic.marks[k].label == pic.numbers[k], "the number drawn on the edge"
+    # the legend's examples use the picture's own numbers
+    example = re.search(r"e\.g\. \u2016\u2202L/\u2202h_(\d)\u2016 = ([0-9.]+) = ([-0-9.]+) \(to [^)]*\)\) "
+                        r"[+-] ([0-9.]+)", picture.source)
+    assert example and float(example.group(2)) == headers[example.group(1)]
+    labels = [a.get("label", "") for _, _, a in dot["edges"]]
+    assert any(f">{example.group(3)}<" in lab for lab in labels) and any(f">{example.group(4)}<" in lab
+                                                                       for lab in labels)
+    W = re.search(r"e\.g\. \u2016\u2202L/\u2202W_hh\u2016 = ([-+0-9. ]+) = ([0-9.]+)", picture.source)
+    assert W, "the recurrent weight's sum, with its own numbers"
+    assert f"\u2016\u2202L/\u2202W_hh\u2016 = {W.group(2)}, the sum of its uses" in picture.source
+    assert "0.58" not in picture.source
+
+
+def test_each_parameter_has_its_own_colour_on_its_box_and_its_lanes(hello):
+    loss, model, h_0 = hello
+    for level in ("op", "cell"):
+        dot = parse_dot(viz.draw_bptt(loss, level=level).source)
+        colours = {}
+        for name, attrs in dot["nodes"].items():
+            if name.startswith("p") and "fillcolor" in attrs and attrs["fillcolor"] == S.NODE["param"][0]:
+                colours[name] = attrs["color"]
+        assert len(colours) == 6 and len(set(colours.values())) == 6, colours
+        for a, b, attrs in visible_edges(dot):
+            if a in colours:
+                assert attrs["color"] == colours[a], "a lane has its parameter's colour"
+
+
+def test_a_detach_cut_has_no_arrowhead_where_arrows_point_backward():
+    losses, rnn = _two_chunks()
+    forward = parse_dot(viz.draw_bptt(losses, level="cell").source)
+    backward = parse_dot(viz.draw_bptt(losses, level="cell", gradients=True).source)
+    (cut_f,) = [a for _, _, a in visible_edges(forward) if "dashed" in a.get("style", "")]
+    (cut_b,) = [a for _, _, a in visible_edges(backward) if "dashed" in a.get("style", "")]
+    assert cut_f.get("dir") is None and cut_f["pos"].startswith("e,"), "forward pictures: it points forward"
+    assert cut_b["dir"] == "none" and not cut_b["pos"].startswith(("e,", "s,")), "backward pictures: no arrow"
+    legend = viz.draw_bptt(losses, level="cell", gradients=True).source.split("detach(): no gradient crosses")[0]
+    assert "\u25b6" not in legend.rsplit("<TR>", 1)[1], "and its legend line has none either"
+
+
+@needs_dot
+def test_hover_is_said_only_where_it_works_and_every_box_and_edge_has_a_title(hello, tmp_path):
+    loss, model, h_0 = hello
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    assert "hover over a box or an edge" in picture.source and "hover" not in picture.source_for("png")
+    svg = picture.pipe(format="svg").decode("utf-8")
+    assert "hover over a box or an edge" in svg
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    groups = [g for g in root.iter(ns + "g") if g.get("class") in ("node", "edge", "cluster")]
+    dot = parse_dot(picture.source)
+    assert len(groups) == len(dot["nodes"]) + len(dot["edges"]) + len(dot["clusters"])
+    for g in groups:
+        title = g.find(ns + "title").text
+        assert title not in dot["nodes"] and "->" not in title and " " in title, title   # words, not an id
+    assert any("local derivative" in g.find(ns + "title").text for g in groups)
+    png = viz.save(picture, tmp_path / "p.png")
+    assert pathlib.Path(png).read_bytes()[:8] == PNG_SIGNATURE
+    assert "hover over a box" in (tmp_path / "p.gv").read_text(encoding="utf-8"), "the .gv source keeps it"
+
+
+def test_text_is_at_least_10_points_and_pictures_are_not_shrunk(hello):
+    loss, model, h_0 = hello
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 2, num_layers=2, bidirectional=True)
+    out, _ = lstm(tg.randn(3, 1, 2))
+    for picture in (viz.draw_bptt(loss, level="op", highlight="h_0"), viz.draw_bptt(loss, level="cell", gradients=True),
+                    viz.draw_bptt((out * out).sum(), level="cell", gradients=True), viz.draw_graph(loss)):
+        sizes = [float(v) for v in re.findall(r'(?:POINT-SIZE|fontsize)="?([0-9.]+)', picture.source)]
+        assert sizes and min(sizes) >= 10
+        assert "dpi" not in picture.source
+    assert '["dpi"]' not in (ROOT / "visualize" / "gallery" / "make_gallery.py").read_text(encoding="utf-8")
+
+
+def test_stacked_layers_at_cell_level_are_bands_with_one_input_box_per_step():
+    tg.manual_seed(0)
+    lstm = nn.LSTM(2, 3, num_layers=2, bidirectional=True, dtype="float64")
+    out, _ = lstm(tg.randn(3, 1, 2, dtype="float64", name="x"))
+    loss = (out * out).sum()
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    pic, pos_of, g = picture.picture, picture.placement.pos, picture.picture.graph
+    inputs = [n for n in g.nodes.values() if n.part == "input"]
+    below = sorted((n.t, n.name) for n in inputs if n.info["data"])
+    between = sorted(n.t for n in inputs if not n.info["data"])
+    assert below == [(1, "x"), (2, "x"), (3, "x")] and between == [1, 2, 3], "x_t under the layers, and one " \
+                                                                               "input box per step between them"
+    rows = {}
+    for n in g.nodes.values():
+        if n.kind == "group" and n.part != "input" and n.t is not None:
+            rows.setdefault(n.row[-1], []).append(pos_of[n.id][1])
+    y = {key: sum(v) / len(v) for key, v in rows.items()}
+    y_between = pos_of[next(n.id for n in inputs if not n.info["data"])][1]
+    y_x = pos_of[next(n.id for n in inputs if n.info["data"])][1]
+    assert y_x < y["layer0"] < y["layer0_reverse"] < y_between < y["layer1"] < y["layer1_reverse"], "bands, bottom up"
+    for box in inputs:
+        if box.info["data"]:
+            continue
+        into = [g.nodes[e.src] for e in g.edges if e.dst == box.id]
+        out_of = [g.nodes[e.dst] for e in g.edges if e.src == box.id]
+        assert sorted(n.row[-1] for n in into) == ["layer0", "layer0_reverse"] and {n.t for n in into} == {box.t}
+        assert sorted(n.row[-1] for n in out_of) == ["layer1", "layer1_reverse"] and {n.t for n in out_of} == {box.t}
+    # each weight stands beside its own band: between its cells' height and the next band's
+    order = ["layer0", "layer0_reverse", "layer1", "layer1_reverse"]
+    tops = {key: y[order[i + 1]] if i + 1 < len(order) else float("inf") for i, key in enumerate(order)}
+    tops["layer0_reverse"] = y_between
+    for key in order:
+        suffix = "l" + key[len("layer")] + ("_reverse" if key.endswith("_reverse") else "")
+        params = [n for n in g.nodes.values() if n.kind == "param" and n.name.endswith(suffix)]
+        assert len(params) == 4
+        for n in params:
+            assert y[key] - 60 <= pos_of[n.id][1] < tops[key], (n.name, pos_of[n.id][1], y[key], tops[key])
+    # the number in an input box is the engine's gradient of the layer's input at that step
+    concat = next(n for n in pic.unrolled.placed.nodes.values() if n.op == "concat" and n.part == "top" and
+                  any(e.dst == n.id and pic.unrolled.placed.nodes[e.src].row == ("LSTM", "layer0")
+                      for e in pic.unrolled.placed.edges if pic.unrolled.placed.nodes[e.src].op == "stack"))
+    grad = picture.gradients.grad(concat.id)
+    for box in inputs:
+        if not box.info["data"]:
+            assert f"= {S.fmt(np.linalg.norm(grad[box.t - 1]))}" in " ".join(t for t, _ in pic.boxes[box.id].lines)
+
+
+# ------------------------------------------------------------------------------------------ every function, real layers
+REAL = {
+    "hello RNN (hand-built)": None,
+    "RNN 2 layers": lambda: nn.RNN(2, 3, num_layers=2, dtype="float64"),
+    "LSTM bidirectional": lambda: nn.LSTM(2, 2, bidirectional=True, dtype="float64"),
+    "GRU 2 layers bidirectional": lambda: nn.GRU(2, 2, num_layers=2, bidirectional=True, dtype="float64"),
+    "ResidualRNN 2 layers": lambda: nn.ResidualRNN(2, 3, num_layers=2, dtype="float64"),
+    "GatedResidualRNN": lambda: nn.GatedResidualRNN(2, 3, forget_bias=1.0, dtype="float64"),
+}
+
+
+def _real(name):
+    """(loss, model, fn, x): the loss of a tiny real network, and fn(x) that builds it again."""
+    if REAL[name] is None:
+        loss, model, h_0 = hello_rnn()
+        return loss, model, None, None
+    tg.manual_seed(0)
+    layer = REAL[name]()
+
+    def fn(x):
+        out = layer(x)[0]
+        loss = (out * out).sum()
+        loss.name = "L"
+        return loss
+    x = tg.randn(3, 1, 2, dtype="float64", name="x")
+    return fn(x), layer, fn, x
+
+
+def _titles(source):
+    """The timestep titles' gradient lines, by (row of the picture, t)."""
+    dot = parse_dot(source)
+    return sorted(re.findall(r"\u2016\u2202L/\u2202[hc]_\d+\u2016 = [0-9.e-]+", c["attrs"].get("label", ""))
+                  for c in dot["clusters"].values())
+
+
+@pytest.mark.parametrize("name", list(REAL))
+def test_every_drawing_function_on_real_layers(name):
+    loss, model, fn, x = _real(name)
+    params = dict(model.named_parameters())
+    # the numbers each picture shows agree with the engine and with each other, at every level
+    pictures = {level: viz.draw_bptt(loss, level=level, gradients=True, params=params) for level in LEVELS}
+    graph = viz.draw_graph(loss, show_grads=True, params=params)
+    loss.backward(retain_graph=True)
+    for pname, p in params.items():
+        want = f"\u2016 = {S.fmt(np.linalg.norm(p.grad.numpy()))}"
+        for picture in list(pictures.values()) + [graph]:
+            boxes = [a["label"] for a in parse_dot(picture.source)["nodes"].values()
+                     if f"<B>{pname}</B>" in a.get("label", "")]
+            assert len(boxes) == 1 and want in boxes[0], (pname, boxes)
+    assert _titles(pictures["op"].source) == _titles(pictures["cell"].source) and _titles(pictures["op"].source)
+    layer_box = [f for n, f in pictures["layer"].picture.facts.items() if f.get("state_values")]
+    assert layer_box and all(v is not None for f in layer_box for _, v in f["state_values"])
+    # every option draws, and says what it shows
+    more = viz.draw_bptt(loss, level="cell", gradients=True, highlight="W_hh", timesteps=1, memory=True,
+                         show_values=True, formulas=True, input_gradients=True)
+    assert "vermillion underlay: every gradient path" in more.source and "steps not drawn" in more.source
+    saved = sum(viz.memory_by_step(loss).values())
+    assert f"arrays saved for backward: {S.fmt_bytes(saved)} in all" in more.source and saved > 0
+    assert "\u25c0 largest" in viz.draw_bptt(loss, level="cell", input_gradients=True).source
+    frames = viz.backward_frames(loss, level="cell")
+    assert _titles(frames[-1].source) == _titles(pictures["cell"].source)
+    # the overlays: nothing is wrong here, and they say so
+    assert viz.draw_anomaly(loss).anomaly is None and viz.find_anomaly(loss) is None
+    memory = viz.memory_by_step(loss)
+    assert min(t for _, t in memory if t is not None) == 1, "steps counted from 1, as drawn"
+    if fn is not None:
+        x.requires_grad = True
+        check = viz.draw_gradcheck(fn, [x])
+        assert check.mismatches == [] and "agrees with finite differences" in check.source
+
+
+@pytest.mark.parametrize("name", ["RNN 2 layers", "ResidualRNN 2 layers", "GatedResidualRNN"])
+def test_the_gradient_plots_on_real_layers(name, tmp_path):
+    pytest.importorskip("matplotlib")
+    from visualize import plots
+    loss, model, fn, x = _real(name)
+    picture = viz.draw_bptt(loss, level="cell", gradients=True)
+    top = picture.picture.unrolled.rows[-1].key
+    shown = [n for (key, t), items in sorted(picture.picture.state_norms.items(), key=lambda kv: kv[0][1])
+             if key == top for _, n in items[:1]]
+    out = model(x)[0]
+    loss2 = (out * out).sum()
+    norms = plots.hidden_gradient_norms(loss2, out)
+    np.testing.assert_allclose(norms, shown, rtol=1e-10)
+    fig = plots.plot_gradient_vs_distance({name: norms}, path=tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:8] == PNG_SIGNATURE and fig.axes
+
+
+def test_every_number_the_readme_quotes_is_on_the_gallery_pictures():
+    sys.path.insert(0, str(ROOT / "visualize" / "gallery"))
+    import make_gallery
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Pictures"):text.index("More, each from")]      # the two hello pictures
+    sources = make_gallery.hello_op().source + make_gallery.hello_cell_gradients().source
+    drawn = set(re.findall(r"(?<![\w.])-?\d+\.\d+(?![\d])", sources))
+    numbers = re.findall(r"(?<![\w.])[-\u2212]?\d+\.\d+", section)
+    assert len(numbers) >= 9
+    for number in numbers:
+        assert number.replace("\u2212", "-") in drawn or number.lstrip("-\u2212") in drawn, number
+    assert "used at 4 steps" in sources and "ops on these paths that read rnn.weight_hh_l0: 4" in sources
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")      # the NaN is made on purpose
+def test_steps_counted_from_0_are_drawn_from_1_and_anomalies_keep_the_engines_scope():
+    W = nn.Parameter(tg.Tensor([[0.5, -0.3], [0.2, 0.4]], dtype="float64"), name="W")
+    h, losses = tg.zeros(1, 2, dtype="float64"), []
+    with tg.retain_values():
+        for t in range(3):                               # a loop that counts from 0, as the layers do
+            with tg.scope(f"t={t}"):
+                h = (tg.linear(h, W) + tg.Tensor([[1.0, -1.0]], dtype="float64")).tanh()
+                losses.append((h - (5.0 if t == 1 else 0.0) + 2.0).log().sum())
+        loss = tg.stack(losses).sum()
+    picture = viz.draw_anomaly(loss)
+    assert [t for t, _ in time_clusters(parse_dot(picture.source))] == [1, 2, 3], "t = 1..T, after h_0"
+    assert picture.anomaly["scope"] == ("t=1",), "the scope as tg.detect_anomaly() names it"
+    assert "first non-finite value: forward of log at t=2" in picture.source, "the step as the picture draws it"

@@ -13,6 +13,16 @@
 Every drawing function returns a ``graphviz.Digraph`` (``.source`` is the DOT text; Jupyter
 shows it). Rendering needs Graphviz's programs (``apt-get install graphviz``); without
 them the DOT source is still produced and rendering says how to install them.
+
+The package is a one-way pipeline; each stage is a module that reads only what the stages
+before it made, and no module imports a later one:
+
+    trace.py, record.py   tensor history -> plain nodes and edges (graph.py), + one recorded backward
+    unroll.py             scopes -> rows and time columns, at a level of detail
+    annotate.py           labels (labels.py), gradients, highlights, legend
+    layout.py             positions, edge routes (route.py)
+    render.py             a graphviz.Digraph: the only module that imports graphviz
+draw.py, stepthrough.py and overlays.py run it; names.py and style.py sit below every stage.
 """
 from .draw import draw_bptt, draw_graph
 from .overlays import draw_anomaly, draw_gradcheck, find_anomaly, memory_by_step

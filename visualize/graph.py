@@ -1,11 +1,8 @@
-"""Node, Edge, Graph: the plain data that every picture is made from.
+"""Node, Edge, Graph: the plain data that every stage of the pipeline passes on.
 
-``trace.py`` fills a Graph from a tensor's history, ``unroll.py`` and ``bptt.py``
-annotate and regroup it, ``render.py`` turns it into DOT. Nothing here knows
-about Graphviz or the engine.
-
-Node ids are strings made from graph position and names (never ``id()``), so one
-program always gives the same ids, and the same DOT text.
+Nothing here knows about Graphviz or the engine. Node ids are strings made from graph
+position and names (never ``id()``), so one program always gives the same ids, and the
+same DOT text.
 """
 
 
@@ -14,13 +11,16 @@ class Node:
 
     ``kind``: "op", "param" (a named leaf that requires grad), "leaf" (another leaf
     that requires grad, e.g. h_0), "input" (data), "const" (a number), "cut" (a
-    detached tensor), "group" (collapsed ops), "ellipsis", or a drawing-only kind.
-    ``outputs``: one dict per output, {"shape", "name", "value", "grad"} (host arrays
-    or None). ``t``/``row``/``part`` place it in the unrolled layout (unroll.py).
+    detached tensor), "group" (collapsed ops), "ellipsis" (steps not drawn), or
+    "tensor" (an op's output, in draw_graph's picture).
+    ``outputs``: one dict per output, {"shape", "name", "value", "grad"}: host or backend
+    arrays, or None ("grad" is a leaf's ``.grad`` when it was traced).
+    ``t``/``row``/``part``: where the unrolled layout puts it (unroll.py); ``members``: the
+    ids of the traced nodes a box stands for; ``info``: facts of the stage that made it.
     """
 
     __slots__ = ("id", "kind", "op", "name", "scope", "outputs", "formula", "doc", "t", "row", "part",
-                 "members", "info", "style", "lines", "tooltip", "cluster", "pos")
+                 "members", "info")
 
     def __init__(self, id, kind, op=None, name=None, scope=(), outputs=None, formula="", doc=""):
         self.id = id
@@ -35,12 +35,15 @@ class Node:
         self.row = None
         self.part = None
         self.members = [id]     # ids of the traced nodes this box stands for
-        self.info = {}          # annotations: gradient norms, flags, bytes, ...
-        self.style = None       # a role name from style.py, chosen by the layout
-        self.lines = None       # label rows for the renderer: list of (text, font) pairs
-        self.tooltip = ""
-        self.cluster = None     # the cluster id this node is drawn in
-        self.pos = None         # (x, y) in points, set by layout.py
+        self.info = {}
+
+    def copy(self):
+        """The same node, with its own ``info`` and ``members`` (its outputs are shared: read only)."""
+        new = Node(self.id, self.kind, self.op, self.name, self.scope, self.outputs, self.formula, self.doc)
+        new.t, new.row, new.part = self.t, self.row, self.part
+        new.members = list(self.members)
+        new.info = dict(self.info)
+        return new
 
     def __repr__(self):
         return f"<Node {self.id} {self.kind}{' ' + self.op if self.op else ''}>"
@@ -51,59 +54,39 @@ class Edge:
 
     ``kind``: "data", "param", "state" (hidden/cell state, t -> t+1), "cut" (a
     detach() point: no gradient flows), "accum" (a scalar carried across time).
-    ``grads``: {source key: host gradient array} of the gradient flowing back along
-    the edge (several keys once edges are merged by collapsing)."""
+    ``origin``: the key (src, src_index, dst, slot) of the traced edge it stands for,
+    which is how a recorded gradient finds it; ``info["members"]``: the edges a merged
+    edge of a collapsed graph stands for."""
 
-    __slots__ = ("src", "src_index", "dst", "slot", "kind", "grads", "info", "style", "label", "attrs")
+    __slots__ = ("src", "src_index", "dst", "slot", "kind", "origin", "info")
 
     def __init__(self, src, src_index, dst, slot, kind="data"):
         self.src, self.src_index, self.dst, self.slot, self.kind = src, src_index, dst, slot, kind
-        self.grads = None
+        self.origin = None
         self.info = {}
-        self.style = None
-        self.label = ""
-        self.attrs = {}
+
+    @property
+    def key(self):
+        return (self.src, self.src_index, self.dst, self.slot)
+
+    def copy(self):
+        new = Edge(self.src, self.src_index, self.dst, self.slot, self.kind)
+        new.origin = self.origin if self.origin is not None else self.key
+        new.info = dict(self.info)
+        return new
 
     def __repr__(self):
         return f"<Edge {self.src}[{self.src_index}] -> {self.dst}[{self.slot}] {self.kind}>"
 
 
-class Cluster:
-    """A box around nodes (one timestep of one layer, the legend, ...)."""
-
-    __slots__ = ("id", "label", "style", "parent", "order", "tooltip", "bb")
-
-    def __init__(self, id, label, style="time", parent=None, order=0, tooltip=""):
-        self.id, self.label, self.style, self.parent, self.order, self.tooltip = id, label, style, parent, order, tooltip
-        self.bb = None          # (x0, y0, x1, y1) in points, set by layout.py
-
-
 class Graph:
-    """Nodes in forward order (inputs first), edges, and what the drawing adds:
-    clusters, notes and a legend shown in the picture."""
+    """Nodes in forward order (inputs first), edges, the traced roots, and notes for the reader."""
 
     def __init__(self):
         self.nodes = {}          # id -> Node, in forward (topological) order
         self.edges = []
         self.roots = []          # (node id, output index) of the traced tensors
-        self.clusters = {}       # id -> Cluster
         self.notes = []          # sentences shown under the picture (collapsing, elision, ...)
-        self.legend = []         # (kind, payload) entries drawn by render.py
-        self.title = ""
-        self.attrs = {}          # graph attributes for the renderer (rankdir, ...)
-        self.objects = {}        # traced node id -> engine object (Function or Tensor); never drawn
-        self.lookup = {}         # id(engine object) -> node id: a lookup table, never used in names
-        # set by the drawing steps (draw.py, layout.py), declared here so every Graph has them
-        self.member_graph = None      # a collapsed graph: the traced graph its boxes stand for
-        self.group_of = {}            # traced node id -> id of the box it was collapsed into
-        self.parents_of_cache = None  # {node id: [edges into it]}, filled once the graph stops changing
-        self.member_out_counts = {}   # traced node id -> number of edges out of it
-        self.member_edges_out = {}    # box id -> traced edges leaving the box
-        self.state_norms = {}         # (row, t) -> [(state name, ||dL/dstate|| or None)]
-        self.scale = None             # the picture's GradScale (edge colours and widths)
-        self.highlight_summary = None # (sources, targets, {param: reads}, number of ops) of a highlight
-        self.saved_bytes = None       # traced node id -> bytes saved for backward (memory=True)
-        self.layout_done = False      # positions computed (render with neato -n2)
 
     def add(self, node):
         self.nodes[node.id] = node
@@ -114,7 +97,7 @@ class Graph:
         return edge
 
     def parents_of(self):
-        """{node id: [edges into it]} (``parents_of_cache`` keeps one, once the graph is final)."""
+        """{node id: [edges into it]}."""
         into = {n: [] for n in self.nodes}
         for e in self.edges:
             into.setdefault(e.dst, []).append(e)
@@ -129,28 +112,25 @@ class Graph:
 
     def ancestors(self, ids):
         """Every node from which one of ``ids`` can be reached (including ``ids``)."""
-        into = self.parents_of()
-        seen, stack = set(ids), list(ids)
-        while stack:
-            for e in into.get(stack.pop(), ()):
-                if e.src not in seen:
-                    seen.add(e.src)
-                    stack.append(e.src)
-        return seen
+        return _reach(ids, self.parents_of(), "src")
 
     def descendants(self, ids):
         """Every node reachable from one of ``ids`` (including ``ids``)."""
-        out = self.children_of()
-        seen, stack = set(ids), list(ids)
-        while stack:
-            for e in out.get(stack.pop(), ()):
-                if e.dst not in seen:
-                    seen.add(e.dst)
-                    stack.append(e.dst)
-        return seen
+        return _reach(ids, self.children_of(), "dst")
 
     def __len__(self):
         return len(self.nodes)
 
     def __repr__(self):
         return f"<Graph {len(self.nodes)} nodes, {len(self.edges)} edges>"
+
+
+def _reach(ids, table, end):
+    seen, stack = set(ids), list(ids)
+    while stack:
+        for e in table.get(stack.pop(), ()):
+            n = getattr(e, end)
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return seen

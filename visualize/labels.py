@@ -1,50 +1,21 @@
 """The words and numbers inside each box: names, shapes, values, gradient norms, formulas.
 
-Labels are lists of rows ``(text, font)`` (fonts in render.py); render.py escapes them.
+Used by the annotate stage. Labels are lists of rows ``(text, font)`` (fonts in render.py),
+escaped by render.py. ``facts`` is what the stages found out about a box (its uses, its
+per-use gradient terms, ...); gradients come as arrays, already summed by the caller.
 """
 import re
 
 import numpy as np
 
-from .bptt import array_norm, norm
+from .names import STATE_NAME, alias, short
+from .record import array_norm, norm
 from .style import fmt, fmt_bytes
 from .trace import host
-from .unroll import STATE_NAME
 
-PARAM = re.compile(r"^(?:(?P<module>.*)\.)?(?P<kind>weight|bias)(?:_(?P<which>ih|hh|cif|co)_l(?P<layer>\d+)(?P<rev>_reverse)?)?$")
-SUP = str.maketrans("0123456789", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
 OP_TITLES = {"logsoftmax": "log_softmax", "getitem": "index [ ]", "matmul": "matmul @"}
 SHOWS_ARGS = ("linear", "matmul", "mul", "add", "sub", "div", "lerp", "embedding", "where", "pick")
 PART_TITLES = {"cell": "cell", "readout": "output + loss", "pre": "input projection", "post": "stack outputs"}
-
-
-def alias(name):
-    """A short name from the maths for a PyTorch parameter name: rnn.weight_hh_l0 -> W_hh,
-    rnn.weight_hh_l1 -> W_hh\u207d\u00b9\u207e (layer 1), weight_hh_l0_reverse -> W_hh\u2190."""
-    if not name:
-        return None
-    m = PARAM.match(name)
-    if not m:
-        return name
-    letter = "W" if m.group("kind") == "weight" else "b"
-    which = m.group("which")
-    if which is None:
-        module = (m.group("module") or "").split(".")[-1]
-        return f"{letter}_{module}" if module else letter
-    s = f"{letter}_{which}"
-    if m.group("layer") and m.group("layer") != "0":
-        s += f"\u207d{m.group('layer').translate(SUP)}\u207e"
-    if m.group("rev"):
-        s += "\u2190"
-    return s
-
-
-def short(name, limit=14):
-    """A tensor's name for use inside another label ("x_1 = 'h'" -> "x_1")."""
-    if not name:
-        return None
-    s = str(name).split(" = ")[0]
-    return s if len(s) <= limit else s[:limit - 1] + "\u2026"
 
 
 def summarize(a, limit=6):
@@ -92,13 +63,13 @@ def time_range(ts):
     return "t = " + ", ".join(str(t) for t in ts)
 
 
-def op_title(node, g):
-    """``linear(·, W_hh, b_hh)``: the op and the parameters it reads, so W_hh can be counted along a path."""
+def op_title(node, into, nodes):
+    """``linear(·, W_hh, b_hh)``: the op and the parameters it reads, so W_hh can be counted along a path.
+    ``into``: {node id: edges into it}, ``nodes``: {id: node} of the graph ``node`` belongs to."""
     title = OP_TITLES.get(node.op, node.op)
-    into = g.parents_of_cache if g.parents_of_cache is not None else g.parents_of()
     names = []
     for e in sorted(into.get(node.id, ()), key=lambda e: e.slot):
-        src = g.nodes[e.src]
+        src = nodes[e.src]
         if src.kind in ("param", "leaf"):
             names.append(alias(src.name) or "leaf")
         elif src.kind == "const":
@@ -122,8 +93,10 @@ def const_text(node):
     return shape_text(out["shape"])
 
 
-def op_lines(node, g, opts):
-    lines = [(op_title(node, g), "title")]
+def op_lines(node, into, nodes, grads, opts):
+    """An op's box: what it computes, its outputs, their values and gradients (``grads``: one
+    array or None per output)."""
+    lines = [(op_title(node, into, nodes), "title")]
     for i, out in enumerate(node.outputs):
         name = out["name"]
         shape = shape_text(out["shape"])
@@ -137,26 +110,28 @@ def op_lines(node, g, opts):
         vals = [out["value"] for out in node.outputs]
         if len(vals) == 1 and vals[0] is not None:
             lines.append((summarize(vals[0]), "value"))
-    _grad_lines(node, lines, opts)
+    _grad_lines(node, grads, lines, opts)
     if opts.get("formulas") and node.formula:
         lines.append((node.formula, "formula"))
     return lines
 
 
-def _grad_lines(node, lines, opts):
+def _grad_lines(node, grads, lines, opts):
     if not opts.get("gradients"):
         return
     outs = node.outputs if len(node.outputs) <= 2 else []
-    for out in outs:
-        if out.get("grad") is not None:
-            lines.append((f"\u2016{grad_symbol(out['name'])}\u2016 = {fmt(array_norm(out['grad']))}", "grad"))
+    for out, grad in zip(outs, grads):
+        if grad is not None:
+            lines.append((f"\u2016{grad_symbol(out['name'])}\u2016 = {fmt(array_norm(grad))}", "grad"))
     if len(node.outputs) > 2:
-        n = norm({i: out["grad"] for i, out in enumerate(node.outputs) if out.get("grad") is not None})
+        n = norm({i: grad for i, grad in enumerate(grads) if grad is not None})
         if n is not None:
             lines.append((f"\u2016\u2202L/\u2202outputs\u2016 = {fmt(n)}", "grad"))
 
 
-def leaf_lines(node, g, opts):
+def leaf_lines(node, facts, grad, opts):
+    """A leaf's box (parameter, initial state, data, constant, detached state); ``grad``: its
+    gradient (the total of its uses) or None."""
     out = node.outputs[0] if node.outputs else {"shape": (), "name": None, "value": None, "grad": None}
     kind = node.kind
     if kind in ("param", "leaf"):
@@ -164,20 +139,20 @@ def leaf_lines(node, g, opts):
         a = alias(name)
         lines = [(name, "title")]
         lines.append((f"{a + '  ' if a and a != name else ''}{shape_text(out['shape'])}", "main"))
-        uses = node.info.get("uses_t", [])
-        n_uses = node.info.get("uses", 0)
-        steps = node.info.get("uses_steps", len(uses))
+        uses = facts.get("uses_t", [])
+        n_uses = facts.get("uses", 0)
+        steps = facts.get("uses_steps", len(uses))
         if steps > 1:
             lines.append((f"shared: used at {steps} steps ({time_range(uses)})", "small"))
         elif n_uses > 1:
             lines.append((f"used by {n_uses} ops", "small"))
         if opts.get("show_values") and out["value"] is not None and np.asarray(host(out["value"])).size <= 6:
             lines.append((summarize(out["value"]), "value"))
-        if opts.get("gradients") or (opts.get("show_grads") and out.get("grad") is not None):
-            lines.extend(param_grad_lines(node, opts))
+        if opts.get("gradients") or (opts.get("show_grads") and grad is not None):
+            lines.extend(param_grad_lines(node, facts, grad, opts))
         return lines
     if kind == "cut":
-        cut = node.info.get("cut") or {}
+        cut = facts.get("cut") or {}
         where = "/".join(cut.get("scope", ())) or "top level"
         what = cut.get("name") or "tensor"
         lines = [(f"\u2702 detached {what}", "title"), (shape_text(out["shape"]), "small"),
@@ -202,97 +177,125 @@ def leaf_lines(node, g, opts):
         a = np.asarray(host(out["value"]))
         if a.size <= 8 or opts.get("show_values"):
             lines.append((summarize(a, limit=8), "value"))
-    return lines
+    return lines + input_grad_lines(node, facts)
 
 
-def param_grad_lines(node, opts):
-    """The gradient of a leaf as the sum of its per-use contributions (BPTT's "+=")."""
-    terms = node.info.get("terms") or []
-    total = node.outputs[0].get("grad") if node.outputs else None
-    lines = []
-    sym = grad_symbol(alias(node.name) or node.name)
-    arrived = [(label, n) for label, n in terms if n is not None]
-    if len(terms) > 1:
-        if opts.get("stepping") and len(arrived) < len(terms):
-            lines.append((f"{sym} so far: {len(arrived)} of {len(terms)} terms added", "grad"))
-        elif opts.get("gradients") and len(arrived) < len(terms):
-            missing = len(terms) - len(arrived)
-            lines.append((f"{sym} = sum of {_plural(len(arrived), 'term')} "
-                          f"({_plural(missing, 'use')} get{'s' if missing == 1 else ''} no gradient):", "grad"))
-        else:
-            lines.append((f"{sym} = sum of {len(terms)} terms, one per use:", "grad"))
-        shown = arrived if opts.get("gradients") else terms
-        shown = shown if len(shown) <= 8 else shown[:3] + [("\u2026", None)] + shown[-3:]
-        parts = [f"{label}: {fmt(n)}" if n is not None else label for label, n in shown]
-        for k in range(0, len(parts), 4):
-            lines.append(("  " + ",  ".join(parts[k:k + 4]), "small"))
-    stepping = opts.get("stepping")
-    if total is not None:
-        if len(terms) > 1:
-            partial = stepping and len(arrived) < len(terms)
-            lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}" + ("  so far" if partial else "  (total)"),
-                          "grad"))
-        else:
-            lines.append((f"\u2016{sym}\u2016 = {fmt(array_norm(total))}", "grad"))
-    elif stepping:
-        lines.append(("not reached yet", "small"))
-    elif opts.get("gradients"):
-        lines.append(("no gradient reached it", "small"))
-    return lines
-
-
-def group_lines(node, g, opts):
-    """A collapsed box: what it computes, its outputs, and the gradient flowing through it."""
-    members = [g.nodes[m] for m in node.members]
-    ops = [m.op for m in members if m.kind == "op"]
-    part = node.part
-    if node.kind == "ellipsis" and node.info.get("dropped"):
-        return [("\u22ef", "big"), (f"{node.info['dropped']} earlier nodes not drawn", "main")]
+def input_box_lines(node, facts, rows, opts):
+    """An input box of a stacked network at cell level: x_t under the first layer, or what the
+    layer below hands up at step t ([h\u2192_t ; h\u2190_t]), with its gradient."""
     if node.kind == "ellipsis":
-        ts = node.info.get("elided", [])
-        lines = [("\u22ef", "big"), (f"{len(ts)} steps not drawn", "main"), (f"({time_range(ts)})", "small")]
-        strip = node.info.get("state_norms")
-        if strip:
-            vals = [n for _, n in strip if n is not None]
-            if vals:
-                lines.append((f"\u2016\u2202L/\u2202h_t\u2016 from {fmt(min(vals))} to {fmt(max(vals))}", "grad"))
-        return lines
-    if part == "layer":
-        times = sorted({m.t for m in members if m.t is not None})
-        title = node.name or "loop"
-        lines = [(title, "title"), (f"{len(times)} steps, {time_range(times)}", "main"),
-                 (f"{len(ops)} ops: {_op_summary(ops)}", "small")]
-        strip = node.info.get("state_norms")
-        if strip and opts.get("gradients"):
-            lines.append(("\u2016\u2202L/\u2202h_t\u2016 per step (left: first t):", "small"))
-            lines.append(("strip", [(c, "") for c, _ in strip]))
-            vals = [n for _, n in node.info.get("state_values", []) if n is not None]
-            if vals:
-                lines.append((f"from {fmt(min(vals))} to {fmt(max(vals))}", "grad"))
-        return lines
-    if part == "pre":
-        has = set(ops)
-        if "linear" in has and "unbind" in has:
-            title = "W_ih x_t + b for every t"
-            sub = "one matmul, then unbind into steps"
-        else:
-            title, sub = "input projection", _op_summary(ops)
-        lines = [(title, "title"), (sub, "small")]
-    elif part == "post":
-        lines = [("stack h_t \u2192 output", "title"), (_op_summary(ops), "small")]
+        ts = facts.get("elided", [])
+        return [("\u22ef", "big"), (f"{len(ts)} steps not drawn", "main")]
+    t = node.t
+    if facts.get("data"):                 # x_t; a longer name says whose slice it is
+        plain = node.name and re.fullmatch(r"[A-Za-z]\w{0,5}", node.name)
+        name = f"{node.name if plain else 'x'}_{t}"
+        lines = [(name, "title"), (f"the input of step {t}" if plain or not node.name else f"{node.name}, step {t}",
+                                   "small")]
+        show = opts.get("input_gradients")
     else:
-        title = PART_TITLES.get(part, part or "cell")
-        lines = [(title, "title")]
-        if part in PART_TITLES or node.t is None:      # a named cell (LSTMCell) needs no op list
-            lines.append((_op_summary(ops), "small"))
-    outs = node.info.get("out_names") or []
+        below = facts.get("rows_in") or []
+        arrows = ["\u2190" if r.reverse else "\u2192" if len(below) > 1 else "" for r in below]
+        parts = [f"h{arrow}_{t}" for arrow in arrows]
+        name = "[" + " ; ".join(parts) + "]" if len(parts) > 1 else parts[0]
+        layer = below[0].layer if below else None
+        lines = [(name, "title"), (f"layer {layer}'s output at t = {t}" if layer is not None else "", "small")]
+        show = opts.get("gradients")
+    sent, whole = facts.get("in_parts", (0, 0))
+    n = facts.get("in_grad")
+    if show and n is not None and (sent == whole or not opts.get("stepping")):
+        top = facts.get("input_grad_max")
+        mark = "  \u25c0 largest" if facts.get("data") and top is not None and n == top else ""
+        lines.append((f"\u2016\u2202L/\u2202{name}\u2016 = {fmt(n)}{mark}", "grad"))
+    elif show and opts.get("stepping"):
+        lines.append((f"{sent} of {whole} parts so far" if sent else "not reached yet", "small"))
+    return lines
+
+
+def input_grad_lines(node, facts):
+    """||dL/dx_t|| of a data input (draw_bptt(..., input_gradients=True)), the largest one marked."""
+    grads, top = facts.get("input_grads"), facts.get("input_grad_max")
+    if not grads:
+        return []
+    x = "E[x_t]" if facts.get("input_grad_kind") == "embedding" else "x_t"
+
+    def mark(n):
+        return "  \u25c0 largest" if top is not None and n == top else ""
+    if len(grads) == 1:
+        t, n = grads[0]
+        sym = short(node.name) if node.name and facts.get("input_grad_kind") != "embedding" else x.replace("t", str(t))
+        return [(f"\u2016\u2202L/\u2202{sym}\u2016 = {fmt(n)}{mark(n)}", "grad")]
+    lines = [(f"\u2016\u2202L/\u2202{x}\u2016 at each step:", "grad")]
+    shown = grads if len(grads) <= 8 else grads[:3] + [(None, None)] + grads[-3:]
+    for t, n in shown:
+        lines.append((f"  t={t}: {fmt(n)}{mark(n)}" if t is not None else "  \u2026", "small"))
+    return lines
+
+
+def param_grad_lines(node, facts, total, opts):
+    """The gradient of a leaf as the sum of its uses' shares (BPTT's "+=", one term per use).
+
+    ``facts["terms"]``: one (label, share text, arrived) per use, the texts printed so that
+    they add up to the printed ||total|| (style.fmt_sum)."""
+    terms = facts.get("terms") or []
+    sym = grad_symbol(alias(node.name) or node.name)
+    stepping = opts.get("stepping")
+    carried = [(label, text) for label, text, _ in terms if text is not None]
+    arrived = [(label, text) for label, text, came in terms if text is not None and came]
+    if stepping and len(terms) > 1 and len(arrived) < len(carried):
+        lines = [(f"{sym} so far: {len(arrived)} of {len(terms)} terms added", "grad")]
+        lines += _sum_rows(arrived)
+        lines.append((f"sum so far: {fmt(facts['arrived_share'])}" if arrived else "not reached yet", "small"))
+        return lines
+    if total is None:
+        if stepping:
+            return [("not reached yet", "small")]
+        return [("no gradient reached it", "small")] if opts.get("gradients") else []
+    if len(carried) < 2 or not opts.get("gradients"):
+        missing = len(terms) - len(carried) if opts.get("gradients") and len(terms) > 1 else 0
+        extra = f" ({missing} of its {len(terms)} uses get no gradient)" if missing else ""
+        return [(f"\u2016{sym}\u2016 = {fmt(array_norm(total))}{extra}", "grad")]
+    missing = len(terms) - len(carried)
+    head = f"\u2016{sym}\u2016 = {fmt(array_norm(total))}, the sum of its uses' shares"
+    if missing:
+        head += f" ({_plural(missing, 'use')} get{'s' if missing == 1 else ''} no gradient)"
+    return [(head + ":", "grad")] + _sum_rows(carried)
+
+
+def _sum_rows(terms):
+    """"t=1: 0  +  t=2: 0.052  +  ...", four terms a row (the first and last three of many)."""
+    shown = terms if len(terms) <= 8 else terms[:3] + [("\u2026", None)] + terms[-3:]
+    parts = [f"{label}: {text}" if text is not None else label for label, text in shown]
+    return [("  " + ("  +  " if k else "") + "  +  ".join(parts[k:k + 4]), "small") for k in range(0, len(parts), 4)]
+
+
+def group_lines(node, facts, members, opts):
+    """A collapsed box: what it computes, its outputs, and the gradient flowing through it.
+    ``members``: the nodes it stands for."""
+    ops = [m.op for m in members if m.kind == "op"]
+    if node.kind == "ellipsis":
+        return _ellipsis_lines(facts)
+    if node.part == "layer":
+        return _layer_lines(node, facts, members, ops, opts)
+    if node.part == "pre":
+        if "linear" in ops and "unbind" in ops:
+            lines = [("W_ih x_t + b for every t", "title"), ("one matmul, then unbind into steps", "small")]
+        else:
+            lines = [("input projection", "title"), (op_summary(ops), "small")]
+    elif node.part == "post":
+        lines = [("stack h_t \u2192 output", "title"), (op_summary(ops), "small")]
+    else:
+        lines = [(PART_TITLES.get(node.part, node.part or "cell"), "title")]
+        if node.part in PART_TITLES or node.t is None:      # a named cell (LSTMCell) needs no op list
+            lines.append((op_summary(ops), "small"))
+    outs = facts.get("out_names") or []
     if outs:
         lines.append(("\u2192 " + ", ".join(outs), "main"))
     if opts.get("show_values"):
-        for name, value in node.info.get("out_values", []):
+        for name, value in facts.get("out_values", []):
             lines.append((f"{name} = {summarize(value)}", "value"))
     if opts.get("gradients"):
-        for name, n in node.info.get("out_grads", []):
+        for name, n in facts.get("out_grads", []):
             if node.t is not None and STATE_NAME.match(name or ""):
                 continue        # the timestep's label shows it
             lines.append((f"\u2016{grad_symbol(name)}\u2016 = {fmt(n)}", "grad"))
@@ -303,8 +306,33 @@ def group_lines(node, g, opts):
                 formulas.append((m.op, m.formula))
         for op, f in formulas[:6]:
             lines.append((f"{op}: {f}", "formula"))
-    if node.info.get("saved_bytes") is not None:
-        lines.append((f"saves {fmt_bytes(node.info['saved_bytes'])} for backward", "small"))
+    if facts.get("saved_bytes") is not None:
+        lines.append((f"saves {fmt_bytes(facts['saved_bytes'])} for backward", "small"))
+    return lines
+
+
+def _ellipsis_lines(facts):
+    if facts.get("dropped"):
+        return [("\u22ef", "big"), (f"{facts['dropped']} earlier nodes not drawn", "main")]
+    ts = facts.get("elided", [])
+    lines = [("\u22ef", "big"), (f"{len(ts)} steps not drawn", "main"), (f"({time_range(ts)})", "small")]
+    vals = [n for _, n in facts.get("state_norms") or () if n is not None]
+    if vals:
+        lines.append((f"\u2016\u2202L/\u2202h_t\u2016 from {fmt(min(vals))} to {fmt(max(vals))}", "grad"))
+    return lines
+
+
+def _layer_lines(node, facts, members, ops, opts):
+    times = sorted({m.t for m in members if m.t is not None})
+    lines = [(node.name or "loop", "title"), (f"{len(times)} steps, {time_range(times)}", "main"),
+             (f"{len(ops)} ops: {op_summary(ops)}", "small")]
+    strip = facts.get("state_norms")
+    if strip and opts.get("gradients"):
+        lines.append(("\u2016\u2202L/\u2202h_t\u2016 per step (left: first t):", "small"))
+        lines.append(("strip", [(c, "") for c, _ in strip]))
+        vals = [n for _, n in facts.get("state_values", []) if n is not None]
+        if vals:
+            lines.append((f"from {fmt(min(vals))} to {fmt(max(vals))}", "grad"))
     return lines
 
 
@@ -312,7 +340,7 @@ def _plural(n, word):
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def _op_summary(ops, limit=6):
+def op_summary(ops, limit=6):
     counts = {}
     for op in ops:
         counts[op] = counts.get(op, 0) + 1
@@ -320,3 +348,8 @@ def _op_summary(ops, limit=6):
     if len(parts) > limit:
         parts = parts[:limit] + [f"+{len(parts) - limit} more"]
     return ", ".join(parts) if parts else "(no ops)"
+
+
+def host_array(a):
+    """``a`` as a host NumPy array."""
+    return np.asarray(host(a))

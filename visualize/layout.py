@@ -1,26 +1,31 @@
-"""Where every box goes in the unrolled picture: a grid of timesteps (columns) and layers (rows).
+"""Stage 4, layout: where every box goes in the unrolled picture, a grid of timesteps and rows.
 
 Graphviz's ``dot`` reorders clusters to reduce crossings, so it cannot promise that
 t=3 is drawn right of t=2. The unrolled layout is therefore computed here, and
-Graphviz only routes the edges (``neato -n2``, which keeps the given positions):
+Graphviz only draws (``neato -n2``, which keeps the given positions). ``layout`` reads a
+Picture (annotate.py) and returns a ``Placement``, in phases:
 
-* each (row, t) block is laid out once with a small layered layout (longest-path
-  layers, barycentre ordering, then coordinates), inputs at the bottom;
-* blocks go into columns by t (left to right) and rows by layer and direction
-  (bottom to top); every step of a row uses the same layer heights, so the same
-  op sits at the same height in every step and state edges run from t to t+1;
-* parameters and initial states sit in a column at the left, at the height of the
-  ops that read them, so each fans out once to every step;
-* the remaining nodes (input projections, output stacks, the loss) are layered
-  above and below the rows, each centred over the nodes it connects to.
+1. who goes where: each (row, t) block, the parameters' side column, initial states, and
+   the free nodes (input projections, output stacks, the loss);
+2. each block is laid out once with a small layered layout (longest-path layers,
+   barycentre ordering, then coordinates), inputs at the bottom;
+3. blocks go into columns by t (left to right); parameters and initial states get a
+   column at the left;
+4. rows (by layer and direction, bottom to top) and free nodes get heights from one
+   longest-path layering; every step of a row uses the same layer heights, so the same
+   op sits at the same height in every step and state edges run from t to t+1;
+5. free nodes are centred over what they connect to; parameters and initial states sit
+   at the height of the ops that first read them; row labels and cluster boxes;
+6. edges are routed: parameters along lanes under their row, the rest straight or
+   around the boxes in their way; numbers go where they cover nothing.
 
 Sizes are estimated from the label text (no Graphviz call), so the layout, and the
 DOT text, is the same on every machine.
 """
+import heapq
 import unicodedata
 
-from .graph import Node
-from .labels import alias
+from .names import alias
 from .route import Grid, place_label, route
 from .style import clean
 
@@ -29,7 +34,7 @@ GAP_Y = 30          # between layers
 COL_GAP = 34        # between timestep columns
 MARGIN = 14         # inside a cluster
 CORRIDOR0 = 8       # the bus corridor at a block's left: first lane's offset
-LANE_X = 6          # between the vertical lanes of two parameters
+LANE_X = 8          # between the vertical lanes of two parameters
 LANE_Y = 7          # between two parameters' horizontal lanes under a row
 LANE_Y_GRAD = 20    # ... when the lanes carry gradient numbers ("W_hh += 0.58", above each lane)
 PARALLEL_GAP = 12   # between the h and c edges of an LSTM
@@ -81,422 +86,538 @@ def text_size(lines):
 class Box:
     __slots__ = ("id", "w", "h", "x", "y", "layer")
 
-    def __init__(self, node):
-        self.id = node.id
-        self.w, self.h = text_size(node.lines)
+    def __init__(self, id, lines):
+        self.id = id
+        self.w, self.h = text_size(lines)
         self.x = self.y = 0.0
         self.layer = 0
 
 
-def layout(dg, rows, opts):
-    """Set ``node.pos`` for every node of a collapsed, labelled graph and the clusters' boxes."""
-    row_index = {r.key: i for i, r in enumerate(rows)}
-    boxes = {n.id: Box(n) for n in dg.nodes.values()}
-    into, out = {}, {}
-    for e in dg.edges:
-        out.setdefault(e.src, []).append(e)
-        into.setdefault(e.dst, []).append(e)
-    order = {nid: k for k, nid in enumerate(dg.nodes)}
+class Placement:
+    """Where everything goes: ``pos`` and ``size`` {node id: (x, y) / (w, h)} in points,
+    ``cluster_bb`` {cluster id: (x0, y0, x1, y1)}, ``row_labels`` [(node id, row index, (x, y))],
+    one route (a polyline) per edge and where its number goes."""
 
-    # --- who goes where ----------------------------------------------------------------------
-    blocks = {}                                  # (ri, column key) -> [node ids]
-    for node in dg.nodes.values():
-        ri = row_index.get(node.row)
-        if ri is None:
-            continue
-        if node.kind == "ellipsis" or node.t is not None:
-            blocks.setdefault((ri, _col_key(node)), []).append(node.id)
-    in_block = {nid: key for key, ids in blocks.items() for nid in ids}
-    side, inits, free = [], [], []
-    for node in dg.nodes.values():
-        if node.id in in_block:
-            continue
-        consumers = [e.dst for e in out.get(node.id, ())]
-        if node.kind in ("param", "leaf") and any(c in in_block for c in consumers):
-            (inits if node.part == "init" else side).append(node.id)
-        else:
-            free.append(node.id)
+    def __init__(self):
+        self.pos, self.size, self.cluster_bb = {}, {}, {}
+        self.row_labels = []
+        self.routes, self.label_at = [], []
 
-    # parameters read in the steps travel on a bus: one lane per parameter under its row
-    line_of = {ri: rows.index(r.line) for ri, r in enumerate(rows)}
-    bus = {}                                     # line -> [param ids]
-    for nid in side:
-        if dg.nodes[nid].kind != "param":
-            continue
-        for li in sorted({line_of[in_block[e.dst][0]] for e in out.get(nid, ()) if e.dst in in_block}):
-            bus.setdefault(li, []).append(nid)
-    corridor = {ri: (CORRIDOR0 + LANE_X * len(bus[line_of[ri]])) if bus.get(line_of[ri]) else 0
-                for ri in range(len(rows))}
-    lane_gap = LANE_Y_GRAD if opts.get("gradients") else LANE_Y
+    def edge_pos(self, k, head, tail):
+        """Graphviz's ``pos`` of edge ``k``, with an arrowhead at its end and/or start."""
+        return spline(self.routes[k], arrow_head=head, arrow_tail=tail)
 
-    # --- each block: layers, order, x within the block ------------------------------------------
-    block_layout = {}
-    for key, ids in blocks.items():
-        block_layout[key] = _layout_block(ids, boxes, into, out, in_block, key, order, dg)
-    # a row's blocks share layer heights, so equal ops line up across steps
-    n_layers, layer_h = {}, {}
-    for (ri, col), (layers, width) in block_layout.items():
-        n_layers[ri] = max(n_layers.get(ri, 0), len(layers))
-        heights = layer_h.setdefault(ri, [])
-        for k, layer in enumerate(layers):
-            hk = max(boxes[n].h for n in layer)
-            if k < len(heights):
-                heights[k] = max(heights[k], hk)
-            else:
-                heights.append(hk)
-    for ri in range(len(rows)):
-        n_layers.setdefault(ri, 0)
-        layer_h.setdefault(ri, [])
+    def label_pos(self, k, text):
+        """Graphviz's ``lp`` of edge ``k``'s number ``text`` (the centre of the text)."""
+        (x, y), anchor = self.label_at[k]
+        if anchor == "left":            # the point is where the text starts
+            x += text_width(text, "small") / 2
+        return "%.1f,%.1f" % (x, y)
 
-    # --- columns: time left to right --------------------------------------------------------------
-    cols = sorted({col for (_, col) in blocks})
-    col_w = {c: max(block_layout[(ri, c)][1] + corridor.get(ri, 0) for ri in range(len(rows))
-                    if (ri, c) in block_layout) for c in cols}
-    side_w = max((boxes[n].w for n in side), default=0)
-    label_w = 0
-    x = 0.0
-    label_x = None
-    row_lines = {ri: _row_label_lines(r, opts) for ri, r in enumerate(rows)}
-    if any(r.layer is not None for r in rows) or len(rows) > 1:
-        label_w = max(text_size(row_lines[ri])[0] for ri in range(len(rows)))
-        label_x = x + label_w / 2
-        x += label_w + COL_GAP
-    side_x = x + side_w / 2 if side else None
-    if side:
-        x += side_w + COL_GAP * 1.5
-    init_w = max((boxes[n].w for n in inits), default=0)
-    init_x = x + init_w / 2 if inits else None
-    if inits:
-        x += init_w + COL_GAP
-    col_x = {}
-    for c in cols:
-        col_x[c] = x + col_w[c] / 2 + MARGIN
-        x += col_w[c] + 2 * MARGIN + COL_GAP
-    for (ri, c), (layers, width) in block_layout.items():
-        cw = corridor.get(ri, 0)
-        for layer in layers:
-            for n in layer:
-                boxes[n].x += col_x[c] - col_w[c] / 2 + cw + (col_w[c] - cw - width) / 2
 
-    # --- vertical: rows and free nodes in one longest-path layering ------------------------------
-    # rows of one layer (forward and reverse) form a band: stacked, and laid out as one unit
-    band_of, bands = {}, []
-    for ri, r in enumerate(rows):
-        key = r.band
-        for bi, members in enumerate(bands):
-            if rows[members[0]].band == key:
-                members.append(ri)
-                band_of[ri] = bi
-                break
-        else:
-            band_of[ri] = len(bands)
-            bands.append([ri])
-    unit_of = {}
-    for nid, (ri, _) in in_block.items():
-        unit_of[nid] = ("row", band_of[ri])
-    for nid in free:
-        unit_of[nid] = ("node", nid)
-    units = []
-    first = {}
-    for nid in dg.nodes:
-        u = unit_of.get(nid)
-        if u is not None and u not in first:
-            first[u] = order[nid]
-            units.append(u)
-    units.sort(key=lambda u: first[u])
-    upos = {u: k for k, u in enumerate(units)}
-    row_offset = {}                                # ri -> first level of the row inside its band
-    band_h = {}
-    for ri in line_of:                            # rows drawn on one line share the tallest layers
-        li = line_of[ri]
-        n_layers[li] = max(n_layers[li], n_layers[ri])
-        for k, hk in enumerate(layer_h[ri]):
-            if k < len(layer_h[li]):
-                layer_h[li][k] = max(layer_h[li][k], hk)
-            else:
-                layer_h[li].append(hk)
-    for ri in line_of:
-        n_layers[ri], layer_h[ri] = n_layers[line_of[ri]], layer_h[line_of[ri]]
-    for bi, members in enumerate(bands):
-        off = 0
-        for ri in members:
-            if line_of[ri] != ri:
+def layout(pic):
+    """The Placement of a Picture of an unrolled graph (one with rows)."""
+    lay = _Layout(pic)
+    lay.assign()
+    lay.lay_blocks()
+    lay.columns()
+    lay.bands()
+    lay.constraints()
+    lay.levels()
+    lay.heights()
+    lay.free_x()
+    lay.place_anchors()
+    lay.side_columns()
+    lay.row_labels()
+    lay.cluster_boxes()
+    lay.route_edges()
+    lay.place_numbers()
+    return lay.placement()
+
+
+class _Layout:
+    """The working state of one layout; each method is one phase (see the module docstring)."""
+
+    def __init__(self, pic):
+        self.pic, self.g, self.rows = pic, pic.graph, pic.unrolled.rows
+        self.row_index = {r.key: i for i, r in enumerate(self.rows)}
+        self.boxes = {n: Box(n, pic.boxes[n].lines) for n in self.g.nodes}
+        for n, node in self.g.nodes.items():
+            if node.kind == "anchor":
+                self.boxes[n].w = self.boxes[n].h = 6.0
+        self.into, self.out = {}, {}
+        for e in self.g.edges:
+            self.out.setdefault(e.src, []).append(e)
+            self.into.setdefault(e.dst, []).append(e)
+        self.order = {nid: k for k, nid in enumerate(self.g.nodes)}
+        self.routes, self.labels = {}, {}        # edge index -> polyline / ((x, y), anchor)
+
+    # --- 1. who goes where ------------------------------------------------------------------
+    def assign(self):
+        """Blocks (row, t), the side column (parameters), initial states, free nodes; the bus."""
+        self.blocks = {}                                  # (ri, column key) -> [node ids]
+        for node in self.g.nodes.values():
+            ri = self.row_index.get(node.row)
+            if ri is not None and (node.kind == "ellipsis" or node.t is not None):
+                self.blocks.setdefault((ri, _col_key(node)), []).append(node.id)
+        self.in_block = {nid: key for key, ids in self.blocks.items() for nid in ids}
+        self.side, self.inits, self.free, self.anchors = [], [], [], []
+        for node in self.g.nodes.values():
+            if node.id in self.in_block:
                 continue
-            row_offset[ri] = off
-            off += max(n_layers[ri], 1)
-        band_h[bi] = off
-    for ri in line_of:
-        row_offset[ri] = row_offset[line_of[ri]]
-    height = {u: (band_h[u[1]] if u[0] == "row" else 1) for u in units}
-    preds = {u: set() for u in units}
-    succs = {u: set() for u in units}
-    for e in dg.edges:
-        a, b = unit_of.get(e.src), unit_of.get(e.dst)
-        if a is None or b is None or a == b or e.kind == "accum":
-            continue
-        if upos[a] < upos[b]:
-            preds[b].add(a)
-            succs[a].add(b)
-    row_units = [("row", bi) for bi in range(len(bands)) if ("row", bi) in upos]
+            if node.kind == "anchor":
+                self.anchors.append(node.id)
+                continue
+            consumers = [e.dst for e in self.out.get(node.id, ())]
+            if node.kind in ("param", "leaf") and any(c in self.in_block or self.g.nodes[c].kind == "anchor"
+                                                      for c in consumers):
+                (self.inits if node.part == "init" else self.side).append(node.id)
+            else:
+                self.free.append(node.id)
+        self.param_row = {}                               # parameter -> the lowest row that reads it
+        for nid in self.side:
+            rows = [self.in_block[e.dst][0] if e.dst in self.in_block else self.row_index[self.g.nodes[e.dst].row]
+                    for e in self.out.get(nid, ()) if e.dst in self.in_block or self.g.nodes[e.dst].kind == "anchor"]
+            if rows:
+                self.param_row[nid] = min(rows)
+        # parameters read in the steps travel on a bus: one lane per parameter under its row
+        self.line_of = {ri: self.rows.index(r.line) for ri, r in enumerate(self.rows)}
+        self.bus = {}                                     # line -> [param ids]
+        for nid in self.side:
+            if self.g.nodes[nid].kind != "param":
+                continue
+            for li in sorted({self.line_of[self.in_block[e.dst][0]] for e in self.out.get(nid, ())
+                              if e.dst in self.in_block}):
+                self.bus.setdefault(li, []).append(nid)
+        self.corridor = {ri: (CORRIDOR0 + LANE_X * len(self.bus[self.line_of[ri]]))
+                         if self.bus.get(self.line_of[ri]) else 0 for ri in range(len(self.rows))}
+        self.lane_gap = LANE_Y_GRAD if self.pic.opts.get("gradients") else LANE_Y
 
-    def reaches(x, y):
+    # --- 2. each block ------------------------------------------------------------------------
+    def lay_blocks(self):
+        """Layers and x of every block; a row's blocks share layer heights, so equal ops line up."""
+        self.block_layout = {key: _layout_block(ids, self.boxes, self.into, self.out, self.order, self.g)
+                             for key, ids in self.blocks.items()}
+        self.n_layers, self.layer_h = {}, {}
+        for (ri, col), (layers, width) in self.block_layout.items():
+            self.n_layers[ri] = max(self.n_layers.get(ri, 0), len(layers))
+            heights = self.layer_h.setdefault(ri, [])
+            for k, layer in enumerate(layers):
+                hk = max(self.boxes[n].h for n in layer)
+                if k < len(heights):
+                    heights[k] = max(heights[k], hk)
+                else:
+                    heights.append(hk)
+        for ri in range(len(self.rows)):
+            self.n_layers.setdefault(ri, 0)
+            self.layer_h.setdefault(ri, [])
+
+    # --- 3. columns -----------------------------------------------------------------------------
+    def columns(self):
+        """Time left to right: row labels, the side column, initial states, then one column per t."""
+        rows, boxes = self.rows, self.boxes
+        self.cols = sorted({col for (_, col) in self.blocks})
+        self.col_w = {c: max(self.block_layout[(ri, c)][1] + self.corridor.get(ri, 0) for ri in range(len(rows))
+                             if (ri, c) in self.block_layout) for c in self.cols}
+        x = 0.0
+        self.label_x = None
+        if any(r.layer is not None for r in rows) or len(rows) > 1:
+            label_w = max(text_size(self.pic.row_labels[ri])[0] for ri in range(len(rows)))
+            self.label_x = x + label_w / 2
+            x += label_w + COL_GAP
+        side_w = max((boxes[n].w for n in self.side), default=0)
+        self.side_x = x + side_w / 2 if self.side else None
+        if self.side:
+            x += side_w + COL_GAP * 1.5
+        init_w = max((boxes[n].w for n in self.inits), default=0)
+        self.init_x = x + init_w / 2 if self.inits else None
+        if self.inits:
+            x += init_w + COL_GAP
+        self.col_x = {}
+        for c in self.cols:
+            self.col_x[c] = x + self.col_w[c] / 2 + MARGIN
+            x += self.col_w[c] + 2 * MARGIN + COL_GAP
+        for (ri, c), (layers, width) in self.block_layout.items():
+            cw = self.corridor.get(ri, 0)
+            for layer in layers:
+                for n in layer:
+                    boxes[n].x += self.col_x[c] - self.col_w[c] / 2 + cw + (self.col_w[c] - cw - width) / 2
+
+    # --- 4. heights -----------------------------------------------------------------------------
+    def bands(self):
+        """Rows of one layer (forward and reverse) form a band, laid out as one unit; every other
+        node is a unit of its own. Rows drawn on one line share the tallest layers."""
+        rows = self.rows
+        self.band_of, self.band_rows = {}, []
+        for ri, r in enumerate(rows):
+            for bi, members in enumerate(self.band_rows):
+                if rows[members[0]].band == r.band:
+                    members.append(ri)
+                    self.band_of[ri] = bi
+                    break
+            else:
+                self.band_of[ri] = len(self.band_rows)
+                self.band_rows.append([ri])
+        self.unit_of = {nid: ("row", self.band_of[ri]) for nid, (ri, _) in self.in_block.items()}
+        for nid in self.free:
+            self.unit_of[nid] = ("node", nid)
+        first, self.units = {}, []
+        for nid in self.g.nodes:
+            u = self.unit_of.get(nid)
+            if u is not None and u not in first:
+                first[u] = self.order[nid]
+                self.units.append(u)
+        self.units.sort(key=lambda u: first[u])
+        self.upos = {u: k for k, u in enumerate(self.units)}
+        self._share_lines()
+        self.row_offset, band_h = {}, {}             # ri -> first level of the row inside its band
+        for bi, members in enumerate(self.band_rows):
+            off = 0
+            for ri in members:
+                if self.line_of[ri] != ri:
+                    continue
+                self.row_offset[ri] = off
+                off += max(self.n_layers[ri], 1)
+            band_h[bi] = off
+        for ri in self.line_of:
+            self.row_offset[ri] = self.row_offset[self.line_of[ri]]
+        self.height = {u: (band_h[u[1]] if u[0] == "row" else 1) for u in self.units}
+
+    def _share_lines(self):
+        line_of, n_layers, layer_h = self.line_of, self.n_layers, self.layer_h
+        for ri in line_of:
+            li = line_of[ri]
+            n_layers[li] = max(n_layers[li], n_layers[ri])
+            for k, hk in enumerate(layer_h[ri]):
+                if k < len(layer_h[li]):
+                    layer_h[li][k] = max(layer_h[li][k], hk)
+                else:
+                    layer_h[li].append(hk)
+        for ri in line_of:
+            n_layers[ri], layer_h[ri] = n_layers[line_of[ri]], layer_h[line_of[ri]]
+
+    def constraints(self):
+        """Which unit goes above which: data flows up; bands stack in row order; outputs and
+        losses go above every band they come after."""
+        units, upos = self.units, self.upos
+        self.preds = {u: set() for u in units}
+        self.succs = {u: set() for u in units}
+        for e in self.g.edges:
+            a, b = self.unit_of.get(e.src), self.unit_of.get(e.dst)
+            if a is None or b is None or a == b or e.kind == "accum":
+                continue
+            if upos[a] < upos[b]:
+                self.preds[b].add(a)
+                self.succs[a].add(b)
+        self.row_units = [("row", bi) for bi in range(len(self.band_rows)) if ("row", bi) in upos]
+        for a, b in zip(self.row_units, self.row_units[1:]):     # bands stack bottom to top in row order
+            self._constrain(a, b)
+            for u in list(self.preds[b]):                         # what feeds band b goes between a and b
+                if u[0] == "node":
+                    self._constrain(a, u)
+        leads = {}
+        for u in reversed(_topological(units, self.preds, self.succs, upos)):
+            leads[u] = any(s[0] == "row" or leads.get(s) for s in self.succs[u])
+        for u in units:
+            if u[0] == "node" and not leads[u] and _has_row_before(u, self.preds):
+                for r in self.row_units:
+                    self._constrain(r, u)
+
+    def _constrain(self, a, b):
+        """b above a, unless that would make a cycle."""
+        if a != b and b not in self.succs[a] and not self._reaches(b, a):
+            self.preds[b].add(a)
+            self.succs[a].add(b)
+
+    def _reaches(self, x, y):
         seen, stack = {x}, [x]
         while stack:
-            for s_ in succs[stack.pop()]:
-                if s_ == y:
+            for s in self.succs[stack.pop()]:
+                if s == y:
                     return True
-                if s_ not in seen:
-                    seen.add(s_)
-                    stack.append(s_)
+                if s not in seen:
+                    seen.add(s)
+                    stack.append(s)
         return False
 
-    def constrain(a, b):                              # b above a, unless that would make a cycle
-        if a != b and b not in succs[a] and not reaches(b, a):
-            preds[b].add(a)
-            succs[a].add(b)
+    def levels(self):
+        """Longest-path levels; then nodes that feed later units move up next to their consumers
+        (an input under its op, a layer's projection right under the layer): "as late as
+        possible", which never passes a consumer and never lands inside a band of rows."""
+        topo = _topological(self.units, self.preds, self.succs, self.upos)
+        level = self.level = {}
+        for u in topo:
+            level[u] = max((level[p] + self.height[p] for p in self.preds[u]), default=0)
+        bands_at = [(level[u], level[u] + self.height[u]) for u in self.row_units]
+        for u in reversed(topo):
+            if u[0] == "node" and self.succs[u]:
+                new = min(level[s] for s in self.succs[u]) - 1
+                for lo, hi in bands_at:
+                    if lo <= new < hi:
+                        new = lo - 1
+                level[u] = max(level[u], new)
+        self.max_level = max((level[u] + self.height[u] for u in self.units), default=0)
 
-    for a, b in zip(row_units, row_units[1:]):       # bands stack bottom to top in row order
-        constrain(a, b)
-        for u in list(preds[b]):                      # what feeds band b goes between a and b
-            if u[0] == "node":
-                constrain(a, u)
-    # outputs and losses (nodes that lead to no band) go above every band they come after
-    leads = {}
-    for u in reversed(_topological(units, preds, succs, upos)):
-        leads[u] = any(s_[0] == "row" or leads.get(s_) for s_ in succs[u])
-    for u in units:
-        if u[0] == "node" and not leads[u] and _has_row_before(u, preds):
-            for r in row_units:
-                constrain(r, u)
-    topo = _topological(units, preds, succs, upos)
-    level = {}
-    for u in topo:
-        level[u] = max((level[p] + height[p] for p in preds[u]), default=0)
-    # nodes that feed later units move up next to their consumers (an input under its op, a layer's
-    # projection right under the layer): "as late as possible", which never passes a consumer
-    bands_at = [(level[u], level[u] + height[u]) for u in row_units]
-    for u in reversed(topo):
-        if u[0] == "node" and succs[u]:
-            new = min(level[s_] for s_ in succs[u]) - 1
-            for lo, hi in bands_at:                   # never inside a band of rows
-                if lo <= new < hi:
-                    new = lo - 1
-            level[u] = max(level[u], new)
-    max_level = max((level[u] + height[u] for u in units), default=0)
-    level_h = [0.0] * (max_level + 1)
-    def row_level(ri):
-        return level[("row", band_of[ri])] + row_offset[ri]
+    def row_level(self, ri):
+        return self.level[("row", self.band_of[ri])] + self.row_offset[ri]
 
-    for u in units:
-        if u[0] == "row":
-            for ri in bands[u[1]]:
-                for k, hk in enumerate(layer_h[ri]):
-                    level_h[row_level(ri) + k] = max(level_h[row_level(ri) + k], hk)
-        else:
-            level_h[level[u]] = max(level_h[level[u]], boxes[u[1]].h)
-    # extra room under each row for its bus lanes, above it for its clusters' labels
-    pad_below = [0.0] * (max_level + 2)
-    pad_above = [0.0] * (max_level + 2)
-    cluster_label_h = {ri: _cluster_label_h(dg, ri) for ri in range(len(rows))}
-    for ri in range(len(rows)):
-        if ("row", band_of[ri]) not in level:
-            continue
-        lanes = len(bus.get(ri, ())) if line_of[ri] == ri else 0
-        lo = row_level(ri)
-        pad_below[lo] = max(pad_below[lo], MARGIN + 6 + (lanes + 1) * lane_gap if lanes else MARGIN + 6)
-        top = lo + max(n_layers[ri], 1) - 1
-        pad_above[top] = max(pad_above[top], MARGIN + cluster_label_h[ri])
-    y_of_level = []
-    y = 0.0
-    for k in range(max_level + 1):
-        y += pad_below[k]
-        y_of_level.append(y + level_h[k] / 2)
-        if level_h[k] or pad_above[k]:           # an empty level takes no room
-            y += level_h[k] + GAP_Y + pad_above[k]
-    for u in units:
-        if u[0] != "row":
-            boxes[u[1]].y = y_of_level[level[u]]
-    for (ri, c), (layers, _) in block_layout.items():
-        for k, layer in enumerate(layers):
-            for n in layer:
-                boxes[n].y = y_of_level[row_level(ri) + k]
-
-    # --- free nodes: centred over what they connect to -----------------------------------------
-    placed = set(in_block)
-    for nid in free:
-        boxes[nid].x = None
-    for _ in range(4):
-        for sweep in (free, list(reversed(free))):
-            for nid in sweep:
-                xs = [boxes[e.src].x for e in into.get(nid, ()) if boxes[e.src].x is not None and
-                      (e.src in placed or e.src in free)]
-                xs += [boxes[e.dst].x for e in out.get(nid, ()) if boxes[e.dst].x is not None and
-                       (e.dst in placed or e.dst in free)]
-                if xs:
-                    boxes[nid].x = sum(xs) / len(xs)
-    default_x = (min(col_x.values()) + max(col_x.values())) / 2 if col_x else 0.0
-    for nid in free:
-        if boxes[nid].x is None:
-            boxes[nid].x = default_x
-    by_level = {}
-    for nid in free:
-        by_level.setdefault(level[unit_of[nid]], []).append(nid)
-    for lv, ids in by_level.items():
-        ids.sort(key=lambda n: (boxes[n].x, order[n]))
-        _spread(ids, boxes)
-        # keep free nodes off the blocks that share their height
-        for bi in range(len(bands)):
-            u = ("row", bi)
-            if u in level and level[u] <= lv < level[u] + height[u] and col_x:
-                right = max(col_x[c] + col_w[c] / 2 + MARGIN for c in cols)
-                shift = right + COL_GAP - min(boxes[n].x - boxes[n].w / 2 for n in ids)
-                if shift > 0:
-                    for n in ids:
-                        boxes[n].x += shift
-
-    # --- the side column: parameters and initial states at the height of their first use ----------
-    def stack_at_first_use(ids, x):
-        """Boxes in one column at x, each as high as the first op that reads it, without overlapping."""
-        wants = []
-        for nid in ids:
-            ys = [boxes[e.dst].y for e in out.get(nid, ()) if e.dst in in_block]
-            wants.append((min(ys) if ys else 0.0, order[nid], nid))
-        top = None
-        for want, _, nid in sorted(wants):
-            b = boxes[nid]
-            b.x = x
-            b.y = want if top is None else max(want, top + b.h / 2 + 10)
-            top = b.y + b.h / 2
-
-    if side:
-        stack_at_first_use(side, side_x)
-    # initial states (h_0): just left of the first step, level with the op that reads them
-    if inits:
-        stack_at_first_use(inits, init_x)
-
-    # --- row labels --------------------------------------------------------------------------------
-    if label_x is not None:
-        for ri, row in enumerate(rows):
-            u = ("row", band_of[ri])
-            if u not in level or line_of[ri] != ri:
+    def heights(self):
+        """The y of every level (room under each row for its bus lanes, above it for its
+        timestep titles and for the parameters beside it), and so of every box."""
+        level_h = [0.0] * (self.max_level + 1)
+        for u in self.units:
+            if u[0] == "row":
+                for ri in self.band_rows[u[1]]:
+                    for k, hk in enumerate(self.layer_h[ri]):
+                        level_h[self.row_level(ri) + k] = max(level_h[self.row_level(ri) + k], hk)
+            else:
+                level_h[self.level[u]] = max(level_h[self.level[u]], self.boxes[u[1]].h)
+        pad_below = [0.0] * (self.max_level + 2)
+        pad_above = [0.0] * (self.max_level + 2)
+        self.title_h = {ri: _cluster_label_h(self.pic, ri) for ri in range(len(self.rows))}
+        for ri in range(len(self.rows)):
+            if ("row", self.band_of[ri]) not in self.level:
                 continue
-            node = Node(f"rowlabel_r{ri}", "note", name=row.label)
-            node.lines = row_lines[ri]
-            node.style = "note"
-            dg.add(node)
-            b = Box(node)
-            b.x = label_x
-            lo, hi = y_of_level[row_level(ri)], y_of_level[row_level(ri) + max(n_layers[ri], 1) - 1]
+            lanes = len(self.bus.get(ri, ())) if self.line_of[ri] == ri else 0
+            lo = self.row_level(ri)
+            pad_below[lo] = max(pad_below[lo], MARGIN + 6 + (lanes + 1) * self.lane_gap if lanes else MARGIN + 6)
+            top = lo + max(self.n_layers[ri], 1) - 1
+            pad_above[top] = max(pad_above[top], MARGIN + self.title_h[ri])
+        self._level_ys(level_h, pad_below, pad_above)
+        self._room_for_parameters(level_h, pad_above)
+        self._level_ys(level_h, pad_below, pad_above)
+        for u in self.units:
+            if u[0] != "row":
+                self.boxes[u[1]].y = self.y_of_level[self.level[u]]
+        for (ri, c), (layers, _) in self.block_layout.items():
+            for k, layer in enumerate(layers):
+                for n in layer:
+                    self.boxes[n].y = self.y_of_level[self.row_level(ri) + k]
+
+    def _level_ys(self, level_h, pad_below, pad_above):
+        self.y_of_level = []
+        y = 0.0
+        for k in range(self.max_level + 1):
+            y += pad_below[k]
+            self.y_of_level.append(y + level_h[k] / 2)
+            if level_h[k] or pad_above[k]:           # an empty level takes no room
+                y += level_h[k] + GAP_Y + pad_above[k]
+
+    def _room_for_parameters(self, level_h, pad_above):
+        """A row's parameters stand in a column beside it, upward from the height of its steps:
+        the row gets taller where they need more room than its steps do (a stacked layer's
+        weights stay beside their own layer)."""
+        for ri in range(len(self.rows)):
+            params = [p for p in self.side if self.param_row.get(p) == ri]
+            if not params or ("row", self.band_of[ri]) not in self.level:
+                continue
+            lo = self.row_level(ri)
+            top = lo + max(self.n_layers[ri], 1) - 1
+            first = min(params, key=lambda p: self.order[p])
+            need = sum(self.boxes[p].h + 10 for p in params) - 10 - self.boxes[first].h / 2
+            room = self.y_of_level[top] + level_h[top] / 2 + pad_above[top] - self.y_of_level[lo]
+            if need > room:
+                pad_above[top] += need - room
+
+    # --- 5. the rest of the boxes -------------------------------------------------------------
+    def free_x(self):
+        """Free nodes centred over what they connect to, spread apart, and kept off the bands."""
+        boxes, free, placed = self.boxes, self.free, set(self.in_block)
+        for nid in free:
+            boxes[nid].x = None
+        for _ in range(4):
+            for sweep in (free, list(reversed(free))):
+                for nid in sweep:
+                    xs = [boxes[e.src].x for e in self.into.get(nid, ()) if boxes[e.src].x is not None and
+                          (e.src in placed or e.src in free)]
+                    xs += [boxes[e.dst].x for e in self.out.get(nid, ()) if boxes[e.dst].x is not None and
+                           (e.dst in placed or e.dst in free)]
+                    if xs:
+                        boxes[nid].x = sum(xs) / len(xs)
+        col_x = self.col_x
+        default_x = (min(col_x.values()) + max(col_x.values())) / 2 if col_x else 0.0
+        for nid in free:
+            if boxes[nid].x is None:
+                boxes[nid].x = default_x
+        by_level = {}
+        for nid in free:
+            by_level.setdefault(self.level[self.unit_of[nid]], []).append(nid)
+        for lv, ids in by_level.items():
+            ids.sort(key=lambda n: (boxes[n].x, self.order[n]))
+            _spread(ids, boxes)
+            for bi in range(len(self.band_rows)):     # keep free nodes off the blocks that share their height
+                u = ("row", bi)
+                if u in self.level and self.level[u] <= lv < self.level[u] + self.height[u] and col_x:
+                    right = max(col_x[c] + self.col_w[c] / 2 + MARGIN for c in self.cols)
+                    shift = right + COL_GAP - min(boxes[n].x - boxes[n].w / 2 for n in ids)
+                    if shift > 0:
+                        for n in ids:
+                            boxes[n].x += shift
+
+    def place_anchors(self):
+        """Where a row's input projection weights point: the left edge of the row's first step."""
+        for nid in self.anchors:
+            ri = self.row_index[self.g.nodes[nid].row]
+            cols = [c for (rj, c) in self.blocks if rj == ri]
+            if not cols:
+                continue
+            c = min(cols)
+            self.boxes[nid].x = self.col_x[c] - self.col_w[c] / 2 - MARGIN - self.boxes[nid].w / 2
+            self.boxes[nid].y = self.y_of_level[self.row_level(ri)]
+
+    def side_columns(self):
+        """Parameters, then initial states (h_0, just left of the first step), each in a column,
+        as high as the first op that reads it, without overlapping."""
+        for ids, x in ((self.side, self.side_x), (self.inits, self.init_x)):
+            if not ids:
+                continue
+            wants = []
+            for nid in ids:
+                ys = [self.boxes[e.dst].y for e in self.out.get(nid, ())
+                      if e.dst in self.in_block or e.dst in self.anchors]
+                wants.append((min(ys) if ys else 0.0, self.order[nid], nid))
+            top = None
+            for want, _, nid in sorted(wants):
+                b = self.boxes[nid]
+                b.x = x
+                b.y = want if top is None else max(want, top + b.h / 2 + 10)
+                top = b.y + b.h / 2
+
+    def row_labels(self):
+        """A label left of each row (one per line of truncated-BPTT chunks)."""
+        self.label_boxes = []
+        if self.label_x is None:
+            return
+        for ri, row in enumerate(self.rows):
+            u = ("row", self.band_of[ri])
+            if u not in self.level or self.line_of[ri] != ri:
+                continue
+            b = Box(f"rowlabel_r{ri}", self.pic.row_labels[ri])
+            b.x = self.label_x
+            lo = self.y_of_level[self.row_level(ri)]
+            hi = self.y_of_level[self.row_level(ri) + max(self.n_layers[ri], 1) - 1]
             b.y = (lo + hi) / 2
-            boxes[node.id] = b
+            self.label_boxes.append((b, ri))
 
-    # --- clusters ----------------------------------------------------------------------------------
-    for (ri, c), ids in sorted(blocks.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        node0 = dg.nodes[ids[0]]
-        if node0.kind == "ellipsis":
-            continue
-        cid = node0.cluster
-        if cid is None or cid not in dg.clusters:
-            continue
-        x0 = col_x[c] - col_w[c] / 2 - MARGIN
-        x1 = col_x[c] + col_w[c] / 2 + MARGIN
-        y0 = min(boxes[n].y - boxes[n].h / 2 for n in ids) - MARGIN
-        y1 = max(boxes[n].y + boxes[n].h / 2 for n in ids) + MARGIN + cluster_label_h[ri]
-        dg.clusters[cid].bb = (x0, y0, x1, y1)
-    # --- the bus: each shared parameter's edges, routed orthogonally --------------------------------
-    for li, params in bus.items():
-        _route_bus(dg, li, params, boxes, blocks, block_layout, col_x, col_w, out, in_block, lane_gap, line_of)
-    # --- every other edge: straight, or around the boxes in its way -------------------------------
-    corridors = []
-    edges_x = sorted((col_x[c] - col_w[c] / 2 - MARGIN, col_x[c] + col_w[c] / 2 + MARGIN) for c in cols)
-    for (l0, r0), (l1, r1) in zip(edges_x, edges_x[1:]):
-        corridors.append((r0 + l1) / 2)
-    if edges_x:
-        corridors += [edges_x[0][0] - COL_GAP / 2, edges_x[-1][1] + COL_GAP / 2]
-    rects = {nid: (b.x, b.y, b.w, b.h) for nid, b in boxes.items()}
-    # each timestep's title (t, ||dL/dh_t||) is an obstacle too: no edge or number runs across it
-    for cid, c in dg.clusters.items():
-        if c.bb is not None and c.label:
-            w, h = text_size(c.label)
-            rects[f"title:{cid}"] = ((c.bb[0] + c.bb[2]) / 2, c.bb[3] - h / 2, min(w, c.bb[2] - c.bb[0]), h)
-    grid = Grid(rects)
-    parallel = {}                                  # an LSTM's h and c edges: side by side, not on top
-    for e in dg.edges:
-        if e.kind == "state":
-            parallel.setdefault((e.src, e.dst), []).append(e)
-    for e in dg.edges:
-        if e.info.get("route"):
-            continue
-        a, b = boxes[e.src], boxes[e.dst]
-        side, dy = None, 0.0
-        if e.kind == "state" and abs(a.y - b.y) < 1 and a.id in in_block and b.id in in_block:
-            side = "lr" if b.x > a.x else "rl"
-            twins = parallel[(e.src, e.dst)]
-            dy = (twins.index(e) - (len(twins) - 1) / 2) * -PARALLEL_GAP
-        e.info["route"] = route(rects[e.src], rects[e.dst], grid, {e.src, e.dst}, corridors, side, dy)
-    # numbers go where they cover no box, no title and no other edge (long horizontal runs, the
-    # bus lanes under the rows, are left out: they hold no numbers but their own)
-    marks = dict(rects)
-    for k, e in enumerate(dg.edges):
-        for (x0, y0), (x1, y1) in zip(e.info["route"], e.info["route"][1:]):
-            if abs(x1 - x0) < 400:
-                marks[("edge", k, x0, y0)] = ((x0 + x1) / 2, (y0 + y1) / 2, abs(x1 - x0) + 2, abs(y1 - y0) + 2)
-    for k, e in enumerate(dg.edges):               # the bus numbers are placed already: keep off them
-        if "lp" in e.info:
-            (x, y), (w, h) = e.info["lp"], _label_size(dg, e, 1)
-            marks[("label", k)] = (x + w / 2, y, w, h)
-    label_grid = Grid(marks)
-    for k, e in enumerate(dg.edges):
-        if "lp" not in e.info:
-            size = _label_size(dg, e, len(parallel.get((e.src, e.dst), ())))
-            e.info["lp"], e.info["lp_anchor"] = place_label(e.info["route"], size, label_grid, k)
-    for nid, b in boxes.items():
-        dg.nodes[nid].pos = (round(b.x, 1), round(b.y, 1))
-        dg.nodes[nid].info["size"] = (b.w, b.h)
-    dg.layout_done = True
-
-
-def _route_bus(dg, ri, params, boxes, blocks, block_layout, col_x, col_w, out, in_block, lane_gap, line_of):
-    """Param -> right -> down to its lane under the row -> along the lane -> up the block's left
-    corridor -> across the gap under the target's layer -> up into the target."""
-    ids = [n for (rj, _), members in blocks.items() if line_of[rj] == ri for n in members]
-    row_bottom = min(boxes[n].y - boxes[n].h / 2 for n in ids) - MARGIN
-    params = sorted(params, key=lambda p: (boxes[p].y, p))      # lowest first
-    n = len(params)
-    side_right = max(boxes[p].x + boxes[p].w / 2 for p in params)
-    layer_bottom = {}
-    for (rj, c), (layers, _) in block_layout.items():
-        if line_of[rj] != ri:
-            continue
-        for layer in layers:
-            lb = min(boxes[m].y - boxes[m].h / 2 for m in layer)
-            for m in layer:
-                layer_bottom[m] = lb
-    entries = {}
-    for j, p in enumerate(params):
-        for e in out.get(p, ()):
-            if e.dst in in_block and line_of[in_block[e.dst][0]] == ri:
-                entries.setdefault(e.dst, []).append((j, e))
-    for j, p in enumerate(params):
-        bp = boxes[p]
-        start = (bp.x + bp.w / 2, bp.y)
-        x_down = side_right + 12 + LANE_X * j
-        lane_y = row_bottom - lane_gap * (n - j)
-        for e in out.get(p, ()):
-            if e.dst not in in_block or line_of[in_block[e.dst][0]] != ri:
+    def cluster_boxes(self):
+        """The box around each timestep: its column's width, its boxes' height, and its title."""
+        self.cluster_bb = {}
+        cluster_of = self.pic.unrolled.cluster_of
+        for (ri, c), ids in sorted(self.blocks.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+            cid = cluster_of.get(ids[0])
+            if self.g.nodes[ids[0]].kind == "ellipsis" or cid is None:
                 continue
-            c = in_block[e.dst][1]
-            bt = boxes[e.dst]
-            x_up = col_x[c] - col_w[c] / 2 - MARGIN + CORRIDOR0 + LANE_X * j
-            same = sorted(entries[e.dst], key=lambda x: x[0])
-            k = [x[0] for x in same].index(j)
-            x_in = bt.x + (k - (len(same) - 1) / 2) * 9
-            y_gap = layer_bottom[e.dst] - 9 - 3 * j
-            end = (x_in, bt.y - bt.h / 2)
-            points = [start, (x_down, start[1]), (x_down, lane_y), (x_up, lane_y), (x_up, y_gap), (x_in, y_gap), end]
-            e.info["route"] = _dedupe(points)
-            e.info["lp"] = (x_up + 4, lane_y + 10)
-            e.info["lp_anchor"] = "left"
+            x0 = self.col_x[c] - self.col_w[c] / 2 - MARGIN
+            x1 = self.col_x[c] + self.col_w[c] / 2 + MARGIN
+            y0 = min(self.boxes[n].y - self.boxes[n].h / 2 for n in ids) - MARGIN
+            y1 = max(self.boxes[n].y + self.boxes[n].h / 2 for n in ids) + MARGIN + self.title_h[ri]
+            self.cluster_bb[cid] = (x0, y0, x1, y1)
+
+    # --- 6. edges -------------------------------------------------------------------------------
+    def route_edges(self):
+        """The bus lanes first, then every other edge: straight, or around the boxes in its way."""
+        for li, params in self.bus.items():
+            self._route_bus(li, params)
+        corridors = []
+        edges_x = sorted((self.col_x[c] - self.col_w[c] / 2 - MARGIN, self.col_x[c] + self.col_w[c] / 2 + MARGIN)
+                         for c in self.cols)
+        for (l0, r0), (l1, r1) in zip(edges_x, edges_x[1:]):
+            corridors.append((r0 + l1) / 2)
+        if edges_x:
+            corridors += [edges_x[0][0] - COL_GAP / 2, edges_x[-1][1] + COL_GAP / 2]
+        self.rects = {nid: (b.x, b.y, b.w, b.h) for nid, b in self.boxes.items()}
+        for b, _ in self.label_boxes:
+            self.rects[b.id] = (b.x, b.y, b.w, b.h)
+        # each timestep's title (t, ||dL/dh_t||) is an obstacle too: no edge or number runs across it
+        for cid, bb in self.cluster_bb.items():
+            label = self.pic.cluster_labels.get(cid)
+            if label:
+                w, h = text_size(label)
+                self.rects[f"title:{cid}"] = ((bb[0] + bb[2]) / 2, bb[3] - h / 2, min(w, bb[2] - bb[0]), h)
+        grid = Grid({k: r for k, r in self.rects.items() if k not in self.anchors})   # edges end at anchors
+        self.parallel = {}                         # an LSTM's h and c edges: side by side, not on top
+        for e in self.g.edges:
+            if e.kind == "state":
+                self.parallel.setdefault((e.src, e.dst), []).append(e)
+        for k, e in enumerate(self.g.edges):
+            if k in self.routes:
+                continue
+            a, b = self.boxes[e.src], self.boxes[e.dst]
+            side, dy = None, 0.0
+            if e.kind in ("state", "cut") and abs(a.y - b.y) < 1 and a.id in self.in_block and b.id in self.in_block:
+                side = "lr" if b.x > a.x else "rl"
+                twins = self.parallel.get((e.src, e.dst), [e])
+                dy = (twins.index(e) - (len(twins) - 1) / 2) * -PARALLEL_GAP
+            self.routes[k] = route(self.rects[e.src], self.rects[e.dst], grid, {e.src, e.dst}, corridors, side, dy)
+
+    def place_numbers(self):
+        """Numbers go where they cover no box, no title and no other edge (long horizontal runs,
+        the bus lanes under the rows, are left out: they hold no numbers but their own)."""
+        marks = dict(self.rects)
+        for k in range(len(self.g.edges)):
+            for (x0, y0), (x1, y1) in zip(self.routes[k], self.routes[k][1:]):
+                if abs(x1 - x0) < 400:
+                    marks[("edge", k, x0, y0)] = ((x0 + x1) / 2, (y0 + y1) / 2, abs(x1 - x0) + 2, abs(y1 - y0) + 2)
+        for k, e in enumerate(self.g.edges):       # the bus numbers are placed already: keep off them
+            if k in self.labels:
+                (x, y), (w, h) = self.labels[k][0], _label_size(self.g, e, 1)
+                marks[("label", k)] = (x + w / 2, y, w, h)
+        label_grid = Grid(marks)
+        for k, e in enumerate(self.g.edges):
+            if k not in self.labels:
+                size = _label_size(self.g, e, len(self.parallel.get((e.src, e.dst), ())))
+                self.labels[k] = place_label(self.routes[k], size, label_grid, k)
+
+    def _route_bus(self, ri, params):
+        """Param -> right -> down to its lane under the row -> along the lane -> up the block's left
+        corridor -> across the gap under the target's layer -> up into the target."""
+        boxes, in_block, line_of = self.boxes, self.in_block, self.line_of
+        ids = [n for (rj, _), members in self.blocks.items() if line_of[rj] == ri for n in members]
+        row_bottom = min(boxes[n].y - boxes[n].h / 2 for n in ids) - MARGIN
+        params = sorted(params, key=lambda p: (boxes[p].y, p))      # lowest first
+        side_right = max(boxes[p].x + boxes[p].w / 2 for p in params)
+        layer_bottom = {}
+        for (rj, c), (layers, _) in self.block_layout.items():
+            if line_of[rj] == ri:
+                for layer in layers:
+                    lb = min(boxes[m].y - boxes[m].h / 2 for m in layer)
+                    for m in layer:
+                        layer_bottom[m] = lb
+        index = {id(e): k for k, e in enumerate(self.g.edges)}
+        uses = {p: [e for e in self.out.get(p, ()) if e.dst in in_block and line_of[in_block[e.dst][0]] == ri]
+                for p in params}
+        entries = {}
+        for j, p in enumerate(params):
+            for e in uses[p]:
+                entries.setdefault(e.dst, []).append(j)
+        for j, p in enumerate(params):
+            bp = boxes[p]
+            start = (bp.x + bp.w / 2, bp.y)
+            x_down = side_right + 12 + LANE_X * j
+            lane_y = row_bottom - self.lane_gap * (len(params) - j)
+            for e in uses[p]:
+                c = in_block[e.dst][1]
+                bt = boxes[e.dst]
+                x_up = self.col_x[c] - self.col_w[c] / 2 - MARGIN + CORRIDOR0 + LANE_X * j
+                same = sorted(entries[e.dst])
+                x_in = bt.x + (same.index(j) - (len(same) - 1) / 2) * 10
+                y_gap = layer_bottom[e.dst] - 9 - 4 * j
+                points = [start, (x_down, start[1]), (x_down, lane_y), (x_up, lane_y), (x_up, y_gap), (x_in, y_gap),
+                          (x_in, bt.y - bt.h / 2)]
+                self.routes[index[id(e)]] = _dedupe(points)
+                self.labels[index[id(e)]] = ((x_up + 4, lane_y + 10), "left")
+
+    def placement(self):
+        p = Placement()
+        for nid, b in self.boxes.items():
+            p.pos[nid] = (round(b.x, 1), round(b.y, 1))
+            p.size[nid] = (b.w, b.h)
+        for b, ri in self.label_boxes:
+            p.row_labels.append((b.id, ri, (round(b.x, 1), round(b.y, 1))))
+        p.cluster_bb = self.cluster_bb
+        p.routes = [self.routes[k] for k in range(len(self.g.edges))]
+        p.label_at = [self.labels[k] for k in range(len(self.g.edges))]
+        return p
 
 
 def _dedupe(points):
@@ -543,7 +664,6 @@ def _toward(p, q, d):
 
 def _topological(units, preds, succs, upos):
     """Units ordered so that every constraint points forward (ties in forward-pass order)."""
-    import heapq
     missing = {u: len(preds[u]) for u in units}
     ready = [(upos[u], u) for u in units if not missing[u]]
     heapq.heapify(ready)
@@ -579,22 +699,13 @@ def _col_key(node):
     return (float(node.t),)
 
 
-def _row_label_lines(row, opts):
-    """A row's label; with gradients, which way its arrows (the gradient) run."""
-    lines = [(row.label or "loop", "big")]
-    if opts.get("gradients"):
-        arrow = "\u2192" if row.reverse else "\u2190"
-        lines.append((f"arrows: the gradient, flowing {arrow}", "main"))
-    return lines
-
-
-def _label_size(dg, e, twins):
+def _label_size(g, e, twins):
     """The size of an edge's number, before the number is known: the widest it can be
     ("W_hh += 0.00e-00" on a parameter's use, "c 0.00e-00" on one of two parallel state edges)."""
     if e.kind == "cut":
         text = "detach() \u2702"
     elif e.kind == "param":
-        text = f"{alias(dg.nodes[e.src].name) or 'param'} += 0.00e-00"
+        text = f"{alias(g.nodes[e.src].name) or 'param'} += 0.00e-00"
     elif e.kind == "state" and twins > 1:
         text = f"{e.info.get('state_name') or 'h'} 0.00e-00"
     else:
@@ -602,20 +713,51 @@ def _label_size(dg, e, twins):
     return text_width(text, "small"), FONT_SIZE["small"] + 4
 
 
-def _cluster_label_h(dg, ri):
+def _cluster_label_h(pic, ri):
     h = 0.0
-    for c in dg.clusters.values():
+    for cid, c in pic.unrolled.clusters.items():
         if c.order and c.order[0] == ri:
-            h = max(h, text_size(c.label)[1])
+            h = max(h, text_size(pic.cluster_labels.get(cid))[1])
     return h
 
 
-def _layout_block(ids, boxes, into, out, in_block, key, order, dg):
+def _layout_block(ids, boxes, into, out, order, g):
     """Layers (bottom to top) of one block, and its width; sets each box's x relative to the block."""
     members = set(ids)
     inside_preds = {n: [e.src for e in into.get(n, ()) if e.src in members] for n in ids}
     inside_succs = {n: [e.dst for e in out.get(n, ()) if e.dst in members] for n in ids}
-    leafish = {n for n in ids if dg.nodes[n].kind in ("input", "const", "cut")}
+    layers = _block_layers(ids, inside_preds, inside_succs, order, g)
+    # barycentre ordering; state arriving from the left pulls a node left, leaving state pulls right
+    bias = {}
+    for n in ids:
+        b = 0.0
+        for e in into.get(n, ()):
+            if e.src not in members and e.kind in ("state", "cut"):
+                b -= 100
+        for e in out.get(n, ()):
+            if e.dst not in members and e.kind == "state":
+                b += 100
+        bias[n] = b
+    pos = {n: float(i) for lay in layers for i, n in enumerate(lay)}
+    for _ in range(3):
+        for k in list(range(1, len(layers))) + list(range(len(layers) - 2, -1, -1)):
+            def bary(n):
+                nb = [pos[p] for p in inside_preds[n] + inside_succs[n] if p in pos]
+                return (sum(nb) / len(nb) if nb else pos[n]) + bias[n]
+            layers[k].sort(key=lambda n: (bary(n), order[n]))
+            for i, n in enumerate(layers[k]):
+                pos[n] = float(i)
+    _block_x(layers, boxes, inside_preds, inside_succs)
+    left = min(boxes[n].x - boxes[n].w / 2 for n in ids)
+    right = max(boxes[n].x + boxes[n].w / 2 for n in ids)
+    for n in ids:
+        boxes[n].x -= left
+    return layers, right - left
+
+
+def _block_layers(ids, inside_preds, inside_succs, order, g):
+    """Longest-path layers of a block (inputs and constants right under their first consumer)."""
+    leafish = {n for n in ids if g.nodes[n].kind in ("input", "const", "cut")}
     layer = {}
     for n in sorted(ids, key=lambda n: order[n]):
         if n in leafish:
@@ -631,34 +773,18 @@ def _layout_block(ids, boxes, into, out, in_block, key, order, dg):
     layers = [[] for _ in range(n_layers)]
     for n in sorted(ids, key=lambda n: order[n]):
         layers[layer[n]].append(n)
-    # barycentre ordering; state arriving from the left pulls a node left, leaving state pulls right
-    bias = {}
-    for n in ids:
-        b = 0.0
-        for e in into.get(n, ()):
-            if e.src not in members and e.kind in ("state", "cut"):
-                b -= 100
-        for e in out.get(n, ()):
-            if e.dst not in members and e.kind == "state":
-                b += 100
-        bias[n] = b
-    pos = {n: float(i) for lay in layers for i, n in enumerate(lay)}
-    for _ in range(3):
-        for k in list(range(1, n_layers)) + list(range(n_layers - 2, -1, -1)):
-            def bary(n):
-                nb = [pos[p] for p in inside_preds[n] + inside_succs[n] if p in pos]
-                return (sum(nb) / len(nb) if nb else pos[n]) + bias[n]
-            layers[k].sort(key=lambda n: (bary(n), order[n]))
-            for i, n in enumerate(layers[k]):
-                pos[n] = float(i)
-    # coordinates: pack each layer, then pull nodes over their neighbours
+    return layers
+
+
+def _block_x(layers, boxes, inside_preds, inside_succs):
+    """Coordinates: pack each layer, then pull nodes over their neighbours."""
     for lay in layers:
         x = 0.0
         for n in lay:
             boxes[n].x = x + boxes[n].w / 2
             x += boxes[n].w + GAP_X
     for _ in range(6):
-        for k in list(range(n_layers)) + list(range(n_layers - 1, -1, -1)):
+        for k in list(range(len(layers))) + list(range(len(layers) - 1, -1, -1)):
             lay = layers[k]
             desired = []
             for n in lay:
@@ -667,11 +793,6 @@ def _layout_block(ids, boxes, into, out, in_block, key, order, dg):
             for n, d in zip(lay, desired):
                 boxes[n].x = d
             _spread(lay, boxes)
-    left = min(boxes[n].x - boxes[n].w / 2 for n in ids)
-    right = max(boxes[n].x + boxes[n].w / 2 for n in ids)
-    for n in ids:
-        boxes[n].x -= left
-    return layers, right - left
 
 
 def _spread(ids, boxes):

@@ -20,11 +20,13 @@ import tinygrad_rnn as tg
 from tinygrad_rnn.tensor import Tensor
 
 from . import style as S
-from .bptt import record
-from .draw import _roots, _saved_bytes, build, gradient_paths, legend
-from .render import to_digraph
-from .trace import host, trace
-from .unroll import _row_label, place
+from .annotate import annotate, gradient_paths, mark
+from .draw import roots_of, to_picture
+from .layout import layout
+from .record import record
+from .trace import host, leaf_node, trace
+from .collapse import fit
+from .unroll import place, row_label
 
 
 # ----------------------------------------------------------------------------------- anomaly
@@ -50,13 +52,13 @@ def _first_bad_value(g):
     return None
 
 
-def _first_bad_gradient(g, rec):
-    for consumer, contributions in rec.events:       # the order backward produced them
-        for edge, grad in contributions:
+def _first_bad_gradient(g, grads):
+    for consumer, contributions in grads.events:       # the order backward produced them
+        for edge_key, grad in contributions:
             if not _finite(grad):
                 node = g.nodes[consumer]
                 return {"phase": "backward", "node": consumer, "op": node.op, "scope": node.scope,
-                        "into": edge.src}
+                        "into": edge_key[0]}
     return None
 
 
@@ -70,14 +72,14 @@ def draw_anomaly(loss, level="op", timesteps=None, params=None, max_nodes=400, t
 
     Returns a Digraph whose ``.anomaly`` is the dict of ``find_anomaly`` (None if all is finite;
     ``"located": False`` when only the loss is known to be non-finite)."""
-    roots = _roots(loss)
-    g = trace(roots, params)
-    rec = record(g, roots)
-    rows = place(g)
+    roots = roots_of(loss)
+    traced = trace(roots, params)
+    grads = record(traced, roots)
+    g, rows = place(traced)
     found = _first_bad_value(g)
     values_known = any(o.get("value") is not None for n in g.nodes.values() if n.kind == "op" for o in n.outputs)
     if found is None:
-        found = _first_bad_gradient(g, rec)
+        found = _first_bad_gradient(g, grads)
     if found is None and not values_known:
         for (node_id, index), root in zip(g.roots, roots):
             if not _finite(root.data):           # the loss itself is NaN/inf: forward, somewhere before it
@@ -85,15 +87,14 @@ def draw_anomaly(loss, level="op", timesteps=None, params=None, max_nodes=400, t
                 found = {"phase": "forward", "node": node_id, "op": node.op, "scope": node.scope, "located": False}
                 break
     opts = dict(gradients=True, show_values=True, formulas=False, edge_labels=True, level=level)
-    dg = build(g, rows, opts, level, timesteps, max_nodes)
+    unrolled = fit(g, rows, level, timesteps, max_nodes)
     notes = []
     if found is None:
         notes.append("every value and gradient is finite")
     else:
-        nodes, edges = _paths_to_roots(g, found["node"])
-        _mark(dg, nodes, edges)
-        where = "/".join(found["scope"]) or "top level"
+        where = "/".join(g.nodes[found["node"]].scope) or "top level"      # as drawn: steps from t = 1
         what = f"{found['op']} at {where}" if found["op"] else f"leaf {found.get('leaf')}"
+        found["scope"] = traced.nodes[found["node"]].scope      # as the engine names it (tg.detect_anomaly())
         if found.get("located") is False:
             notes.append(f"the output of {what} is not finite, but forward values were not kept: build the graph "
                          f"inside `with tg.retain_values():` to find the op that made the first NaN/inf")
@@ -102,11 +103,12 @@ def draw_anomaly(loss, level="op", timesteps=None, params=None, max_nodes=400, t
         if found["phase"] == "backward" and not values_known:
             notes.append("forward values were not kept: build the graph inside `with tg.retain_values():` to check "
                          "the forward pass too")
-    dg.notes = notes + dg.notes
-    dg.title = title or ""
-    dg.legend = legend(dg, opts)
-    out = to_digraph(dg)
-    out.graph = dg
+    pic = annotate(unrolled, grads, opts, title=title)
+    pic.notes = notes + pic.notes
+    placement = layout(pic) if pic.positioned else None
+    if found is not None:
+        mark(pic, *_paths_to_roots(g, found["node"]))
+    out = to_picture(pic, placement)
     out.anomaly = found
     return out
 
@@ -121,19 +123,6 @@ def _paths_to_roots(g, start):
     return nodes, edges
 
 
-def _mark(dg, nodes, edges, colour=S.HIGHLIGHT):
-    hl_nodes = {dg.group_of.get(n, n) for n in nodes}
-    hl_edges = {id(e) for e in edges}
-    for node in dg.nodes.values():
-        if node.id in hl_nodes:
-            node.info["border"] = colour
-            node.info["highlight"] = True
-    for e in dg.edges:
-        if any(id(m) in hl_edges for m in e.info.get("members", [e])):
-            e.info["highlight"] = True           # drawn as an underlay (render.py): its gradient colour stays
-            e.info["highlight_colour"] = colour
-
-
 # ----------------------------------------------------------------------------------- gradcheck
 def check_leaves(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     """For each input that requires grad: (analytic <g, v>, numeric (L(x+eps v) - L(x-eps v)) / 2 eps)
@@ -146,28 +135,28 @@ def check_leaves(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         raise ValueError(f"draw_gradcheck: fn must return a scalar Tensor, got "
                          f"{'shape ' + str(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__}")
     g = trace([loss])
-    record(g, [loss])
+    grads = record(g, [loss])
     for i, x in enumerate(inputs):
         if not (isinstance(x, Tensor) and x.requires_grad):
             continue
         if x.dtype != "float64":
             raise TypeError(f"draw_gradcheck: input {i} is {x.dtype}; finite differences need float64")
-        node_id = g.lookup.get(id(x._accum)) if x._accum is not None else None
-        grad = g.nodes[node_id].outputs[0]["grad"] if node_id in g.nodes else None
+        node_id = leaf_node(g, x)
+        grad = grads.grad(node_id) if node_id in g.nodes else None
         v = rng.standard_normal(x.shape)
         analytic = float(np.sum(np.asarray(grad) * v)) if grad is not None else 0.0
         base = x.data
         values = []
         try:                              # x is the caller's tensor: put its values back whatever fn does
             for sign in (1, -1):
-                x.data = x._backend.asarray(host(base) + sign * eps * v, "float64")
+                x.data = x.backend.asarray(host(base) + sign * eps * v, "float64")
                 with tg.no_grad():
                     values.append(float(fn(*inputs).item()))
         finally:
             x.data = base
         numeric = (values[0] - values[1]) / (2 * eps)
         out[i] = (analytic, numeric, abs(analytic - numeric) <= atol + rtol * abs(numeric))
-    return out, loss, g
+    return out, loss, g, grads
 
 
 def draw_gradcheck(fn, inputs, level="op", eps=1e-6, atol=1e-5, rtol=1e-3, params=None, max_nodes=400, title=None):
@@ -176,32 +165,32 @@ def draw_gradcheck(fn, inputs, level="op", eps=1e-6, atol=1e-5, rtol=1e-3, param
 
     Returns a Digraph whose ``.mismatches`` lists (input position, name, analytic, numeric)."""
     inputs = list(inputs)
-    results, loss, g = check_leaves(fn, inputs, eps, atol, rtol)
+    results, loss, traced, grads = check_leaves(fn, inputs, eps, atol, rtol)
     if params is not None:
-        g = trace([loss], params)
-        record(g, [loss])
-    rows = place(g)
+        traced = trace([loss], params)
+        grads = record(traced, [loss])
+    g, rows = place(traced)
     opts = dict(gradients=True, show_values=False, formulas=True, edge_labels=True, level=level)
-    dg = build(g, rows, opts, level, None, max_nodes)
-    bad, good = [], []
-    mismatches = []
+    pic = annotate(fit(g, rows, level, None, max_nodes), grads, opts, title=title)
+    placement = layout(pic) if pic.positioned else None
+    group_of = pic.unrolled.group_of
+    bad, good, mismatches = [], [], []
     for i, (a, n, ok) in results.items():
         x = inputs[i]
-        node_id = g.lookup.get(id(x._accum)) if x._accum is not None else None
+        node_id = leaf_node(traced, x)
         if node_id is None:
             continue
         (good if ok else bad).append(node_id)
         if not ok:
             mismatches.append((i, x.name, a, n))
-            target = dg.group_of.get(node_id, node_id)
-            dg.nodes[target].lines = dg.nodes[target].lines + [
-                (f"analytic {S.fmt(a)} \u2260 numeric {S.fmt(n)}", "warn")]
+            box = pic.boxes[group_of.get(node_id, node_id)]
+            box.lines = box.lines + [(f"analytic {S.fmt(a)} \u2260 numeric {S.fmt(n)}", "warn")]
     roots = list(g.roots)
     bad_paths, _ = gradient_paths(g, [(b, 0) for b in bad], roots) if bad else (set(), [])
     good_paths, _ = gradient_paths(g, [(b, 0) for b in good], roots) if good else (set(), [])
     suspects = {n for n in bad_paths - good_paths if g.nodes[n].kind == "op"}
-    _mark(dg, set(bad), [], colour=S.SUSPECT)
-    _mark(dg, suspects, [e for e in g.edges if e.src in suspects and e.dst in suspects], colour=S.SUSPECT)
+    mark(pic, set(bad), [], colour=S.SUSPECT)
+    mark(pic, suspects, [e for e in g.edges if e.src in suspects and e.dst in suspects], colour=S.SUSPECT)
     notes = []
     if mismatches:
         names = ", ".join(repr(m[1] or f"input {m[0]}") for m in mismatches)
@@ -209,11 +198,8 @@ def draw_gradcheck(fn, inputs, level="op", eps=1e-6, atol=1e-5, rtol=1e-3, param
                      f"(suspects: {', '.join(sorted({g.nodes[s].op for s in suspects})) or 'none'})")
     else:
         notes.append(f"every input's gradient agrees with finite differences (eps={eps}, rtol={rtol}, atol={atol})")
-    dg.notes = notes + dg.notes
-    dg.title = title or ""
-    dg.legend = legend(dg, opts)
-    out = to_digraph(dg)
-    out.graph = dg
+    pic.notes = notes + pic.notes
+    out = to_picture(pic, placement)
     out.mismatches = mismatches
     out.suspects = sorted(suspects)
     return out
@@ -223,14 +209,12 @@ def draw_gradcheck(fn, inputs, level="op", eps=1e-6, atol=1e-5, rtol=1e-3, param
 def memory_by_step(loss):
     """{(row label, t): bytes} of the arrays saved for backward by the ops of each timestep
     (each array counted once, at the first op that saved it; ops outside any timestep under t=None)."""
-    roots = _roots(loss)
-    g = trace(roots)
-    rows = place(g)
-    labels = {r.key: _row_label(r.key, r.layer, r.reverse) for r in rows}
-    saved = _saved_bytes(g)
+    traced = trace(roots_of(loss))
+    g, rows = place(traced)
+    labels = {r.key: row_label(r.key, r.layer, r.reverse) for r in rows}
     out = {}
-    for node_id, nbytes in saved.items():
-        node = g.nodes[node_id]
-        key = (labels.get(node.row, ""), node.t)
-        out[key] = out.get(key, 0) + nbytes
+    for node in g.nodes.values():
+        if "saved_bytes" in node.info:
+            key = (labels.get(node.row, ""), node.t)
+            out[key] = out.get(key, 0) + node.info["saved_bytes"]
     return out

@@ -32,6 +32,8 @@ import numpy as np
 
 from tinygrad_rnn import record_gradients
 
+from .trace import graph_edge
+
 INSTALL_HINT = "pip install 'tinygrad_rnn[plots]'"
 
 # Okabe & Ito (2008), ordered so that the first colours differ most in lightness too
@@ -156,7 +158,7 @@ def _plot_curves(what, curves, xlabel, ylabel, log_y, title, path):
 def _hidden_edges(hidden):
     """The graph edges of h_0 .. h_{T-1}: from a list of tensors, or from the stack that a layer's output came from."""
     if isinstance(hidden, (list, tuple)):
-        return [h._edge() for h in hidden]
+        return [graph_edge(h) for h in hidden]
     node = hidden.grad_fn
     if node is None:
         raise ValueError("hidden_gradient_norms: `hidden` is not part of a graph (it needs no gradient, "

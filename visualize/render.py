@@ -11,6 +11,7 @@ says how to install Graphviz instead of showing a traceback from deep inside.
 """
 import html
 import os
+import re
 
 import graphviz
 
@@ -37,37 +38,74 @@ class GraphvizNotFound(graphviz.ExecutableNotFound):
 
 
 class Digraph(graphviz.Digraph):
-    """A graphviz.Digraph whose render/pipe explain how to install Graphviz when ``dot`` is missing.
+    """A graphviz.Digraph that draws what each output format can show, and explains how to
+    install Graphviz when ``dot`` is missing.
 
     Unrolled pictures carry their own node positions (layout.py); for them ``engine`` is
-    "neato" and rendering passes ``-n2`` (keep the positions, route the edges)."""
+    "neato" and rendering passes ``-n2`` (keep the positions, route the edges). SVG output
+    (and so Jupyter and the step-through page) shows a tooltip on every box and edge: the
+    ``<title>`` of each is its tooltip. Other formats cannot hover: the legend row that says
+    so is left out of them."""
 
     positioned = False
 
-    def render(self, *args, **kwargs):
-        if self.positioned:
-            kwargs.setdefault("neato_no_op", 2)
-        try:
-            return super().render(*args, **kwargs)
-        except graphviz.ExecutableNotFound:
-            path = kwargs.get("filename") or (args[0] if args else None) or self.filename
-            directory = kwargs.get("directory") or self.directory or ""
-            where = f"; it was written to {os.path.join(directory, path)}" if path else ""
-            raise GraphvizNotFound(where) from None
+    def source_for(self, format):
+        """The DOT source to draw in ``format``: without the hover row unless it is SVG."""
+        if str(format).startswith("svg"):
+            return self.source
+        return self.source.replace(HOVER_ROW, "")
 
-    def pipe(self, *args, **kwargs):
-        if self.positioned:
-            kwargs.setdefault("neato_no_op", 2)
+    def pipe(self, format=None, renderer=None, formatter=None, neato_no_op=None, quiet=False, *, engine=None,
+             encoding=None):
+        fmt = format or self.format
+        if self.positioned and neato_no_op is None:
+            neato_no_op = 2
+        source = graphviz.Source(self.source_for(fmt), engine=engine or self.engine)
         try:
-            return super().pipe(*args, **kwargs)
+            data = source.pipe(format=fmt, renderer=renderer, formatter=formatter, neato_no_op=neato_no_op,
+                               quiet=quiet)
         except graphviz.ExecutableNotFound:
             raise GraphvizNotFound("") from None
+        if fmt == "svg":
+            data = titled_svg(data)
+        return data.decode(encoding) if encoding else data
+
+    def render(self, filename=None, directory=None, view=False, cleanup=False, format=None, **kwargs):
+        """Write the DOT source to ``filename`` and the picture to ``filename.<format>`` (as
+        graphviz.Digraph.render does); returns the picture's path."""
+        fmt = format or self.format
+        path = os.path.join(directory or self.directory or "", filename or self.filename)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.source)
+        out = kwargs.get("outfile") or f"{path}.{fmt}"
+        try:
+            data = self.pipe(format=fmt, **{k: v for k, v in kwargs.items() if k in ("renderer", "formatter",
+                                                                                    "neato_no_op", "quiet",
+                                                                                    "engine")})
+        except GraphvizNotFound:
+            raise GraphvizNotFound(f"; it was written to {path}") from None
+        with open(out, "wb") as f:
+            f.write(data)
+        if cleanup:
+            os.remove(path)
+        if view:
+            graphviz.view(out)
+        return out
 
     def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
         try:
             return super()._repr_mimebundle_(include, exclude, **kwargs)
-        except graphviz.ExecutableNotFound:
+        except (graphviz.ExecutableNotFound, GraphvizNotFound):
             return {"text/plain": str(GraphvizNotFound("")) + "\n\n" + self.source}
+
+
+_TITLED = re.compile(rb'<title>[^<]*</title>(\s*<g id="a_[^"]*"><a xlink:title="([^"]*)")')
+
+
+def titled_svg(data):
+    """SVG whose every box and edge has its tooltip as its ``<title>`` (Graphviz writes the node's
+    id there and the tooltip into a link around it), which is what a browser shows on hover."""
+    return _TITLED.sub(lambda m: b"<title>" + m.group(2) + b"</title>" + m.group(1), data)
 
 
 def write(digraph, path, format=None):
@@ -83,11 +121,11 @@ def write(digraph, path, format=None):
     with open(source_path, "w", encoding="utf-8") as f:
         f.write(digraph.source)
     try:
-        if getattr(digraph, "positioned", False):
-            data = graphviz.Source(digraph.source, engine="neato").pipe(format=fmt, neato_no_op=2)
+        if isinstance(digraph, Digraph):
+            data = digraph.pipe(format=fmt)
         else:
-            data = graphviz.Source(digraph.source).pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
+            data = graphviz.Source(digraph.source, engine=digraph.engine).pipe(format=fmt)
+    except (graphviz.ExecutableNotFound, GraphvizNotFound):
         raise GraphvizNotFound(f"; it was written to {source_path}") from None
     with open(root + "." + fmt, "wb") as f:
         f.write(data)
@@ -115,7 +153,7 @@ def esc(text, limit=MAX_TEXT):
 def esc_attr(text, limit=400):
     """Text for a quoted DOT attribute (tooltip): backslashes doubled so no \\N, \\G... expands."""
     s = clean(text, limit).replace("\\", "\\\\").replace("\n", "\\n")
-    return s.replace('"', '\\"')
+    return graphviz.nohtml(s.replace('"', '\\"'))     # never read as an HTML label, even if it is <...>
 
 
 # --- labels ---------------------------------------------------------------------------------
@@ -179,77 +217,86 @@ GRAPH_ATTRS = {"rankdir": "BT", "newrank": "true", "fontname": S.FONT, "nodesep"
                "compound": "true", "outputorder": "edgesfirst", "bgcolor": "white", "pad": "0.2"}
 
 
-def to_digraph(g, name="bptt"):
-    """The Digraph of a laid-out Graph (nodes with ``lines`` and ``style``; see unroll.arrange)."""
-    positioned = g.layout_done
+def to_digraph(pic, placement=None, name="bptt"):
+    """The Digraph of a Picture (annotate.py), at the positions of ``placement`` (layout.py):
+    ``neato -n2`` then draws it as laid out. Without a placement, Graphviz's dot lays it out."""
     dg = Digraph(name=name, comment="render with: neato -n2 -Tsvg file.gv  (the positions are precomputed)"
-                 if positioned else None)
+                 if placement is not None else None)
     attrs = dict(GRAPH_ATTRS)
-    if positioned:
+    if placement is not None:
         dg.engine = "neato"
         dg.positioned = True
         attrs = {k: v for k, v in attrs.items() if k not in ("rankdir", "newrank", "nodesep", "ranksep")}
         attrs.update({"splines": "true", "overlap": "true"})
-    attrs.update(g.attrs)
+    attrs.update(pic.graph_attrs)
     dg.attr("graph", **attrs)
     dg.attr("node", shape="plain", fontname=S.FONT, fontsize=str(S.FONT_SIZE))
     dg.attr("edge", fontname=S.FONT, fontsize=str(S.SMALL), arrowsize="0.7")
-    if g.title or g.legend or g.notes:
-        dg.attr("graph", label=_graph_label(g), labelloc="t", labeljust="l")
+    if pic.title or pic.legend or pic.notes:
+        dg.attr("graph", label=_graph_label(pic), labelloc="t", labeljust="l")
+    subgraphs = _clusters(pic, placement)
+    for node in pic.graph.nodes.values():
+        target = subgraphs.get(pic.unrolled.cluster_of.get(node.id), dg)
+        target.node(node.id, **_node_attrs(pic.boxes[node.id], node.id, placement))
+    for ri_id, ri, (x, y) in (placement.row_labels if placement is not None else ()):
+        dg.node(ri_id, label=html_label(pic.row_labels[ri], "note"), pos=f"{x:.1f},{y:.1f}!",
+                tooltip=esc_attr(" ".join(text for text, _ in pic.row_labels[ri]).replace("\n", " ")))
+    for sub in subgraphs.values():
+        dg.subgraph(sub)
+    _edges(dg, pic, placement)
+    return dg
 
+
+def _clusters(pic, placement):
     subgraphs = {}
-    for cid, c in sorted(g.clusters.items(), key=lambda kv: kv[1].order):
+    for cid, c in sorted(pic.unrolled.clusters.items(), key=lambda kv: kv[1].order):
         sub = graphviz.Digraph(name=cid)
         fill, border = S.CLUSTER.get(c.style, S.CLUSTER["time"])
-        sub.attr("graph", label=cluster_label(c.label) if c.label else "", style="rounded,filled", fillcolor=fill,
+        label = pic.cluster_labels.get(cid)
+        sub.attr("graph", label=cluster_label(label) if label else "", style="rounded,filled", fillcolor=fill,
                  color=border, penwidth="1.2", labeljust="c", labelloc="t", margin="10")
-        if c.bb is not None:
-            sub.attr("graph", bb=",".join(f"{v:.1f}" for v in c.bb))
-        if c.tooltip:
-            sub.attr("graph", tooltip=esc_attr(c.tooltip))
+        if placement is not None and cid in placement.cluster_bb:
+            sub.attr("graph", bb=",".join(f"{v:.1f}" for v in placement.cluster_bb[cid]))
+        if cid in pic.cluster_tooltips:
+            sub.attr("graph", tooltip=esc_attr(pic.cluster_tooltips[cid]))
         subgraphs[cid] = sub
-    for node in g.nodes.values():
-        target = subgraphs.get(node.cluster, dg)
-        size = node.info.get("size") if positioned else None
-        if size is not None and node.style != "note":
-            attrs = _box_attrs(node, size)
-        else:
-            attrs = {"label": html_label(node.lines or [(node.id, "main")], node.style or "op",
-                                         border=node.info.get("border"), highlight=node.info.get("highlight"))}
-        if node.tooltip:
-            attrs["tooltip"] = esc_attr(node.tooltip)
-        if positioned and node.pos is not None:
-            attrs["pos"] = f"{node.pos[0]:.1f},{node.pos[1]:.1f}!"
-        target.node(node.id, **attrs)
-    # nest clusters, deepest first
-    depth = {}
-    for cid in subgraphs:
-        d, c = 0, g.clusters[cid]
-        while c.parent:
-            d += 1
-            c = g.clusters[c.parent]
-        depth[cid] = d
-    for cid in sorted(subgraphs, key=lambda c: (-depth[c], g.clusters[c].order)):
-        parent = g.clusters[cid].parent
-        (subgraphs[parent] if parent else dg).subgraph(subgraphs[cid])
+    return subgraphs
+
+
+def _node_attrs(box, node_id, placement):
+    if placement is not None:
+        attrs = _box_attrs(box, node_id, placement.size[node_id])
+    else:
+        attrs = {"label": html_label(box.lines or [(node_id, "main")], box.role or "op", border=box.border,
+                                     highlight=box.highlight)}
+    if box.tooltip:
+        attrs["tooltip"] = esc_attr(box.tooltip)
+    if placement is not None:
+        x, y = placement.pos[node_id]
+        attrs["pos"] = f"{x:.1f},{y:.1f}!"
+    return attrs
+
+
+def _edges(dg, pic, placement):
     # a highlighted edge gets a wide vermillion underlay, drawn first: its own colour stays on top
-    for e in g.edges:
-        if e.info.get("highlight"):
-            colour = e.info.get("highlight_colour", S.HIGHLIGHT)
-            width = float(e.attrs.get("penwidth", 1.0)) + S.UNDERLAY
-            attrs = {"color": colour, "penwidth": f"{width:g}", "dir": "none"}
-            if e.attrs.get("pos"):
-                attrs["pos"] = _without_arrows(e.attrs["pos"])
+    for k, (e, m) in enumerate(zip(pic.graph.edges, pic.marks)):
+        if m.highlight:
+            width = float(m.attrs.get("penwidth", 1.0)) + S.UNDERLAY
+            attrs = {"color": m.highlight_colour, "penwidth": f"{width:g}", "dir": "none"}
+            if placement is not None:
+                attrs["pos"] = _without_arrows(placement.edge_pos(k, m.head, m.back))
             dg.edge(e.src, e.dst, **attrs)
-    for e in g.edges:
-        attrs = {k: str(v) for k, v in e.attrs.items() if v is not None}
-        if e.label:
-            attrs["label"] = f"<{_font(e.label, 'small', e.attrs.get('fontcolor'))}>"
-        attrs.pop("fontcolor", None)
-        if "tooltip" in attrs:
-            attrs["tooltip"] = esc_attr(attrs["tooltip"])
+    for k, (e, m) in enumerate(zip(pic.graph.edges, pic.marks)):
+        attrs = {key: str(v) for key, v in m.attrs.items() if v is not None}
+        if placement is not None:
+            attrs["pos"] = placement.edge_pos(k, m.head, m.back)
+            if m.label:
+                attrs["lp"] = placement.label_pos(k, m.label)
+        if m.label:
+            attrs["label"] = f"<{_font(m.label, 'small', m.fontcolor)}>"
+        if m.tooltip:
+            attrs["tooltip"] = esc_attr(m.tooltip)
         dg.edge(e.src, e.dst, **attrs)
-    return dg
 
 
 def _without_arrows(pos):
@@ -265,29 +312,32 @@ def _without_arrows(pos):
     return " ".join(pts)
 
 
-def _box_attrs(node, size):
+def _box_attrs(box, node_id, size):
     """A fixed-size box (so the precomputed layout and edge ends are exact) around a frameless label."""
-    fill, border, width, table_style = S.NODE.get(node.style or "op", S.NODE["op"])
-    if node.info.get("border"):
-        border = node.info["border"]
-    if node.info.get("highlight"):
+    if box.role == "anchor":            # where a row's input weights point: a small dot
+        return {"label": "", "shape": "point", "width": f"{size[0] / 72:.3f}", "color": "#555555",
+                "fixedsize": "true"}
+    fill, border, width, table_style = S.NODE.get(box.role or "op", S.NODE["op"])
+    if box.border:
+        border = box.border
+    if box.highlight:
         width = max(width, 3)
     style = {"rounded": "rounded,filled", "dashed": "dashed,filled"}.get(table_style, "filled")
-    if node.info.get("pending"):            # step-through: backward has not reached it yet
+    if box.pending:            # step-through: backward has not reached it yet
         style, fill, border = style.replace("rounded", "rounded,dashed") if "rounded" in style else "dashed,filled", \
             "#f7f7f7", "#aaaaaa"
-    return {"label": html_label(node.lines or [(node.id, "main")], None, framed=False), "shape": "box",
+    return {"label": html_label(box.lines or [(node_id, "main")], None, framed=False), "shape": "box",
             "style": style, "fillcolor": fill, "color": border, "penwidth": str(width),
             "width": f"{size[0] / 72:.3f}", "height": f"{size[1] / 72:.3f}", "fixedsize": "true", "margin": "0"}
 
 
-def _graph_label(g):
+def _graph_label(pic):
     rows = []
-    if g.title:
-        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(g.title, "big", limit=240)}</TD></TR>')
-    for note in g.notes:
+    if pic.title:
+        rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(pic.title, "big", limit=240)}</TD></TR>')
+    for note in pic.notes:
         rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(note, "legendwarn", limit=200)}</TD></TR>')
-    for item in g.legend:
+    for item in pic.legend:
         if item[0] == "swatch":
             _, colour, width, text = item
             bar = (f'<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0"><TR><TD BGCOLOR="{colour}" WIDTH="36" '
@@ -306,7 +356,13 @@ def _graph_label(g):
             mark = {"forward": bar + "\u25b6", "back": "\u25c0" + bar, "none": bar + "\u2501"}[arrow]
             rows.append(f'<TR><TD ALIGN="RIGHT"><FONT COLOR="{colour}" POINT-SIZE="{S.SMALL + 2 + int(width)}">'
                         f'{mark}</FONT></TD><TD ALIGN="LEFT">{_font(text, "legend", limit=160)}</TD></TR>')
+        elif item[0] == "hover":
+            rows.append(HOVER_ROW)
         else:
             kind = {"small": "legend", "warn": "legendwarn"}.get(item[0], item[0])
             rows.append(f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(item[1], kind, limit=200)}</TD></TR>')
     return f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="1" CELLPADDING="1">{"".join(rows)}</TABLE>>'
+
+
+# the legend row that only SVG output shows (Digraph.source_for leaves it out of PNG and PDF)
+HOVER_ROW = f'<TR><TD ALIGN="LEFT" COLSPAN="2">{_font(S.HOVER, "legend", limit=200)}</TD></TR>'

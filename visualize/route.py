@@ -22,7 +22,7 @@ def border_point(box, toward):
     return (x + dx * s, y + dy * s)
 
 
-def _hits(p, q, box, pad=PAD):
+def hits(p, q, box, pad=PAD):
     """Does segment p-q pass through the rectangle (x, y, w, h) grown by ``pad``? (Liang-Barsky clip)"""
     x, y, w, h = box
     x0, x1, y0, y1 = x - w / 2 - pad, x + w / 2 + pad, y - h / 2 - pad, y + h / 2 + pad
@@ -83,7 +83,7 @@ class Grid:
                 if key in skip or key in seen:
                     continue
                 seen.add(key)
-                if _hits(p, q, box):
+                if hits(p, q, box):
                     out.append(box)
         return out
 

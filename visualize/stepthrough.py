@@ -12,10 +12,12 @@ import json
 
 from . import labels as L
 from . import style as S
-from .bptt import _totals, record
-from .draw import _edge_styles, annotate, build, cluster_labels, legend
-from .render import to_digraph
+from .annotate import annotate
+from .draw import to_picture
+from .layout import layout
+from .record import record
 from .trace import trace
+from .collapse import fit
 from .unroll import place
 
 MAX_FRAMES = 150
@@ -31,90 +33,80 @@ def backward_frames(loss, level="op", show_values=False, formulas=None, params=N
     if formulas is None:
         formulas = level == "op"      # each op's local derivative is what backward applies
     roots = [loss]
-    g = trace(roots, params)
-    rec = record(g, roots)
-    rows = place(g)
+    traced = trace(roots, params)
+    grads = record(traced, roots)
+    placed, rows = place(traced)
+    unrolled = fit(placed, rows, level, None, 10 ** 6)
     opts = dict(show_values=show_values, gradients=True, formulas=formulas, edge_labels=True, level=level)
-    dg = build(g, rows, opts, level, None, 10 ** 6)
+    final = annotate(unrolled, grads, opts)
+    placement = layout(final) if final.positioned else None
+    steps = _steps(grads, unrolled.group_of)
+    if len(steps) + 1 > max_frames:
+        raise ValueError(f"backward_frames: {len(steps) + 1} frames exceed max_frames={max_frames}; the step-through "
+                         f"is meant for small graphs: draw a shorter sequence, use level=\"cell\", or raise max_frames")
+    # one colour scale for all frames; an edge that will carry a gradient points backward from the first
+    # frame on (annotate knows from the whole pass which will)
+    opts = dict(opts, scale=final.scale, stepping=True)
+    frames, done, visited = [], set(), set()
+    for k in range(len(steps) + 1):
+        current = []
+        if k:
+            gid, consumers, contributions = steps[k - 1]
+            done.update(key for key, _ in contributions)
+            current = unrolled.hidden.get(gid, [gid])      # ops between layers: all their input boxes
+            visited.update(current)
+        pic = annotate(unrolled, grads.partial(done), opts)
+        for node_id, box in pic.boxes.items():
+            box.pending = unrolled.graph.nodes[node_id].kind in ("op", "group") and node_id not in visited and not (
+                any(node_id == r for r, _ in unrolled.graph.roots) and k == 0)
+        for node_id in current:
+            pic.boxes[node_id].border, pic.boxes[node_id].highlight = S.HIGHLIGHT, True
+        pic.title = (title + " \u2014 " if title else "") + caption(unrolled, steps, k)
+        frame = to_picture(pic, placement, name=f"frame{k}")
+        frame.caption = pic.title
+        frames.append(frame)
+    return frames
+
+
+def _steps(grads, group_of):
+    """Backward's visits, one per box: (box id, [placed node ids], [(edge key, grad), ...])."""
     steps = []
-    for consumer, contributions in rec.events:
-        gid = dg.group_of.get(consumer, consumer)
+    for consumer, contributions in grads.events:
+        gid = group_of.get(consumer, consumer)
         if steps and steps[-1][0] == gid:
             steps[-1][1].append(consumer)
             steps[-1][2].extend(contributions)
         else:
             steps.append((gid, [consumer], list(contributions)))
-    if len(steps) + 1 > max_frames:
-        raise ValueError(f"backward_frames: {len(steps) + 1} frames exceed max_frames={max_frames}; the step-through "
-                         f"is meant for small graphs: draw a shorter sequence, use level=\"cell\", or raise max_frames")
-    full = {id(e): e.grads for e in g.edges}
-    scale = dg.scale
-    for m in dg.edges:           # edges that will carry a gradient point backward from the first frame on
-        m.info["carries"] = bool(m.grads)
-    opts_frame = dict(opts, scale=scale, stepping=True)
-    frames = []
-    done = set()
-    visited = set()
-    try:
-        for k in range(len(steps) + 1):
-            if k:
-                gid, consumers, contributions = steps[k - 1]
-                done.update(id(edge) for edge, _ in contributions)
-                visited.add(gid)
-            for e in g.edges:
-                e.grads = full[id(e)] if id(e) in done else None
-            _totals(g, rec.seeds)
-            for m in dg.edges:
-                members = m.info.get("members") or []
-                grads = {}
-                for e in members:
-                    for key, v in (e.grads or {}).items():
-                        grads[key] = v if key not in grads else grads[key] + v
-                m.grads = grads or None
-            annotate(dg, rows, opts_frame)
-            cluster_labels(dg, rows, opts_frame)
-            current = steps[k - 1][0] if k else None
-            for node in dg.nodes.values():
-                node.info.pop("border", None)
-                node.info.pop("highlight", None)
-                node.info["pending"] = node.kind in ("op", "group") and node.id not in visited and not (
-                    any(node.id == r for r, _ in dg.roots) and k == 0)
-            if current is not None:
-                dg.nodes[current].info["border"] = S.HIGHLIGHT
-                dg.nodes[current].info["highlight"] = True
-            _edge_styles(dg, opts_frame)
-            dg.title = (title + " \u2014 " if title else "") + caption(dg, g, steps, k)
-            dg.legend = legend(dg, opts_frame)
-            frame = to_digraph(dg, name=f"frame{k}")
-            frame.caption = dg.title
-            frames.append(frame)
-    finally:
-        for e in g.edges:
-            e.grads = full[id(e)]
-        _totals(g, rec.seeds)
-    return frames
+    return steps
 
 
-def caption(dg, g, steps, k):
+def caption(unrolled, steps, k):
+    """What frame ``k`` shows, in one sentence."""
+    g, dg = unrolled.placed, unrolled.graph
     if k == 0:
         root = g.nodes[g.roots[0][0]]
         name = root.outputs[g.roots[0][1]]["name"] or "the output"
         return f"step 0 of {len(steps)}: backward starts from {name} with dL/dL = 1"
     gid, consumers, contributions = steps[k - 1]
-    node = dg.nodes[gid]
+    node = dg.nodes.get(gid)
     first = g.nodes[consumers[0]]
     where = "/".join(first.scope) or "top level"
-    if node.kind == "op":
+    if node is None:        # the ops between layers, drawn as one input box per step
+        ops = L.op_summary([g.nodes[c].op for c in consumers])
+        what = f"backward through the ops between layers at {where} ({ops}), for all steps at once"
+    elif node.kind == "op":
         what = f"backward of {node.op} at {where}: {node.formula}"
     else:
         box = L.PART_TITLES.get(node.part, node.name or "a group")
-        what = f"backward through the {box} box at {where} ({len(consumers)} ops)"
+        what = (f"backward through the {box} box at {where} ({len(consumers)} "
+                f"op{'' if len(consumers) == 1 else 's'})")
     targets = []
-    for edge, _ in contributions:
-        if dg.group_of.get(edge.src, edge.src) == gid:
+    for (src_id, src_index, _, _), _ in contributions:
+        if unrolled.group_of.get(src_id, src_id) == gid:
             continue            # inside the collapsed box: not what it sends out
-        src = g.nodes[edge.src]
-        name = src.outputs[edge.src_index]["name"] if src.outputs else None
+        src = g.nodes[src_id]
+        name = src.outputs[src_index]["name"] if src.outputs else None
         label = name or src.name or src.op or src.kind
         if label not in targets:
             targets.append(label)
@@ -158,14 +150,31 @@ document.addEventListener('keydown', (e) => {{
   if (e.key === 'ArrowRight') show(parseInt(slider.value) + 1);
   if (e.key === 'ArrowLeft') show(parseInt(slider.value) - 1);
 }});
-show(0);
+// the page opens at frame k when its address ends in #k (a link to one step of backward)
+const wanted = /^#\\d+$/.test(location.hash) ? parseInt(location.hash.slice(1)) : 0;
+show(wanted);
 </script></body></html>
 """
 
 
+def script_json(value):
+    """JSON that is safe inside an HTML <script> element, whatever its strings hold.
+
+    The HTML parser reads a script's text before JavaScript does: "</script>" would end
+    the element, and "<!--" followed by "<script>" would make it swallow the rest of the
+    page. With every <, > and & written as a JavaScript escape (\\u003c ...) the text
+    holds none of them (non-ASCII characters are escaped too, so lone surrogates in a name
+    cannot break the page's UTF-8). JavaScript reads the same strings back."""
+    text = json.dumps(value)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escaped)
+    return text
+
+
 def stepthrough_html(loss, path=None, level="op", title="Backpropagation, one node at a time", **kwargs):
     """One self-contained HTML page (no scripts or files from elsewhere): a slider over the
-    backward frames, with a caption per frame. Needs Graphviz to draw the frames (raises
+    backward frames, with a caption per frame (the arrow keys step too; "page.html#5"
+    opens at frame 5). Needs Graphviz to draw the frames (raises
     GraphvizNotFound with the install hint otherwise). Returns the HTML; writes it to ``path``."""
     frames = backward_frames(loss, level=level, **kwargs)
     svgs = []
@@ -173,7 +182,7 @@ def stepthrough_html(loss, path=None, level="op", title="Backpropagation, one no
         svg = f.pipe(format="svg").decode("utf-8")
         svg = svg[svg.index("<svg"):]
         svgs.append(f'<div class="frame" id="frame{k}">{svg}</div>')
-    captions = json.dumps([f.caption for f in frames]).replace("</", "<\\/")
+    captions = script_json([f.caption for f in frames])
     page = PAGE.format(title=html.escape(title), last=len(frames) - 1, frames="\n".join(svgs), captions=captions)
     if path is not None:
         with open(path, "w", encoding="utf-8") as fh:

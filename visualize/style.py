@@ -17,7 +17,7 @@ TITLE = 18
 # viridis at 0.0, 0.1, ..., 0.8 (its light yellow end is dropped: invisible on white)
 VIRIDIS = ["#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#22a884", "#44bf70", "#7ad151"]
 GRAD_BINS = len(VIRIDIS)
-MIN_WIDTH, MAX_WIDTH = 1.0, 7.0
+MIN_WIDTH, MAX_WIDTH = 1.0, 5.0
 ZERO_GRAD = "#bbbbbb"
 
 # node roles: (fill, border colour, border width, table style)
@@ -44,6 +44,13 @@ HIGHLIGHT = "#D55E00"      # Okabe-Ito vermillion: the highlighted path, a non-f
 SUSPECT = "#CC79A7"        # reddish purple: a gradient that disagrees with finite differences
 UNDERLAY = 5.0             # a highlighted edge's vermillion underlay is this much wider than the edge
 PENDING = "#d9d9d9"        # step-through: an edge whose gradient backward has not sent yet
+
+# one colour per parameter: its box's border and its lanes, so each lane can be followed to its
+# use (Okabe-Ito and Tol hues that are neither the state's blue, nor the highlight's vermillion,
+# nor on the gradients' viridis ramp)
+PARAM_COLOURS = ["#E69F00", "#CC79A7", "#8C510A", "#000000", "#56B4E9", "#999933", "#882255", "#777777"]
+LANE_WIDTH = 1.4        # a parameter's lane without gradients
+HOVER = "SVG and HTML: hover over a box or an edge for what it computes (and an op's local derivative)"
 
 # edge roles: (colour, width, style)
 EDGE = {
@@ -78,6 +85,42 @@ def fmt(x):
         s = f"{x:.{digits}f}"
         return s
     return f"{x:.2e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def fmt_sum(total, parts):
+    """(text of ``total``, [texts of ``parts``]): ``total`` as ``fmt`` writes it, and each part
+    on the same grid of digits, rounded so that the printed parts add up to the printed total
+    (largest remainders; the parts must add up to ``total`` before rounding). A part that is
+    exactly 0 is "0"."""
+    shown = fmt(total)
+    a = abs(float(total))
+    if not parts or a == 0 or not math.isfinite(a):
+        return shown, [fmt(p) for p in parts]
+    if 1e-2 <= a < 1e4:
+        digits = max(0, 2 - int(math.floor(math.log10(a))))
+        unit, exp = 10.0 ** -digits, None
+    else:
+        exp = int(shown.split("e")[1])
+        digits, unit = 2, 10.0 ** (exp - 2)
+    want = round(float(shown) / unit)
+    scaled = [p / unit for p in parts]
+    counts = [math.floor(x) for x in scaled]
+    order = sorted(range(len(parts)), key=lambda i: counts[i] - scaled[i])      # largest remainder first
+    for i in order[:max(0, want - sum(counts))]:
+        counts[i] += 1
+
+    def text(c, p):
+        if p == 0:
+            return "0"
+        if exp is None:
+            return f"{c * unit:.{digits}f}"
+        return f"{c / 100:.2f}e{exp}"
+    return shown, [text(c, p) for c, p in zip(counts, parts)]
+
+
+def signed(text):
+    """"+0.052" for "0.052"; a negative or zero text as it is."""
+    return text if text.startswith("-") or text == "0" else "+" + text
 
 
 def fmt_bytes(n):

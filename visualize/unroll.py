@@ -1,34 +1,41 @@
-"""Scopes -> the unrolled layout: rows (layer, direction), timesteps, and the detail level.
+"""Stage 2, unroll: scopes -> rows (layer, direction) and time columns.
 
 The engine records where each op ran: ``("LSTM", "layer1_reverse", "t=3", "LSTMCell")``.
-``place`` reads that into ``node.row`` (everything before ``t=<t>``), ``node.t`` and
-``node.part`` (the cell, the readout, the layer's input projection...). ``collapse``
-then redraws the graph at a level of detail:
-
-* ``"op"``: every primitive op;
-* ``"cell"``: one box per cell call and timestep (the notes' "representational shortcut");
-* ``"layer"``: one box per layer and direction, all timesteps inside.
-
-Elided timesteps (``timesteps=``) fold into one "..." box per row. ``arrange`` finally
-decides clusters, heights and left-to-right order for the renderer.
+``place`` copies the traced graph and reads that into each node's ``row`` (everything
+before ``t=<t>``), ``t`` and ``part`` (the cell, the readout, the layer's input
+projection...), numbers the steps as the lecture notes do (t = 1..T), chains the chunks
+of truncated BPTT, and orders the rows bottom to top. collapse.py then draws the placed
+graph at a level of detail (zones.py: the inputs of stacked layers, one box per step).
 """
 import heapq
-import re
 
-from .graph import Edge, Graph, Node
-from .trace import _safe_id
+from .graph import Graph
+from .names import LAYER, STATE_NAME, time_of
 
-TIME = re.compile(r"^t=(-?\d+)$")
-LAYER = re.compile(r"^layer(\d+)(_reverse)?$")
-STATE_NAME = re.compile(r"^(h|c|s|state|hidden|cell)(_?\{?-?\d+\}?|_t|_prev)?$")
 LEVELS = ("op", "cell", "layer")
+DEFAULT_MAX_NODES = 400
 
 
-def _time_index(scope):
-    for i, s in enumerate(scope):
-        if TIME.match(s):
-            return i
-    return None
+class Unrolled:
+    """The boxes of one picture (``graph``), the placed graph they stand for (``placed``: every
+    traced node with its row, t and part), ``group_of`` (placed id -> box id), the rows in
+    drawing order, the clusters (one per shown (row, t)) and notes for the reader."""
+
+    def __init__(self, graph, placed, rows, group_of, level):
+        self.graph, self.placed, self.rows, self.group_of, self.level = graph, placed, rows, group_of, level
+        self.clusters = {}      # cluster id -> Cluster
+        self.cluster_of = {}    # box id -> cluster id
+        self.hidden = {}        # a group drawn as several boxes (ops between layers) -> those boxes
+        self.notes = graph.notes
+
+
+class Cluster:
+    """A box around the nodes of one timestep of one row."""
+
+    __slots__ = ("id", "style", "order")
+
+    def __init__(self, id, style, order):
+        self.id, self.style, self.order = id, style, order
 
 
 def _is_scalar(node, index):
@@ -39,7 +46,7 @@ def _is_scalar(node, index):
     return n == 1
 
 
-class RowInfo:
+class Row:
     """One row of the unrolled picture: one layer and direction (or one user loop)."""
 
     def __init__(self, key, order):
@@ -52,6 +59,7 @@ class RowInfo:
         self.layer = None
         self.reverse = False
         self.times = []
+        self.zone = None        # a row of input boxes: the Zone it draws
         for s in key:
             m = LAYER.match(s)
             if m:
@@ -76,10 +84,11 @@ class RowInfo:
     def label(self):
         if self.line_label is not None:
             return self.line_label
-        return _row_label(self.key, self.layer, self.reverse)
+        return row_label(self.key, self.layer, self.reverse)
 
 
-def _row_label(key, layer, reverse):
+def row_label(key, layer, reverse):
+    """"RNN layer 0 / forward  →": a row's scopes without its layer, then the layer and direction."""
     head = " / ".join(s for s in key if not LAYER.match(s))
     if layer is None:
         return head
@@ -87,22 +96,44 @@ def _row_label(key, layer, reverse):
     return f"{head + ' ' if head else ''}layer {layer}\n{direction}"
 
 
-def place(g):
-    """Give every node of a traced graph its row, timestep and part; mark state edges.
+def place(traced):
+    """A copy of the traced graph whose nodes know their row, timestep and part, and whose
+    edges know which carry the state from step to step. Returns (placed graph, rows in
+    drawing order, bottom to top)."""
+    g = Graph()
+    for node in traced.nodes.values():
+        g.add(node.copy())
+    for e in traced.edges:
+        g.connect(e.copy())
+    g.roots = list(traced.roots)
+    g.notes = list(traced.notes)
+    rows = _find_rows(g)
+    _place_leaves(g)
+    _split_cells(g)
+    _mark_edges(g)
+    for info in rows.values():
+        info.times = sorted({n.t for n in g.nodes.values() if n.row == info.key and n.t is not None})
+    ordered = sorted(rows.values(), key=lambda r: r.order)
+    _join_cuts_to_rows(g, ordered)
+    _chain_rows(g, ordered)
+    return g, _order_rows(g, ordered)
 
-    Returns the rows in drawing order (bottom to top)."""
+
+def _find_rows(g):
+    """Each op's row, t and part from its scope; the ops of a row outside its time loop (the
+    hoisted input projection, the output stack) are its "pre" and "post" parts."""
     rows = {}
     for node in g.nodes.values():
         if node.kind != "op":
             continue
-        i = _time_index(node.scope)
+        i, t = time_of(node.scope)
         if i is not None:
-            node.t = int(TIME.match(node.scope[i]).group(1))
+            node.t = t
             node.row = node.scope[:i]
             node.part = node.scope[i + 1] if len(node.scope) > i + 1 else None
             if node.row not in rows:
-                rows[node.row] = RowInfo(node.row, len(rows))
-    # ops of a row outside its time loop (the hoisted input projection, the output stack)
+                rows[node.row] = Row(node.row, len(rows))
+    _number_from_one(g, rows)
     timed = {k: [n.id for n in g.nodes.values() if n.kind == "op" and n.t is not None and n.row == k] for k in rows}
     for node in g.nodes.values():
         if node.kind == "op" and node.t is None:
@@ -117,15 +148,28 @@ def place(g):
         before = g.ancestors(timed[key])
         for n in row_nodes:
             n.part = "pre" if n.id in before else "post"
-    _place_leaves(g, rows)
-    _split_cells(g, rows)
-    _mark_edges(g)
-    for info in rows.values():
-        info.times = sorted({n.t for n in g.nodes.values() if n.row == info.key and n.t is not None})
-    ordered = sorted(rows.values(), key=lambda r: r.order)
-    _join_cuts_to_rows(g, ordered)
-    _chain_rows(g, ordered)
-    return _order_rows(g, ordered)
+    return rows
+
+
+def _number_from_one(g, rows):
+    """The lecture notes' convention in every picture: steps t = 1..T, after the initial state
+    h_0. The layers name their steps by position in the input ("t=0" first): a row whose
+    scopes count from 0 is drawn one higher, and so is its "t=<t>" in every scope shown."""
+    first = {}
+    for node in g.nodes.values():
+        if node.t is not None:
+            first[node.row] = min(first.get(node.row, node.t), node.t)
+    for node in g.nodes.values():
+        if node.t is not None and first[node.row] == 0:
+            _move(node, 1)
+
+
+def _move(node, dt):
+    """Step ``node`` dt steps on in time, in its t and in the "t=<t>" of its scope."""
+    node.t += dt
+    i, _ = time_of(node.scope)
+    if i is not None:
+        node.scope = node.scope[:i] + (f"t={node.t}",) + node.scope[i + 1:]
 
 
 def _order_rows(g, rows):
@@ -177,7 +221,6 @@ def _join_cuts_to_rows(g, rows):
     under the cut's scope with the same layer path (("chunk1", "RNN", "layer0") for a consumer
     in ("chunk2", "RNN", "layer0"))."""
     out = g.children_of()
-    states = None
     order = {n: k for k, n in enumerate(g.nodes)}
     pending = {}
     for node in list(g.nodes.values()):
@@ -199,10 +242,8 @@ def _join_cuts_to_rows(g, rows):
             continue
         first = min(order[c.id] for c in consumers)
         pending.setdefault((match[0].key, match[0].times[-1]), []).append((first, node, edges))
+    states = state_outputs(g) if pending else {}
     for (key, t), cuts in pending.items():
-        if states is None:
-            from .draw import state_outputs
-            states = state_outputs(g)
         origins = states.get((key, t), [])
         for (_, node, edges), (name, origin, index) in zip(sorted(cuts, key=lambda x: x[0]), origins):
             for e in edges:
@@ -249,7 +290,7 @@ def _chain_rows(g, rows):
     chained = [r for r in rows if r.offset]
     for node in g.nodes.values():
         if node.t is not None and node.row in by_key and by_key[node.row].offset:
-            node.t += by_key[node.row].offset
+            _move(node, by_key[node.row].offset)
     for r in chained:
         r.times = [t + r.offset for t in r.times]
     lines = {}
@@ -270,11 +311,11 @@ def _name_chunks(members):
         r.part_name = " / ".join(s for i, s in enumerate(r.key) if i not in shared)
     names = [r.part_name for r in sorted(members, key=lambda r: r.times[0] if r.times else 0)]
     chunks = " \u2192 ".join(names) if len(names) <= 4 else f"{names[0]} \u2192 \u2026 \u2192 {names[-1]}"
-    label = _row_label(tuple(line.key[i] for i in shared), line.layer, line.reverse)
+    label = row_label(tuple(line.key[i] for i in shared), line.layer, line.reverse)
     line.line_label = f"{label}\n{chunks}" if label else chunks
 
 
-def _place_leaves(g, rows):
+def _place_leaves(g):
     out = g.children_of()
     for node in g.nodes.values():
         if node.kind == "op":
@@ -293,7 +334,7 @@ def _place_leaves(g, rows):
             node.part = "input"
 
 
-def _split_cells(g, rows):
+def _split_cells(g):
     """In a timestep without a named cell scope (a hand-written loop), tell the cell
     (what computes the next state) from the readout (outputs and losses)."""
     out = g.children_of()
@@ -357,134 +398,38 @@ def _mark_edges(g):
             e.kind = "state"
 
 
-# --- collapsing ---------------------------------------------------------------------------
-def shown_times(times, timesteps):
-    """The timesteps drawn: all of them, or the first and last few (``timesteps``: int k for
-    k at each end, a pair (first, last), or an explicit collection of t values)."""
-    if timesteps is None:
-        return list(times)
-    if isinstance(timesteps, bool):
-        raise TypeError(f"timesteps: expected an int, a pair (first, last) or a list of t, got {timesteps!r}")
-    if isinstance(timesteps, int):
-        if timesteps < 1:
-            raise ValueError(f"timesteps: expected a positive number of steps to show at each end, got {timesteps}")
-        first = last = timesteps
-    elif isinstance(timesteps, tuple) and len(timesteps) == 2 and all(isinstance(x, int) for x in timesteps):
-        first, last = timesteps
-        if first < 0 or last < 0 or first + last == 0:
-            raise ValueError(f"timesteps: expected (first, last) counts >= 0 with at least one step, got {timesteps}")
-    else:
-        try:
-            wanted = {int(x) for x in timesteps}
-        except TypeError:
-            raise TypeError(f"timesteps: expected an int, a pair (first, last) or a list of t, got {timesteps!r}") from None
-        return [t for t in times if t in wanted]
-    if first + last >= len(times):
-        return list(times)
-    return list(times[:first]) + list(times[len(times) - last:])
+def state_outputs(g):
+    """{(row, t): [(name, node id, output index)]}: the hidden (and cell) state of each step.
 
-
-def collapse(g, rows, level="op", timesteps=None):
-    """A new Graph at ``level`` with timesteps outside ``timesteps`` folded into one box per row."""
-    if level not in LEVELS:
-        raise ValueError(f"level: expected one of {', '.join(repr(x) for x in LEVELS)}, got {level!r}")
-    row_index = {r.key: i for i, r in enumerate(rows)}
-    shown = {r.key: set(shown_times(r.times, timesteps)) for r in rows}
-    blocks = {r.key: _blocks([t for t in r.times if t not in shown[r.key]]) for r in rows}
-    group_of = {}
-    groups = {}
-
-    def add_group(gid, kind, template, label, **info):
-        if gid not in groups:
-            node = Node(gid, kind, scope=template.scope)
-            node.members = []
-            node.row, node.t, node.part = template.row, template.t, template.part
-            node.name = label
-            node.info.update(info)
-            groups[gid] = node
-        return groups[gid]
-
+    Named outputs first ("h", "c", "h_3"); otherwise the outputs carried to another step."""
+    found = {}
     for node in g.nodes.values():
-        ri = row_index.get(node.row)
-        gid = None
-        if ri is not None and node.t is not None and node.t not in shown[node.row]:
-            block = blocks[node.row][node.t]
-            gid = f"etc_r{ri}_{_tid(block[0])}"
-            grp = add_group(gid, "ellipsis", node, f"{len(block)} steps", elided=block)
-            grp.t = None
-            grp.part = "ellipsis"
-        elif level == "layer" and ri is not None:
-            gid = f"layer_r{ri}"
-            grp = add_group(gid, "group", node, rows[ri].label or "loop", level="layer")
-            grp.t, grp.part = None, "layer"
-        elif level == "cell" and ri is not None and node.t is not None and node.kind in ("op", "input", "const", "cut"):
-            part = node.part or "cell"
-            if node.kind != "cut" and (node.kind != "input" or part != "cell"):   # x_t and cuts stay visible
-                gid = f"cell_r{ri}_t{_tid(node.t)}_{_safe_id(part, 20)}"
-                add_group(gid, "group", node, part, level="cell")
-        elif level == "cell" and ri is not None and node.part in ("pre", "post"):
-            gid = f"{node.part}_r{ri}"
-            add_group(gid, "group", node, node.part, level="cell")
-        if gid is not None:
-            groups[gid].members.append(node.id)
-            group_of[node.id] = gid
-    out = Graph()
-    out.roots = [(group_of.get(n, n), i) for n, i in g.roots]
-    out.objects = g.objects
-    out.lookup = g.lookup
-    out.notes = list(g.notes)
-    emitted = set()
-    for node in g.nodes.values():
-        gid = group_of.get(node.id)
-        if gid is None:
-            out.add(node)
-        elif gid not in emitted:
-            emitted.add(gid)
-            out.add(groups[gid])
-    for grp in groups.values():
-        grp.outputs = []
-        grp.info["member_ops"] = [g.nodes[m].op for m in grp.members if g.nodes[m].kind == "op"]
-    merged = {}
-    for e in g.edges:
-        a, b = group_of.get(e.src, e.src), group_of.get(e.dst, e.dst)
-        if a == b:
+        if node.kind != "op" or node.t is None:
             continue
-        key = (a, b, e.kind)
-        if e.kind == "state":          # h and c of an LSTM stay two edges, each with its own gradient
-            key += (e.src, e.src_index)
-        m = merged.get(key)
-        if m is None:
-            m = Edge(a, e.src_index if a == e.src else 0, b, e.slot if b == e.dst else 0, e.kind)
-            m.info["members"] = []
-            if e.kind == "state":
-                m.info["state_name"] = g.nodes[e.src].outputs[e.src_index]["name"]
-            merged[key] = m
-            out.connect(m)
-        m.info["members"].append(e)
-        if e.grads:
-            m.grads = dict(m.grads or {})
-            for k, v in e.grads.items():
-                m.grads[k] = v if k not in m.grads else m.grads[k] + v
-    for m in out.edges:
-        if len(m.info["members"]) == 1:
-            m.info.update({k: v for k, v in m.info["members"][0].info.items() if k != "members"})
-    out.member_graph = g
-    out.group_of = group_of
-    return out
+        for i, out in enumerate(node.outputs):
+            if out["name"] and STATE_NAME.match(out["name"]):
+                found.setdefault((node.row, node.t), []).append((out["name"], node.id, i))
+    for e in g.edges:
+        if e.kind != "state":
+            continue
+        node = g.nodes[e.src]
+        if node.kind != "op" or (node.row, node.t) in found and any(
+                nid == node.id and i == e.src_index for _, nid, i in found[(node.row, node.t)]):
+            continue
+        key = (node.row, node.t)
+        if key in found and any(n[0] for n in found[key] if STATE_NAME.match(n[0] or "")):
+            continue
+        found.setdefault(key, []).append((node.outputs[e.src_index]["name"] or "h", node.id, e.src_index))
+    for key in found:       # h before c
+        found[key].sort(key=lambda x: (not x[0].startswith("h"), x[0]))
+        uniq, seen = [], set()
+        for item in found[key]:
+            if (item[1], item[2]) not in seen:
+                seen.add((item[1], item[2]))
+                uniq.append(item)
+        found[key] = uniq
+    return found
 
 
-def _blocks(times):
-    """{t: its run}: each contiguous run of elided (sorted) timesteps gets one box."""
-    out, run = {}, []
-    for t in times + [None]:
-        if run and (t is None or t != run[-1] + 1):
-            for s in run:
-                out[s] = run
-            run = []
-        if t is not None:
-            run.append(t)
-    return out
-
-
-def _tid(t):
+def time_id(t):
     return str(t) if t >= 0 else f"m{-t}"

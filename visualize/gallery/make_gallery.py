@@ -23,8 +23,7 @@ from visualize.examples import hello_rnn, vanilla_chain   # noqa: E402
 def save(picture, name, png=False):
     path = os.path.join(HERE, name)
     viz.save(picture, path + ".svg")
-    if png:
-        picture.graph_attr["dpi"] = "60"
+    if png:                                      # at Graphviz's default 96 dpi: text of 11 pt and up
         viz.save(picture, path + ".png")
     os.remove(path + ".gv")
     print("wrote", name)
@@ -38,7 +37,7 @@ def hello_op():
 
 def hello_cell_gradients():
     loss, model, h_0 = hello_rnn()
-    return viz.draw_bptt(loss, level="cell", gradients=True,
+    return viz.draw_bptt(loss, level="cell", gradients=True, input_gradients=True,
                          title="The hello RNN, one box per cell, with the gradient on every edge")
 
 

@@ -1,4 +1,4 @@
-"""The gradient overlay: run backward once, record every edge's gradient, attach it to the Graph.
+"""Stage 1, trace (continued): run backward once and record the gradient on every traced edge.
 
 ``tg.record_gradients()`` yields one ``GradientEdge(source, source_index, consumer, grad)``
 per gradient contribution. The gradient of a tensor is the sum of the contributions
@@ -20,28 +20,64 @@ from tinygrad_rnn.function import AccumulateGrad, Function
 from .trace import host, primitive_edge
 
 
-class Recording:
-    """What one recorded backward pass saw, in the order backward produced it.
+class Gradients:
+    """What a recorded backward pass sent along the edges of a traced graph.
 
-    ``events``: (consumer node id, [(edge, grad array), ...]) per node that backward visited."""
+    ``edges``: {edge key (src, src_index, dst, slot): {(src, src_index): float64 array}};
+    ``totals``: {(node id, output index): the tensor's gradient} (the sum of the edges out
+    of it, plus the seed 1 at a root); ``events``: (consumer id, [(edge key, grad), ...])
+    in the order backward visited the consumers; ``seeds``: the roots backward started from."""
 
-    def __init__(self):
-        self.events = []
-        self.seeds = []
-        self.notes = []
+    def __init__(self, edges, order, seeds, events, notes, shapes):
+        self.edges, self.order, self.seeds, self.events, self.notes = edges, order, seeds, events, notes
+        self.shapes = shapes
+        self.totals = _totals(edges, order, seeds, shapes)
+        self.full = self            # the whole pass (a partial pass keeps it: its final directions)
+
+    def grad(self, node_id, index=0):
+        return self.totals.get((node_id, index))
+
+    def on(self, edge_key):
+        """{(src, src_index): array} sent along the traced edge ``edge_key`` (None if nothing)."""
+        return self.edges.get(edge_key)
+
+    def partial(self, keys):
+        """The same pass stopped early: only the edges in ``keys`` have sent their gradient."""
+        edges = {k: v for k, v in self.edges.items() if k in keys}
+        part = Gradients(edges, self.order, self.seeds, self.events, self.notes, self.shapes)
+        part.full = self.full
+        return part
+
+    def share(self, edge_key):
+        """How much of the gradient of its source tensor the traced edge ``edge_key`` carries: its
+        contribution g projected on the source's whole gradient G (of the whole pass),
+        <g, G> / ||G||. The shares of all the edges out of a tensor add up to ||G||. None if the
+        edge carries nothing."""
+        cache = self.full.__dict__.setdefault("_shares", {})
+        if edge_key not in cache:
+            cache[edge_key] = self._share(edge_key)
+        return cache[edge_key]
+
+    def _share(self, edge_key):
+        grads = self.full.edges.get(edge_key)
+        if not grads:
+            return None
+        total = 0.0
+        for key, g in grads.items():
+            G = self.full.totals[key]
+            n = float(np.sqrt(np.sum(np.square(G, dtype=np.float64))))
+            total += float(np.sum(g * G)) / n if n > 0 else 0.0
+        return total
 
 
 def record(g, roots, keep_grads=False):
-    """Backpropagate from each of ``roots`` and store each edge's gradient on ``g``.
-
-    Sets ``edge.grads = {(src, src_index): array}`` and each node output's "grad"
-    (the total: the sum over the edges into it; the seed 1 for a root). Returns a
-    Recording of the visiting order, for the step-through frames."""
+    """Backpropagate from each of ``roots`` (the traced graph ``g``'s roots) and return the
+    Gradients of every edge of ``g``."""
     leaves = [obj.tensor for obj in g.objects.values() if isinstance(obj, AccumulateGrad)]
     leaves = [t for t in leaves if t is not None]
     saved_grads = [(t, t.grad) for t in leaves]
     passes = [(obj, obj.passes) for obj in g.objects.values() if isinstance(obj, Function)]
-    rec = Recording()
+    edges, seeds, events, notes = {}, [], [], []
     done = 0
     try:
         for i, root in enumerate(roots):
@@ -56,12 +92,12 @@ def record(g, roots, keep_grads=False):
                             "an earlier backward() without retain_graph=True. Draw before calling loss.backward(), "
                             "call loss.backward(retain_graph=True), or build the graph again. (" + str(e) + ")") from None
                     name = root.name or f"output {i}"
-                    rec.notes.append(f"{name}: its graph was freed by an earlier backward(), so its gradients "
-                                     f"are not drawn")
+                    notes.append(f"{name}: its graph was freed by an earlier backward(), so its gradients "
+                                 f"are not drawn")
                     continue
             done += 1
-            rec.seeds.append(g.roots[i])
-            _attach(g, records, rec)
+            seeds.append(g.roots[i])
+            _attach(g, records, edges, events)
         if not done:
             raise GraphFreedError("drawing gradients runs backward through the graph, but every output's graph "
                                   "was freed by an earlier backward() without retain_graph=True")
@@ -71,20 +107,20 @@ def record(g, roots, keep_grads=False):
                 t.grad = grad
         for obj, n in passes:
             obj.passes = n
-    _totals(g, rec.seeds)
-    return rec
+    shapes = {(n.id, i): out["shape"] for n in g.nodes.values() for i, out in enumerate(n.outputs)}
+    return Gradients(edges, [e.key for e in g.edges], seeds, events, notes, shapes)
 
 
-def _attach(g, records, rec):
+def _attach(g, records, edges, events):
     by_dst = {}
     for e in g.edges:
         by_dst.setdefault(e.dst, []).append(e)
-    for edges in by_dst.values():
-        edges.sort(key=lambda e: e.slot)
+    for lst in by_dst.values():
+        lst.sort(key=lambda e: e.slot)
     used = {}
     last = None
     for r in records:
-        source, source_index = primitive_edge(r.source, r.source_index)
+        source, source_index = primitive_edge(r.source, r.source_index)     # as drawn (trace.py)
         src, dst = g.lookup.get(id(source)), g.lookup.get(id(r.consumer))
         if src is None or dst is None:
             continue
@@ -97,32 +133,25 @@ def _attach(g, records, rec):
             continue
         edge = candidates[k]
         grad = host(r.grad).astype(np.float64)
-        edge.grads = dict(edge.grads or {})
+        grads = edges[edge.key] = dict(edges.get(edge.key) or {})
         skey = (src, source_index)
-        edge.grads[skey] = grad if skey not in edge.grads else edge.grads[skey] + grad
+        grads[skey] = grad if skey not in grads else grads[skey] + grad
         if last is None or last[0] != dst:
             last = (dst, [])
-            rec.events.append(last)
-        last[1].append((edge, grad))
+            events.append(last)
+        last[1].append((edge.key, grad))
 
 
-def _totals(g, seeds):
+def _totals(edges, order, seeds, shapes):
     """Each output's gradient: the sum of the contributions into it (plus the seed at a root)."""
     totals = {}
-    for e in g.edges:
-        for (src, index), grad in (e.grads or {}).items():
-            k = (src, index)
+    for key in order:
+        for k, grad in (edges.get(key) or {}).items():
             totals[k] = grad if k not in totals else totals[k] + grad
-    for node_id, index in seeds:
-        node = g.nodes[node_id]
-        shape = node.outputs[index]["shape"]
-        k = (node_id, index)
-        seed = np.ones(shape)
+    for k in seeds:
+        seed = np.ones(shapes[k])
         totals[k] = seed if k not in totals else totals[k] + seed
-    for node in g.nodes.values():
-        for i, out in enumerate(node.outputs):
-            out["grad"] = totals.get((node.id, i))
-            out["grad_recorded"] = True
+    return totals
 
 
 def norm(grads):
