@@ -595,7 +595,7 @@ def test_draw_graph_shows_tensors_ops_values_and_formulas():
 
 def test_strict_backend_gives_the_same_numbers(backend):
     loss, hs, W_hh, w = _hand_rnn(T=3)
-    g = viz.draw_bptt(loss, level="cell", gradients=True).graph
+    g = viz.draw_bptt(loss, level="cell", gradients=True).picture
     for h in hs:
         h.grad = None
     loss.backward(retain_graph=True)

@@ -165,10 +165,7 @@ def fit(g, rows, level, timesteps, max_nodes):
     if not isinstance(max_nodes, int) or max_nodes < 10:
         raise ValueError(f"max_nodes: expected an int >= 10, got {max_nodes!r}")
     unrolled = _fit(g, rows, level, timesteps, max_nodes)
-    if any(node.op == "loop" for node in g.nodes.values()):
-        unrolled.notes.append("a layer made with replay=True runs its whole time loop as one node (loop): "
-                              "make it with replay=False (the default) to draw every timestep")
-    elif not rows:
+    if not rows:
         unrolled.notes.append("no timestep scopes (tg.scope(\"t=<t>\")) in this graph: drawn without the time layout")
     _clusters(unrolled)
     return unrolled

@@ -99,7 +99,6 @@ def to_picture(pic, placement, name="bptt"):
     """The Digraph of an annotated picture, with the picture and its placement attached."""
     out = to_digraph(pic, placement, name=name)
     out.picture, out.placement = pic, placement
-    out.graph = pic         # the name earlier code reads (picture.graph.notes)
     return out
 
 
