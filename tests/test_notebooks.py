@@ -191,6 +191,10 @@ def test_02_bptt(run_notebook):
     assert len(v["dh_norms"]) == 4 and all(n > 0 for n in v["dh_norms"])
     # the highlighted picture marks the path in vermillion
     assert any("#D55E00" in svg or "#d55e00" in svg for svg in svgs)
+    # the cell-level picture shows the hand-computed ||dL/dh_t|| and marks the largest input gradient
+    cell = next(svg for svg in svgs if "x_4" in svg and "largest" in svg)
+    for n in v["dh_norms"]:
+        assert f"{n:.3f}" in cell
     # the step-through: every frame is inside the inline iframe
     pages = [h for h in shown(nb, "text/html") if "<iframe" in h]
     assert len(pages) == 1 and "srcdoc=" in pages[0]

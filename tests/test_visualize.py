@@ -1166,6 +1166,17 @@ def test_input_gradients_are_the_engines_dL_dx_t(level):
     assert not _input_numbers(viz.draw_bptt(loss, level=level, gradients=True).source), "only when asked"
 
 
+def test_input_gradients_when_the_model_is_gone():
+    """``draw_bptt(hello_rnn()[0], ...)`` drops the model: W_ih's numbers come from what each linear
+    saved for backward, so the input gradients are still drawn (and equal those with the model alive)."""
+    from visualize.examples import hello_rnn
+    alone = viz.draw_bptt(hello_rnn()[0], level="cell", gradients=True, input_gradients=True).source
+    loss, model, _ = hello_rnn()
+    kept = viz.draw_bptt(loss, level="cell", gradients=True, input_gradients=True).source
+    assert len(_input_numbers(alone)) == 4 and _input_numbers(alone) == _input_numbers(kept)
+    assert alone.count("\u25c0 largest") == 1
+
+
 @pytest.mark.parametrize("level", ["op", "cell"])
 def test_input_gradients_of_a_layer_and_of_an_embedding_are_the_engines(level):
     tg.manual_seed(0)

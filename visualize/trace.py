@@ -234,14 +234,20 @@ def _all_zero(t, limit=100_000):
 
 def _dead_leaves(g):
     """A leaf whose tensor was garbage-collected (its module is gone) is a parameter if it is
-    shared or named like one (weight, bias), else a plain leaf (an initial state)."""
+    shared or named like one (weight, bias), else a plain leaf (an initial state). Its numbers
+    live on where an op that read it saved them (a linear keeps its weight for backward)."""
     out = {}
     for e in g.edges:
         out.setdefault(e.src, []).append(e)
     for node in g.nodes.values():
         if node.info.pop("dead", False):
-            shared = len(out.get(node.id, ())) > 1
-            node.kind = "param" if (shared or looks_like_parameter(node.name)) else "leaf"
+            uses = out.get(node.id, ())
+            node.kind = "param" if (len(uses) > 1 or looks_like_parameter(node.name)) else "leaf"
+            for e in uses:
+                saved = g.objects[e.dst].saved
+                if e.slot == 1 and g.objects[e.dst].name == "linear" and saved:   # Linear saves (x, W)
+                    node.outputs[0]["value"] = saved[1]
+                    break
 
 
 def _const_copy(g, const, dst, slot):
