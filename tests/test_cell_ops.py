@@ -280,7 +280,7 @@ def test_record_gradients_names_the_ops_inside_each_lstm_step(backend):
         np.testing.assert_allclose(tg.get_backend().to_numpy(a.grad), tg.get_backend().to_numpy(b.grad),
                                    rtol=1e-10, atol=1e-13)
     inside = {(r.consumer.name, r.consumer.scope[-2:]) for r in fused}
-    assert ("sigmoid", ("t=3", "LSTMCell")) in inside and ("mul", ("t=0", "LSTMCell")) in inside
+    assert ("sigmoid", ("t=4", "LSTMCell")) in inside and ("mul", ("t=1", "LSTMCell")) in inside
     W_hh = layer.weight_hh_l0
     total = sum(tg.get_backend().to_numpy(r.grad) for r in fused if r.source is W_hh._accum)
     np.testing.assert_allclose(total, W_hh.grad.numpy(), rtol=1e-10)
@@ -305,7 +305,7 @@ def test_anomaly_in_backward_names_the_op_and_timestep_inside_the_cell(backend):
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_anomaly_in_forward_names_the_op_inside_the_cell_even_if_the_step_output_is_finite(backend):
-    """W_hh h_0 overflows at t=0 (float32: 8 x 1e38 > 3.4e38); tanh(inf) = 1 leaves h finite, but the
+    """W_hh h_0 overflows at the first step, t=1 (float32: 8 x 1e38 > 3.4e38); tanh(inf) = 1 leaves h finite, but the
     primitive op that overflowed is named, as it was before the ops were fused."""
     rnn = nn.RNN(3, 8)
     rnn.weight_hh_l0.data = rnn.weight_hh_l0.backend.xp.full((8, 8), 1e38, dtype=rnn.weight_hh_l0.data.dtype)
@@ -313,7 +313,7 @@ def test_anomaly_in_forward_names_the_op_inside_the_cell_even_if_the_step_output
     out, _ = rnn(x, h_0)                                        # without anomaly mode: no error, h saturates
     assert np.isfinite(out.numpy()).all()
     with tg.detect_anomaly():
-        with pytest.raises(tg.AnomalyError, match=r"forward: linear at RNN/layer0/t=0/RNNCell produced NaN or inf"):
+        with pytest.raises(tg.AnomalyError, match=r"forward: linear at RNN/layer0/t=1/RNNCell produced NaN or inf"):
             rnn(x, h_0)
 
 

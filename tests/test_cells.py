@@ -165,7 +165,7 @@ def test_every_op_runs_in_its_layer_direction_timestep_and_cell_scope(backend, k
             if extra == (("reset_after", False),):
                 hoisted["split"] = 2    # W_hh and b_hh into their (r, z) and n rows, once per forward
             expected[(kind, direction)] = Counter(hoisted)
-            for t in range(T):
+            for t in range(1, T + 1):                   # the notes' steps t = 1..T
                 expected[(kind, direction, f"t={t}", cell)] = Counter(PER_STEP[(kind, extra)])
     expected[(kind,)] = Counter({"concat": layers})          # the two directions joined, per layer
     expected[()] = Counter({"stack": len(final)})            # h_n (and c_n) of all layers and directions
@@ -175,7 +175,7 @@ def test_every_op_runs_in_its_layer_direction_timestep_and_cell_scope(backend, k
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
 def test_time_runs_forward_and_reverse_direction_starts_at_the_last_step(backend, kind):
     """Each step's h_prev comes from the step before it: t-1 forward, t+1 in layer0_reverse,
-    whose first computed step, t=T-1, starts from the initial state (a constant here)."""
+    whose first computed step, t=T, starts from the initial state (a constant here)."""
     T = 5
     layer = getattr(nn, kind)(3, 2, bidirectional=True)
     out, _ = layer(tg.randn(T, 2, 3))
@@ -184,11 +184,11 @@ def test_time_runs_forward_and_reverse_direction_starts_at_the_last_step(backend
     for n in op_nodes(out):
         if n.name == "linear" and len(n.scope) == 4 and n.scope[3] == cell:
             recurrent.setdefault((n.scope[1], int(n.scope[2][2:])), []).append(n)
-    assert sorted(recurrent) == sorted((d, t) for d in ("layer0", "layer0_reverse") for t in range(T))
+    assert sorted(recurrent) == sorted((d, t) for d in ("layer0", "layer0_reverse") for t in range(1, T + 1))
     for (direction, t), linears in recurrent.items():
         (step,) = linears
         h_prev, index = step.parents[0]
-        first = 0 if direction == "layer0" else T - 1
+        first = 1 if direction == "layer0" else T
         if t == first:
             assert index is None and isinstance(h_prev, tg.Tensor)      # the zero initial state
             continue
@@ -213,7 +213,7 @@ def test_each_step_reads_its_own_slice_of_the_hoisted_projection(backend):
         if n.name == "linear" and len(n.scope) == 4:
             xw, index = n.parents[2]             # linear(h_prev, W_hh, xw_t)
             assert xw.name == "unbind" and xw.scope == n.scope[:2]
-            assert index == int(n.scope[2][2:])
+            assert index == int(n.scope[2][2:]) - 1      # step t reads row t - 1 of x
 
 
 def test_layer_outputs_name_h_and_c(backend):

@@ -321,14 +321,14 @@ def test_every_step_op_lies_in_its_timestep_scope(backend, make, name, cell):
         times = [s for s in node.scope if s.startswith("t=")]
         if not times:
             continue
-        assert re.fullmatch(rf"\('{name}', 'layer[01]', 't=[0-{T - 1}]', '{cell}'\)", str(node.scope)), node.scope
+        assert re.fullmatch(rf"\('{name}', 'layer[01]', 't=[1-{T}]', '{cell}'\)", str(node.scope)), node.scope
         per_step.setdefault(node.scope[1:3], []).append(node.name)
-    assert sorted(per_step) == [(f"layer{k}", f"t={t}") for k in range(2) for t in range(T)]
+    assert sorted(per_step) == [(f"layer{k}", f"t={t}") for k in range(2) for t in range(1, T + 1)]
     for ops in per_step.values():
         assert sorted(ops) == STEP_OPS[cell]
-    # output[t] of the top layer is the h made at step t of layer1
+    # output[t - 1] of the top layer is the h made at step t of layer1
     stack = out.grad_fn if name != "SkipConnectedRNN" else out.grad_fn.parents[1][0]
-    for t, (node, _) in enumerate(stack.parents):
+    for t, (node, _) in enumerate(stack.parents, start=1):
         assert node.scope == (name, "layer1", f"t={t}", cell)
     # the input projection is hoisted: one linear per layer, outside the time loop
     hoisted = [n for n in _recorded_nodes(loss) if n.name == "linear" and len(n.scope) == 2]

@@ -153,8 +153,8 @@ def _find_rows(g):
 
 def _number_from_one(g, rows):
     """The lecture notes' convention in every picture: steps t = 1..T, after the initial state
-    h_0. The layers name their steps by position in the input ("t=0" first): a row whose
-    scopes count from 0 is drawn one higher, and so is its "t=<t>" in every scope shown."""
+    h_0. The layers name their steps so ("t=1" first); a program whose own scopes count from 0
+    is drawn one higher, and so is its "t=<t>" in every scope shown."""
     first = {}
     for node in g.nodes.values():
         if node.t is not None:

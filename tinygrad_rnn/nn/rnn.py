@@ -16,8 +16,10 @@ How it runs, per layer and direction:
   4. ``stack`` of the hidden states into the output (each h(t) is written into its row as soon as
      it is made, so it is kept once)
 The scopes ("LSTM", "layer0" or "layer0_reverse", "t=3", "LSTMCell") are what
-the visualizer uses to lay the graph out through time; ``t`` is the position
-in the input, so the reverse direction's first step is t=T-1.
+the visualizer uses to lay the graph out through time, and what anomaly messages
+name. ``t`` counts the input's positions from 1, as the notes number their steps
+(h_t = f(W_hh h_{t-1} + W_ih x_t + b), after the initial state h_0), so the reverse
+direction's first step is t=T.
 """
 import math
 import warnings
@@ -173,7 +175,7 @@ class RNNBase(Module):
         hs = [None] * T
         for k, t in enumerate(reversed(range(T)) if reverse else range(T)):
             row = out[t, ...] if k < T - 1 else None   # h(t) is made in its row; the last is the final state
-            with scope(f"t={t}", self.cell_name):
+            with scope(f"t={t + 1}", self.cell_name):    # steps t = 1..T after h_0, as in the notes
                 state = step(xw_t[t], state, row)
             hs[t] = state[0]
         return ops.Stack.apply(*hs, axis=0, out=out), state
