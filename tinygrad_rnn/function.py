@@ -209,6 +209,8 @@ def shared(shapes):
     """``shapes`` (a node's out_shapes), one tuple per distinct value: a graph has few shapes and
     many nodes, and tuples of their own would cost each node 100 bytes or more, as much as the
     numbers of a small RNN step."""
+    if len(shapes) > 4:          # many outputs (an unbind into T steps): one such node per forward
+        return shapes
     hit = _SHAPES.get(shapes)
     if hit is None:
         if len(_SHAPES) > 10_000:             # shapes that keep changing: start afresh
