@@ -98,9 +98,9 @@ def count_consumers(roots, stop=()):
     return pending
 
 
-def _walk(roots, pending, retain_graph, stop=()):
+def _walk(roots, pending, retain_graph):
     """The loop of ``backward``: nodes in dependency order, each once all its gradient is in.
-    Returns the gradients that reached the ``stop`` nodes (which are not run)."""
+    Returns the gradients that reached nodes that did not run (see _backward_expanded)."""
     grads = {}
     for node, index, grad in roots:
         slots = grads.setdefault(node, [None] * len(node.out_shapes))
@@ -123,7 +123,6 @@ def _walk(roots, pending, retain_graph, stop=()):
                 dys[0] = dys[0].value()
             if node.out_hooks:              # hooks and retain_grad()
                 dys = _run_hooks(node, dys)
-            node.passes += 1
             expanded = watching and node.expand() is not None
             if expanded:
                 dxs = _backward_expanded(node, dys)
@@ -136,7 +135,7 @@ def _walk(roots, pending, retain_graph, stop=()):
                 continue
             left = pending[parent] - 1
             pending[parent] = left
-            if left == 0 and parent not in stop:
+            if left == 0:
                 ready.append(parent)
             if dx is None:
                 continue
@@ -173,7 +172,10 @@ def _backward_expanded(node, dys):
     inputs, outputs = node.expand()
     roots = [(o._ctx, o._out_idx, dy) for o, dy in zip(outputs, dys) if dy is not None]
     stop = {parent for parent, index in node.parents if index is not None}
-    grads = _walk(roots, count_consumers([n for n, _, _ in roots], stop), True, stop)
+    pending = count_consumers([n for n, _, _ in roots], stop)
+    for parent in stop:                      # one count more than they will get: they never run here
+        pending[parent] = pending.get(parent, 0) + 1
+    grads = _walk(roots, pending, True)
     dxs, given = [], set()
     for parent, index in node.parents:      # one gradient per input (an edge used twice: its sum, once)
         taken = index is None or (parent, index) in given

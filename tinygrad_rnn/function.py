@@ -55,12 +55,12 @@ class Function:
     """Base class of all ops. Subclasses define ``forward``, ``backward`` and ``formula``.
 
     A node keeps ``xp`` (the array namespace), ``parents`` (one edge per input),
-    ``scope``, ``out_shapes``, ``saved`` (None once freed), ``passes`` (backward passes
-    through it) and ``born`` (backward passes run before it was made) in slots; an
-    op's own attributes (an axis, a shape) go in its ``__dict__``.
+    ``scope``, ``out_shapes``, ``saved`` (None once freed) and ``born`` (backward passes
+    run before it was made) in slots; an op's own attributes (an axis, a shape) go in
+    its ``__dict__``.
     """
 
-    __slots__ = ("xp", "parents", "scope", "out_shapes", "saved", "passes", "born", "__dict__")
+    __slots__ = ("xp", "parents", "scope", "out_shapes", "saved", "born", "__dict__")
     formula = ""            # the local derivative, for humans and for the graph renderer
     multi_output = False    # True when forward returns a tuple of arrays
     # Rarely set, so class-level defaults (an instance sets its own only when needed).
@@ -95,7 +95,6 @@ class Function:
         if record:
             fn.parents = tuple(edges)
             fn.scope = STATE.scope
-            fn.passes = 0
             fn.born = STATE.backward_passes
             fn.out_shapes = shared(tuple([o.shape for o in out]) if cls.multi_output else (out.shape,))
         node = fn if record else None
@@ -183,7 +182,6 @@ class AccumulateGrad(Function):
         self.scope = ()
         self.out_shapes = (tensor.shape,)
         self.saved = ()
-        self.passes = 0
         self.born = 0
         self.label = tensor.name
 
@@ -312,7 +310,7 @@ class scope:
     __slots__ = ("names", "old")
 
     def __init__(self, *names):
-        self.names = names if all(type(n) is str for n in names) else tuple(map(str, names))
+        self.names = tuple(map(str, names))
 
     def __enter__(self):
         self.old = STATE.scope

@@ -7,7 +7,7 @@ gradient of a shared weight is the sum of its per-timestep contributions, one pe
 edge out of its AccumulateGrad node: the "+=" of backpropagation through time.
 
 ``record`` leaves no trace on the model: it runs ``backward(retain_graph=True)`` and
-then restores every leaf's ``.grad`` (and the engine's pass counters) to what they
+then restores every leaf's ``.grad`` to what they
 were, so drawing never changes a later optimizer step. Pass ``keep_grads=True`` to
 keep the accumulated ``.grad`` instead, exactly as after ``loss.backward()``.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.autograd import GraphFreedError
-from tinygrad_rnn.function import AccumulateGrad, Function
+from tinygrad_rnn.function import AccumulateGrad
 
 from .trace import host, primitive_edge
 
@@ -76,7 +76,6 @@ def record(g, roots, keep_grads=False):
     leaves = [obj.tensor for obj in g.objects.values() if isinstance(obj, AccumulateGrad)]
     leaves = [t for t in leaves if t is not None]
     saved_grads = [(t, t.grad) for t in leaves]
-    passes = [(obj, obj.passes) for obj in g.objects.values() if isinstance(obj, Function)]
     edges, seeds, events, notes = {}, [], [], []
     done = 0
     try:
@@ -105,8 +104,6 @@ def record(g, roots, keep_grads=False):
         if not keep_grads:
             for t, grad in saved_grads:
                 t.grad = grad
-        for obj, n in passes:
-            obj.passes = n
     shapes = {(n.id, i): out["shape"] for n in g.nodes.values() for i, out in enumerate(n.outputs)}
     return Gradients(edges, [e.key for e in g.edges], seeds, events, notes, shapes)
 
