@@ -11,6 +11,7 @@ import re
 
 from . import labels as L
 from . import style as S
+from .graph import reach
 from .legend import describe, legend, op_graph_legend
 from .names import alias
 from .record import array_norm, norm
@@ -427,15 +428,6 @@ def gradient_paths(g, targets, sources):
         out.setdefault(e.src, []).append(e)
         into.setdefault(e.dst, []).append(e)
 
-    def reach(starts, table, end):
-        seen, stack = set(starts), list(starts)
-        while stack:
-            for e in table.get(stack.pop(), ()):
-                n = getattr(e, end)
-                if n not in seen:
-                    seen.add(n)
-                    stack.append(n)
-        return seen
     down = reach([n for n, _ in targets], out, "dst")
     up = reach([n for n, _ in sources], into, "src")
     nodes = down & up

@@ -112,11 +112,11 @@ class Graph:
 
     def ancestors(self, ids):
         """Every node from which one of ``ids`` can be reached (including ``ids``)."""
-        return _reach(ids, self.parents_of(), "src")
+        return reach(ids, self.parents_of(), "src")
 
     def descendants(self, ids):
         """Every node reachable from one of ``ids`` (including ``ids``)."""
-        return _reach(ids, self.children_of(), "dst")
+        return reach(ids, self.children_of(), "dst")
 
     def __len__(self):
         return len(self.nodes)
@@ -125,7 +125,9 @@ class Graph:
         return f"<Graph {len(self.nodes)} nodes, {len(self.edges)} edges>"
 
 
-def _reach(ids, table, end):
+def reach(ids, table, end):
+    """Every node id reachable from ``ids`` along the edges in ``table`` ({id: [edge]}), following
+    each edge to its ``end`` ("src" or "dst"); iterative."""
     seen, stack = set(ids), list(ids)
     while stack:
         for e in table.get(stack.pop(), ()):
