@@ -1463,3 +1463,15 @@ def test_steps_counted_from_0_are_drawn_from_1_and_anomalies_keep_the_engines_sc
     assert [t for t, _ in time_clusters(parse_dot(picture.source))] == [1, 2, 3], "t = 1..T, after h_0"
     assert picture.anomaly["scope"] == ("t=1",), "the scope as tg.detect_anomaly() names it"
     assert "first non-finite value: forward of log at t=2" in picture.source, "the step as the picture draws it"
+
+
+def test_lstm_cell_level_legend_says_where_the_rest_of_dL_dc_goes():
+    """At cell level c_t's uses inside its own cell are not drawn, so the c edge's share is less than
+    the title's ||dL/dc_t||: the legend says so (at op level every use is drawn and the shares add up)."""
+    tg.manual_seed(0)
+    out, _ = nn.LSTM(2, 3, dtype="float64")(tg.randn(3, 1, 2, dtype="float64"))
+    loss = (out * out).sum()
+    words = "the c edge carries the part from step t+1, the rest reaches c_t inside the cell box"
+    assert words in viz.draw_bptt(loss, level="cell", gradients=True).source
+    assert words not in viz.draw_bptt(loss, level="op", gradients=True).source
+    assert words not in viz.draw_bptt(_small_program(), level="cell", gradients=True).source   # no c: a plain RNN

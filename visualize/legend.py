@@ -100,6 +100,10 @@ def _gradient_legend(pic, kinds):
         cells = any(e.info.get("state_name") == "c" for e in pic.graph.edges if e.kind == "state")
         items.append(("small", f"edges between steps carry the state {'h_t and c_t' if cells else 'h_t'}; "
                                f"backward, the part of \u2202L/\u2202h_t that comes from step t+1 flows along them"))
+        if cells and pic.opts.get("level") != "op":
+            items.append(("small", "\u2016\u2202L/\u2202c_t\u2016 in a step's title is the whole gradient: the c edge "
+                                   "carries the part from step t+1, the rest reaches c_t inside the cell box, through "
+                                   "h_t = o tanh(c_t)"))
     if pic.param_colour:
         items.append(("small", "lanes under each row: one colour per parameter, one edge per use; a parameter's "
                                "gradient is the sum of its uses' terms"))
