@@ -240,7 +240,8 @@ def check_forward(fn, inputs, outputs):
             raise AnomalyError(f"forward: input {i} ({t.name or 'unnamed'}, shape {tuple(t.shape)}) of "
                                f"{fn.name} at {where} already contains NaN or inf")
     if hasattr(fn, "primitive"):
-        fn.primitive(*inputs)            # raises at the primitive op that makes a NaN or inf
+        with setting("grad_enabled", False):      # checked as they run; no graph needed
+            fn.primitive(*inputs)                 # raises at the primitive op that makes a NaN or inf
     if all(all_finite(o, fn.xp) for o in outputs):
         return
     shapes = ", ".join(str(tuple(t.shape)) for t in inputs)
