@@ -50,3 +50,11 @@ def shakespeare_path():
     if not path.exists():
         pytest.skip(f"{path} not present")
     return path
+
+
+@pytest.fixture
+def hello():
+    """The lecture's hello RNN (visualize/examples.py): (loss, model, h_0), the model kept alive."""
+    from visualize.examples import hello_rnn
+    loss, model, h_0 = hello_rnn()
+    return loss, model, h_0

@@ -34,10 +34,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_browser = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 
-@pytest.fixture
-def hello():
-    loss, model, h_0 = hello_rnn()
-    return loss, model, h_0
 
 
 # ------------------------------------------------------------------------------------------ the hello RNN

@@ -38,10 +38,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 # ------------------------------------------------------------------------------------------ the lecture's example
-@pytest.fixture
-def hello():
-    loss, model, h_0 = hello_rnn()
-    return loss, model, h_0
 
 
 def test_hello_op_level_time_runs_left_to_right_one_cluster_per_step(hello):
