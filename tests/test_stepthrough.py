@@ -23,7 +23,6 @@ from tinygrad_rnn.nn import functional as F
 
 import visualize as viz
 from visualize import style as S
-from visualize.examples import hello_rnn
 from visualize.stepthrough import script_json
 
 from dotparse import parse_dot, visible_edges
