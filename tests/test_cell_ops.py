@@ -15,11 +15,13 @@ import pytest
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn as nn
 import visualize as viz
+from visualize.trace import primitive_edge
 from tinygrad_rnn.autograd import topological_order
 from tinygrad_rnn.cell_ops import GatedResidualStep, GRUStep, LSTMStep, ResidualStep, RNNStep
 from tinygrad_rnn.function import AccumulateGrad
 from tinygrad_rnn.nn.cells import gru_step, lstm_step, rnn_step
 from tinygrad_rnn.nn.residual import gated_residual_step, residual_step
+from tinygrad_rnn.recurrence import Recurrence
 
 DATA = Path(__file__).parent / "data"
 B, H = 3, 4
@@ -143,6 +145,78 @@ def test_fused_steps_match_torch_cells(backend):
                                                                             "RNNCell": "rnnstep"}[kind]
 
 
+# ---------------------------------------------------------------- a whole sequence: Recurrence
+STEP_OPS = {"rnn-tanh": (RNNStep, {"nonlinearity": "tanh"}), "rnn-relu": (RNNStep, {"nonlinearity": "relu"}),
+            "lstm": (LSTMStep, {}), "gru": (GRUStep, {}), "gru-no-bias": (GRUStep, {}),
+            "residual": (ResidualStep, {}), "gated-residual": (GatedResidualStep, {})}
+
+
+def sequence_case(case, T=4):
+    """Recurrence over T steps of ``case``'s op, and the same loop of the step's primitive ops
+    (nn/cells.py), on float64 inputs: xw (T, B, G*H), the initial state, the weights."""
+    step_inputs, _, primitive = CASES[case]()
+    step, attrs = STEP_OPS[case]
+    n = len(step.out_names)
+    xw = f64(T, *step_inputs[0].shape, seed=11)
+    inputs = [xw] + step_inputs[1:]
+
+    def fused(reverse):
+        return lambda xw, *rest: Recurrence.apply(xw, *rest, step=step, cell="Cell", reverse=reverse, **attrs)
+
+    def loop(reverse):
+        def run(xw, *rest):
+            state, weights, hs = tuple(rest[:n]), rest[n:], [None] * T
+            for t in reversed(range(T)) if reverse else range(T):
+                state = tuple(primitive(xw[t], *state, *weights))
+                hs[t] = state[0]
+            return (tg.stack(hs, axis=0),) + state
+        return run
+    return inputs, fused, loop
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("case", CASES)
+def test_recurrence_passes_gradcheck(backend, case, reverse):
+    inputs, fused, _ = sequence_case(case, T=3)
+    assert tg.gradcheck(fused(reverse), inputs)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("case", CASES)
+def test_recurrence_computes_what_a_loop_of_primitive_steps_computes(backend, case, reverse):
+    """The hidden states, the final state and the gradient of every input (xw, h_0 (c_0), W_hh (b_hh))
+    equal those of the loop written with the cell's primitive ops, for random gradients at every
+    output; and once more when only the final state is used."""
+    inputs, fused, loop = sequence_case(case)
+    for used in ("all", "final"):
+        results = []
+        for run in (fused(reverse), loop(reverse)):
+            rng = np.random.default_rng(5)
+            for x in inputs:
+                x.grad = None
+            outs = run(*inputs)
+            kept = outs if used == "all" else outs[1:]
+            sum((o * tg.Tensor(rng.standard_normal(o.shape))).sum() for o in kept).backward()
+            results.append(([o.numpy() for o in outs], [x.grad.numpy() for x in inputs]))
+        (ours, our_grads), (theirs, their_grads) = results
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-14)
+        for k, (a, b) in enumerate(zip(our_grads, their_grads)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13, err_msg=f"{used}: gradient of input {k}")
+
+
+def test_recurrence_keeps_each_step_and_nothing_else_per_step(backend):
+    """One graph node for the whole loop, holding one step op per timestep (not yet graph nodes)."""
+    inputs, fused, _ = sequence_case("lstm", T=5)
+    out, h_T, c_T = fused(False)(*inputs)
+    node = out.grad_fn
+    assert h_T.grad_fn is node and c_T.grad_fn is node
+    assert [type(s) for s in node.steps] == [LSTMStep] * 5
+    assert all(not hasattr(s, "parents") for s in node.steps)     # linked into the graph only when expanded
+    node.expand()
+    assert [s.scope[-2:] for s in node.steps] == [(f"t={t}", "Cell") for t in range(1, 6)]
+
+
 # ---------------------------------------------------------------- one node per step, expanding to the same ops
 def _names(root, expand):
     return [n.name for n in topological_order(root.grad_fn, expand=expand) if not isinstance(n, AccumulateGrad)]
@@ -158,49 +232,66 @@ def _names(root, expand):
     (lambda: nn.GatedResidualRNN(3, H), "gatedresidualstep", ["linear", "split", "sigmoid", "mul", "tanh", "add"],
      ["add", "linear", "unbind", "stack"]),
 ])
-def test_a_layer_runs_one_fused_node_per_step_which_expands_to_the_cells_ops(backend, layer, step, inner, once):
+def test_a_layer_runs_one_node_which_expands_to_a_fused_node_per_step_and_on_to_the_cells_ops(backend, layer, step,
+                                                                                                 inner, once):
     T = 5
     out, _ = layer()(tg.randn(T, 2, 3))
-    nodes = _names(out, expand=False)
-    assert sorted(nodes) == sorted([step] * T + once)
-    expanded = _names(out, expand=True)
+    nodes = _names(out, expand=False)                 # the input projection, then the whole time loop
+    assert sorted(nodes) == sorted([n for n in once if n not in ("unbind", "stack")] + ["recurrence"])
+    inputs, outputs = out.grad_fn.expand()            # the loop's T steps, between an unbind and a stack
+    assert _names(outputs[0], expand=False).count(step) == T
+    assert sorted(_names(outputs[0], expand=False)) == sorted([step] * T + once)
+    expanded = _names(out, expand=True)               # and each step's primitive ops
     assert sorted(expanded) == sorted(inner * T + once)
 
 
 def test_variants_without_a_fused_op_run_the_primitive_ops(backend):
     out, _ = nn.LSTM(3, H, peephole=True)(tg.randn(2, 1, 3))
-    assert "lstmstep" not in _names(out, expand=False) and "sigmoid" in _names(out, expand=False)
+    assert "recurrence" not in _names(out, expand=False) and "sigmoid" in _names(out, expand=False)
     out, _ = nn.GRU(3, H, reset_after=False)(tg.randn(2, 1, 3))
-    assert "grustep" not in _names(out, expand=False) and "lerp" in _names(out, expand=False)
+    assert "recurrence" not in _names(out, expand=False) and "lerp" in _names(out, expand=False)
 
 
 def test_expansion_is_made_once_and_freed_with_the_node(backend):
     out, (h_n, c_n) = nn.LSTM(3, H)(tg.randn(3, 2, 3))
-    node = next(n for n in topological_order(out.grad_fn) if n.name == "lstmstep")
+    layer = out.grad_fn
+    assert layer.name == "recurrence"
+    steps_in, steps_out = layer.expand()
+    assert layer.expand()[1] is steps_out
+    assert [i._edge() for i in steps_in] == list(layer.parents)
+    assert [o.grad_fn.name for o in steps_out] == ["stack", "lstmstep", "lstmstep"]     # out, h_n, c_n
+    np.testing.assert_array_equal(steps_out[0].numpy(), out.numpy())
+    np.testing.assert_array_equal(steps_out[1].numpy(), h_n.numpy()[0])
+    node = steps_out[1].grad_fn                                              # the last step
+    assert node.scope == ("LSTM", "layer0", "t=3", "LSTMCell") and steps_out[2].grad_fn is node
     inputs, outputs = node.expand()
     assert node.expand()[1] is outputs
     assert [o.grad_fn.name for o in outputs] == ["mul", "add"]            # h = o * tanh(c), c = f * c_prev + i * g
     assert [i._edge() for i in inputs] == list(node.parents)               # its inputs are the node's own edges
     h, c = (o.numpy() for o in outputs)
     (out.sum() + c_n.sum()).backward()
-    assert node.freed and node.expansion is None
-    freed = node.expand()                                                   # drawn later: the shapes, freed
-    assert freed[1][0].shape == h.shape and freed[1][0].grad_fn.freed
+    assert layer.freed and layer.expansion is None and node.freed and node.expansion is None
+    freed = layer.expand()                                                  # drawn later: the shapes, freed
+    assert [o.shape for o in freed[1]] == [o.shape for o in steps_out]
+    assert all(o.grad_fn.freed for o in freed[1])
+    step_freed = freed[1][1].grad_fn.expand()
+    assert step_freed[1][0].shape == h.shape and step_freed[1][0].grad_fn.freed
 
 
 def _primitive_layer(kind, **kw):
     """The same layer running the primitive-op steps of nn/cells.py (class named like the layer, so that
     its scopes, and so the pictures, are the same)."""
-    steps = {"RNN": lambda self, W: lambda xw, s, out: rnn_step(xw, s, W, self.nonlinearity),
-             "LSTM": lambda self, W: lambda xw, s, out: lstm_step(xw, s, W),
-             "GRU": lambda self, W: lambda xw, s, out: gru_step(xw, s, W, self._param("bias_hh", self._tag)),
-             "ResidualRNN": lambda self, W: lambda xw, s, out: residual_step(xw, s, W),
-             "GatedResidualRNN": lambda self, W: lambda xw, s, out: gated_residual_step(xw, s, W)}
+    steps = {"RNN": lambda self, W: lambda xw, s: rnn_step(xw, s, W, self.nonlinearity),
+             "LSTM": lambda self, W: lambda xw, s: lstm_step(xw, s, W),
+             "GRU": lambda self, W: lambda xw, s: gru_step(xw, s, W, self._param("bias_hh", self._tag)),
+             "ResidualRNN": lambda self, W: lambda xw, s: residual_step(xw, s, W),
+             "GatedResidualRNN": lambda self, W: lambda xw, s: gated_residual_step(xw, s, W)}
 
     def _cell(self, tag):
         self._tag = tag
         return steps[kind](self, self._param("weight_hh", tag))
-    return type(kind, (getattr(nn, kind),), {"_cell": _cell})(3, H, dtype="float64", **kw)
+    return type(kind, (getattr(nn, kind),), {"_cell": _cell, "_fused": lambda self, tag: None})(3, H, dtype="float64",
+                                                                                                   **kw)
 
 
 @pytest.mark.parametrize("kind, kw", [("RNN", {}), ("LSTM", {}), ("GRU", {}), ("ResidualRNN", {}),
@@ -272,8 +363,8 @@ def test_record_gradients_names_the_ops_inside_each_lstm_step(backend):
             (out * out).sum().backward()
         runs.append((records, layer))
     (fused, layer), (primitive, _) = runs
-    key = lambda r: (r.consumer.name, r.consumer.scope[1:], r.source.name if r.source.name != "lstmstep" else
-                     ("mul", "add")[r.source_index])
+    # a record's source is the engine's node (the layer's loop, a step); as drawn, the op inside that made it
+    key = lambda r: (r.consumer.name, r.consumer.scope[1:], primitive_edge(r.source, r.source_index)[0].name)
     assert [key(r) for r in fused] == [key(r) for r in primitive]
     for a, b in zip(fused, primitive):
         np.testing.assert_allclose(tg.get_backend().to_numpy(a.grad), tg.get_backend().to_numpy(b.grad),
@@ -292,7 +383,7 @@ def test_anomaly_in_backward_names_the_op_and_timestep_inside_the_cell(backend):
     tg.manual_seed(0)
     lstm = nn.LSTM(3, H, dtype="float64")
     out, _ = lstm(tg.randn(5, 2, 3, dtype="float64"))
-    step_2 = next(n for n in topological_order(out.grad_fn) if n.name == "lstmstep" and "t=2" in n.scope)
+    step_2 = out.grad_fn.steps[1]                                    # the layer's loop ran t = 1, 2, ...
     gates = tg.get_backend().to_numpy(step_2.saved[3])
     gates[0, 0] = np.nan                                             # i of the first sequence, first unit
     step_2.saved = step_2.saved[:3] + (tg.get_backend().asarray(gates, "float64"),) + step_2.saved[4:]
@@ -339,6 +430,6 @@ def test_replay_is_gone_and_its_keyword_a_deprecated_no_op(backend):
     with pytest.warns(DeprecationWarning, match=r"LSTM\(replay=\.\.\.\) is deprecated and does nothing"):
         layer = nn.LSTM(3, H, replay=True)
     out, _ = layer(tg.randn(2, 1, 3))
-    assert "lstmstep" in _names(out, expand=False) and "replay" not in repr(layer)
+    assert "recurrence" in _names(out, expand=False) and "replay" not in repr(layer)
     import importlib.util
     assert importlib.util.find_spec("tinygrad_rnn.nn.replay") is None

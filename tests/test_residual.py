@@ -327,7 +327,8 @@ def test_every_step_op_lies_in_its_timestep_scope(backend, make, name, cell):
     for ops in per_step.values():
         assert sorted(ops) == STEP_OPS[cell]
     # output[t - 1] of the top layer is the h made at step t of layer1
-    stack = out.grad_fn if name != "SkipConnectedRNN" else out.grad_fn.parents[1][0]
+    loop = out.grad_fn if name != "SkipConnectedRNN" else out.grad_fn.parents[1][0]
+    stack = loop.expand()[1][0].grad_fn          # the layer's loop, drawn as its steps and their stack
     for t, (node, _) in enumerate(stack.parents, start=1):
         assert node.scope == (name, "layer1", f"t={t}", cell)
     # the input projection is hoisted: one linear per layer, outside the time loop

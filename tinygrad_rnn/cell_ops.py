@@ -27,9 +27,21 @@ from .tensor import Tensor
 
 
 class CellStep(Function):
-    """What the fused cell ops share: their expansion into primitive ops."""
+    """What the fused cell ops share: the recurrent weights' gradient, and their expansion into
+    primitive ops.
+
+    Every step starts with the affine map a = h_prev @ W_hh.T (+ b_hh) and saves h_prev
+    first. A step's ``gradients`` gives dxw, the previous state's gradient and da, the
+    gradient of a; then dW_hh = da.T @ h_prev and db_hh = da (summed over the batch).
+    ``Recurrence`` calls ``gradients`` for every timestep and forms dW_hh once."""
 
     expansion = None      # made on demand (an instance attribute from then on)
+    biased = False        # with b_hh (GRU; a node sets its own only then)
+
+    def backward(self, dys):
+        *dxs, da = self.gradients(dys)
+        dW_hh = OuterProducts(self.xp, da, self.saved[0])
+        return (*dxs, dW_hh, da) if self.biased else (*dxs, dW_hh)
 
     def expand(self):
         """(input tensors, output tensors) of this step written as primitive ops, made once.
@@ -39,38 +51,24 @@ class CellStep(Function):
         return self.expansion
 
     def _rebuild(self):
-        arrays = [parent.data if index is None else self._input_array(k, parent, index)
-                  for k, (parent, index) in enumerate(self.parents)]
-        dtype = next((a.dtype for a in arrays if a is not None), self.xp.float32)
-        inputs = []
-        for (parent, index), a in zip(self.parents, arrays):
-            if index is None:                     # data: the tensor itself
-                inputs.append(parent)
-                continue
-            if a is None:                         # a value no primitive op's backward reads
-                a = self.xp.zeros(parent.out_shapes[index], dtype=dtype)
-            t = Tensor._wrap(a, backend_of(self.xp))
-            t.requires_grad, t._ctx, t._out_idx = True, parent, index
-            inputs.append(t)
+        inputs = stand_ins(self, [self._input_array(k, parent, index)
+                                  for k, (parent, index) in enumerate(self.parents)])
         with setting("grad_enabled", True), setting("scope", self.scope), \
                 setting("retain_values", self.values is not None), setting("anomaly", False):
             outputs = self.primitive(*inputs)
         for i, name in (self.out_names or {}).items():
             outputs[i].name = name
         if self.saved is None:                    # freed: the expansion shows the shapes only
-            _release_below(outputs, self.parents)
+            release_below(outputs, self.parents)
         return tuple(inputs), tuple(outputs)
 
     def _input_array(self, k, parent, index):
-        """The value of input k for the expansion: what this node saved of it, else the
-        parent's retained value or the leaf's data, else None."""
+        """The value of input k for the expansion: what this node saved of it, else what
+        ``known_value`` finds."""
         saved = self.saved_inputs.get(k)
         if saved is not None and self.saved:
             return self.saved[saved]
-        if parent.values is not None:
-            return parent.values[index]
-        leaf = parent.tensor if isinstance(parent, AccumulateGrad) else None
-        return leaf.data if leaf is not None else None
+        return known_value(parent, index)
 
     def release(self):
         self.saved = None
@@ -99,13 +97,15 @@ class RNNStep(CellStep):
         self.save_for_backward(h_prev, W_hh, h)
         return h
 
-    def backward(self, dh):
+    def gradients(self, dh):
+        """(dxw, dh_prev, da); here da = dz = dxw."""
         h_prev, W_hh, h = self.saved
         if self.nonlinearity == "tanh":
-            dz = dh * (1 - h * h)
+            dz = 1 - h * h
+            dz *= dh
         else:
             dz = dh * self.xp.astype(h > 0, dh.dtype)
-        return dz, dz @ W_hh, OuterProducts(self.xp, dz, h_prev)
+        return dz, dz @ W_hh, dz
 
     def primitive(self, xw, h_prev, W_hh):
         """The same step as primitive ops (nn.cells.rnn_step): linear, then tanh (or relu)."""
@@ -145,7 +145,8 @@ class LSTMStep(CellStep):
         self.save_for_backward(h_prev, c_prev, W_hh, y, tanh_c)
         return h, c
 
-    def backward(self, dys):
+    def gradients(self, dys):
+        """(dxw, dh_prev, dc_prev, da); da = dxw."""
         xp = self.xp
         dh, dc = dys
         h_prev, c_prev, W_hh, y, tanh_c = self.saved
@@ -159,7 +160,7 @@ class LSTMStep(CellStep):
         da = xp.concat([dc_total * g, dc_total * c_prev, dc_total * i, dh * tanh_c], axis=-1)
         m, k = _gate_affine(xp, H, y.dtype, 4, 2)
         da *= m * m - (y - k) ** 2                         # gate'(a): y (1 - y) for sigmoid, 1 - y**2 for tanh
-        return da, da @ W_hh, dc_total * f, OuterProducts(xp, da, h_prev)
+        return da, da @ W_hh, dc_total * f, da
 
     def primitive(self, xw, h_prev, c_prev, W_hh):
         """The same step as primitive ops (nn.cells.lstm_step): linear, split, sigmoid and
@@ -187,6 +188,8 @@ class GRUStep(CellStep):
     def forward(self, xw, h_prev, W_hh, b_hh=None, W_T=None, out=None):
         xp = self.xp
         H = h_prev.shape[-1]
+        if b_hh is not None:
+            self.biased = True
         hw = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
         if b_hh is not None:
             hw += b_hh
@@ -202,7 +205,8 @@ class GRUStep(CellStep):
         self.save_for_backward(h_prev, W_hh, rz, n, hw_n)
         return h
 
-    def backward(self, dh):
+    def gradients(self, dh):
+        """(dxw, dh_prev, da), with da = dhw, the gradient of h_prev @ W_hh.T + b_hh."""
         xp = self.xp
         h_prev, W_hh, rz, n, hw_n = self.saved
         H = h_prev.shape[-1]
@@ -212,9 +216,7 @@ class GRUStep(CellStep):
         drz *= rz - rz * rz                                  # sigmoid' of r and z in one pass
         dxw = xp.concat([drz, dz_n], axis=-1)
         dhw = xp.concat([drz, dz_n * r], axis=-1)
-        dh_prev = dh * z + dhw @ W_hh
-        dW_hh = OuterProducts(xp, dhw, h_prev)
-        return (dxw, dh_prev, dW_hh, dhw) if len(self.parents) == 4 else (dxw, dh_prev, dW_hh)
+        return dxw, dh * z + dhw @ W_hh, dhw
 
     def primitive(self, xw, h_prev, W_hh, b_hh=None):
         """The same step as primitive ops (nn.cells.gru_step); r, z and n hold the values
@@ -244,10 +246,12 @@ class ResidualStep(CellStep):
         self.save_for_backward(h_prev, W_hh, u)
         return _into(out, h_prev + u)
 
-    def backward(self, dh):
+    def gradients(self, dh):
+        """(dxw, dh_prev, da); da = du = dxw."""
         h_prev, W_hh, u = self.saved
-        du = dh * (1 - u * u)
-        return du, dh + du @ W_hh, OuterProducts(self.xp, du, h_prev)
+        du = 1 - u * u
+        du *= dh
+        return du, dh + du @ W_hh, du
 
     def primitive(self, xw, h_prev, W_hh):
         """The same step as primitive ops (nn.residual.residual_step): linear, tanh, add."""
@@ -277,14 +281,15 @@ class GatedResidualStep(CellStep):
         self.save_for_backward(h_prev, W_hh, y)
         return _into(out, y[..., H:] * h_prev + y[..., :H])
 
-    def backward(self, dh):
+    def gradients(self, dh):
+        """(dxw, dh_prev, da); da = dxw."""
         xp = self.xp
         h_prev, W_hh, y = self.saved
         H = h_prev.shape[-1]
         m, k = _gate_affine(xp, H, y.dtype, 2, 0)
         da = xp.concat([dh, dh * h_prev], axis=-1)
         da *= m * m - (y - k) ** 2                               # tanh' and sigmoid' in one pass
-        return da, dh * y[..., H:] + da @ W_hh, OuterProducts(xp, da, h_prev)
+        return da, dh * y[..., H:] + da @ W_hh, da
 
     def primitive(self, xw, h_prev, W_hh):
         """The same step as primitive ops (nn.residual.gated_residual_step)."""
@@ -298,6 +303,35 @@ def linear(x, W, b=None):
     """x @ W.T + b as the primitive op (nn.functional.linear without its checks: the inputs are a
     step's own)."""
     return Linear.apply(x, W) if b is None else Linear.apply(x, W, b)
+
+
+def known_value(parent, index):
+    """The value an edge carries, where the graph still knows it: the tensor of a data edge,
+    an op's retained output, a leaf's data; else None."""
+    if index is None:
+        return parent.data
+    if parent.values is not None:
+        return parent.values[index]
+    leaf = parent.tensor if isinstance(parent, AccumulateGrad) else None
+    return leaf.data if leaf is not None else None
+
+
+def stand_ins(node, arrays):
+    """Tensors standing for ``node``'s inputs in its expansion: a data input is the tensor
+    itself; any other is a tensor whose graph edge is the node's own, holding ``arrays[k]``
+    (zeros of its shape where that is None: a value no op of the expansion reads)."""
+    dtype = next((a.dtype for a in arrays if a is not None), node.xp.float32)
+    inputs = []
+    for (parent, index), a in zip(node.parents, arrays):
+        if index is None:
+            inputs.append(parent)
+            continue
+        if a is None:
+            a = node.xp.zeros(parent.out_shapes[index], dtype=dtype)
+        t = Tensor._wrap(a, backend_of(node.xp))
+        t.requires_grad, t._ctx, t._out_idx = True, parent, index
+        inputs.append(t)
+    return inputs
 
 
 def _into(out, h):
@@ -355,7 +389,7 @@ def _given(t, y):
     return t
 
 
-def _release_below(outputs, stop):
+def release_below(outputs, stop):
     """Mark the expansion of a freed node freed too (its primitive ops' saved values are gone)."""
     stop = {id(p) for p, _ in stop}
     stack = [o._ctx for o in outputs if o._ctx is not None]

@@ -93,10 +93,7 @@ class Function:
             raise _forward_error(fn, inputs, e) from e
         record = requires_grad and STATE.grad_enabled
         if record:
-            fn.parents = tuple(edges)
-            fn.scope = STATE.scope
-            fn.born = STATE.backward_passes
-            fn.out_shapes = shared(tuple([o.shape for o in out]) if cls.multi_output else (out.shape,))
+            fn.link(edges, out)
         node = fn if record else None
         # the outputs are tensors of the inputs' kind (this module does not import tensor.py)
         if cls.multi_output:
@@ -106,6 +103,14 @@ class Function:
         if STATE.anomaly or STATE.retain_values:
             _observe_forward(fn, inputs, outs, record)
         return outs
+
+    def link(self, edges, out):
+        """Record this node in the graph: what ``apply`` does once ``forward`` has made ``out``
+        (an array, or a tuple of them). A fused layer op (recurrence.py) links the steps it ran."""
+        self.parents = tuple(edges)
+        self.scope = STATE.scope
+        self.born = STATE.backward_passes
+        self.out_shapes = shared(tuple([o.shape for o in out]) if self.multi_output else (out.shape,))
 
     # --- what ops use -----------------------------------------------------
     def save_for_backward(self, *arrays):

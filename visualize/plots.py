@@ -163,8 +163,11 @@ def _hidden_edges(hidden):
     if node is None:
         raise ValueError("hidden_gradient_norms: `hidden` is not part of a graph (it needs no gradient, "
                          "or was made under no_grad())")
+    index = hidden._out_idx
     while node.name in ("permute", "reshape"):      # batch_first transposes, unbatched squeezes
-        node = node.parents[0][0]
+        node, index = node.parents[0]
+    if node.expand() is not None:                   # a layer's time loop: its output is the stack of its steps
+        node = node.expand()[1][index].grad_fn
     if node.name != "stack":
         raise ValueError(f"hidden_gradient_norms: expected the output of a recurrent layer (a stack of h_t) "
                          f"or a list of h_t tensors, got a tensor made by {node.name} (an output that joins several "

@@ -53,14 +53,16 @@ def graph_edge(t):
 
 
 def primitive_edge(node, index):
-    """An edge of the engine's graph as drawn: an output of a fused cell op
-    (tinygrad_rnn/cell_ops.py) is the output of the primitive op that makes it in the op's
-    expansion, which the picture draws instead of the fused op; any other edge is itself."""
-    if isinstance(node, Function):
+    """An edge of the engine's graph as drawn: an output of a fused op (a layer's
+    ``Recurrence``, a cell step of tinygrad_rnn/cell_ops.py) is the output of the op that makes
+    it in the op's expansion, which the picture draws instead of the fused op, down to a
+    primitive op (a layer expands into its steps, each step into its ops); any other edge is itself."""
+    while isinstance(node, Function):
         expansion = node.expand()
-        if expansion is not None:
-            out = expansion[1][index]
-            return out._ctx, out._out_idx
+        if expansion is None:
+            break
+        out = expansion[1][index]
+        node, index = out._ctx, out._out_idx
     return node, index
 
 

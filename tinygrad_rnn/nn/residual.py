@@ -110,10 +110,13 @@ class ResidualRNN(RNNBase):
 
     cell_name = "ResidualRNNCell"
 
+    def _fused(self, tag):
+        W_hh = self._param("weight_hh", tag)
+        return ResidualStep, (W_hh,), {"W_T": transposed(W_hh)}
+
     def _cell(self, tag):
         W_hh = self._param("weight_hh", tag)
-        W_T = transposed(W_hh)
-        return lambda xw, state, out: (ResidualStep.apply(xw, state[0], W_hh, W_T=W_T, out=out),)
+        return lambda xw, state: residual_step(xw, state, W_hh)
 
 
 class GatedResidualRNN(RNNBase):
@@ -138,10 +141,13 @@ class GatedResidualRNN(RNNBase):
         if self.forget_bias is not None:
             _open_forget_gate(self._param("bias_ih", tag), self._param("bias_hh", tag), H, self.forget_bias)
 
+    def _fused(self, tag):
+        W_hh = self._param("weight_hh", tag)
+        return GatedResidualStep, (W_hh,), {"W_T": transposed(W_hh)}
+
     def _cell(self, tag):
         W_hh = self._param("weight_hh", tag)
-        W_T = transposed(W_hh)
-        return lambda xw, state, out: (GatedResidualStep.apply(xw, state[0], W_hh, W_T=W_T, out=out),)
+        return lambda xw, state: gated_residual_step(xw, state, W_hh)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if self.forget_bias is None else f", forget_bias={self.forget_bias}")

@@ -27,9 +27,9 @@ import warnings
 from ..cell_ops import GRUStep, LSTMStep, RNNStep
 from ..creation import zeros
 from ..function import scope
-from .. import ops
+from ..recurrence import Recurrence
 from ..tensor import Tensor
-from .cells import check_input, gru_step, lstm_step, split_reset_before
+from .cells import check_input, gru_step, lstm_step, rnn_step, split_reset_before
 from .functional import concat, linear, stack
 from .init import check_sizes, recurrent_matrix, uniform
 from .module import Module, Parameter
@@ -166,19 +166,22 @@ class RNNBase(Module):
 
     def _run_direction(self, x, state, tag, reverse):
         """One layer, one direction: x (T, B, in) -> (outputs (T, B, H), final state tuple)."""
-        T = x.shape[0]
         xw = linear(x, self._param("weight_ih", tag), self._input_bias(tag))
+        fused = self._fused(tag)
+        if fused is not None:       # the whole time loop as one node, drawn as its steps
+            step, weights, attrs = fused
+            out, *last = Recurrence.apply(xw, *state, *weights, step=step, cell=self.cell_name, reverse=reverse,
+                                          **attrs)
+            return out, tuple(last)
+        step = self._cell(tag)      # a variant without a fused op: the primitive ops, step by step
+        T = x.shape[0]
         xw_t = xw.unbind(0)
-        step = self._cell(tag)
-        h_0 = state[0]
-        out = xw.backend.xp.empty((T,) + h_0.shape, dtype=h_0.data.dtype)   # the output, one row per t
         hs = [None] * T
-        for k, t in enumerate(reversed(range(T)) if reverse else range(T)):
-            row = out[t, ...] if k < T - 1 else None   # h(t) is made in its row; the last is the final state
+        for t in reversed(range(T)) if reverse else range(T):
             with scope(f"t={t + 1}", self.cell_name):    # steps t = 1..T after h_0, as in the notes
-                state = step(xw_t[t], state, row)
+                state = step(xw_t[t], state)
             hs[t] = state[0]
-        return ops.Stack.apply(*hs, axis=0, out=out), state
+        return stack(hs, axis=0), state
 
     def _input_bias(self, tag):
         """The bias folded into the input projection (b_ih + b_hh where the cell allows it)."""
@@ -186,10 +189,15 @@ class RNNBase(Module):
             return None
         return self._param("bias_ih", tag) + self._param("bias_hh", tag)
 
+    def _fused(self, tag):
+        """The fused step op that runs this layer and direction, its weights looked up once per
+        forward: ``(step class, weights, attributes)`` for ``Recurrence``; None where the
+        variant has none."""
+        return None
+
     def _cell(self, tag):
-        """The step of one layer and direction, its weights looked up once per forward:
-        ``step(xw_t, state, out) -> new state`` (a tuple: (h,), or (h, c) for the LSTM; ``out``
-        is the output row to make h in, or None)."""
+        """The same step as primitive ops (nn/cells.py): ``step(xw_t, state) -> new state``
+        (a tuple: (h,), or (h, c) for the LSTM)."""
         raise NotImplementedError
 
     def extra_repr(self):
@@ -213,11 +221,13 @@ class RNN(RNNBase):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, **kw)
 
+    def _fused(self, tag):
+        W_hh = self._param("weight_hh", tag)
+        return RNNStep, (W_hh,), {"W_T": transposed(W_hh), "nonlinearity": self.nonlinearity}
+
     def _cell(self, tag):
         W_hh, nonlinearity = self._param("weight_hh", tag), self.nonlinearity
-        W_T = transposed(W_hh)
-        return lambda xw, state, out: (RNNStep.apply(xw, state[0], W_hh, nonlinearity=nonlinearity, W_T=W_T,
-                                                     out=out),)
+        return lambda xw, state: rnn_step(xw, state, W_hh, nonlinearity)
 
 
 class LSTM(RNNBase):
@@ -236,12 +246,15 @@ class LSTM(RNNBase):
             setattr(self, f"weight_cif_{tag}", Parameter(uniform((2 * H, H), k, dtype)))
             setattr(self, f"weight_co_{tag}", Parameter(uniform((H, H), k, dtype)))
 
+    def _fused(self, tag):
+        if self.peephole:        # no fused op for peepholes: the primitive ops of lstm_step
+            return None
+        W_hh = self._param("weight_hh", tag)
+        return LSTMStep, (W_hh,), {"W_T": transposed(W_hh)}
+
     def _cell(self, tag):
         W_hh, W_cif, W_co = (self._param(name, tag) for name in ("weight_hh", "weight_cif", "weight_co"))
-        if self.peephole:        # no fused op for peepholes: the primitive ops of lstm_step
-            return lambda xw, state, out: lstm_step(xw, state, W_hh, W_cif, W_co)
-        W_T = transposed(W_hh)
-        return lambda xw, state, out: LSTMStep.apply(xw, state[0], state[1], W_hh, W_T=W_T, out=out)
+        return lambda xw, state: lstm_step(xw, state, W_hh, W_cif, W_co)
 
     def extra_repr(self):
         return super().extra_repr() + (", peephole=True" if self.peephole else "")
@@ -261,15 +274,18 @@ class GRU(RNNBase):
     def _input_bias(self, tag):  # b_hh stays inside the step: b_hn is multiplied by r
         return self._param("bias_ih", tag) if self.bias else None
 
+    def _fused(self, tag):
+        if not self.reset_after:   # no fused op for the original GRU: the primitive ops of gru_step
+            return None
+        W_hh, b_hh = self._param("weight_hh", tag), self._param("bias_hh", tag)
+        return GRUStep, (W_hh,) if b_hh is None else (W_hh, b_hh), {"W_T": transposed(W_hh)}
+
     def _cell(self, tag):
         W_hh, b_hh = self._param("weight_hh", tag), self._param("bias_hh", tag)
-        if not self.reset_after:   # the original GRU, as primitive ops; W_hh's (r, z) and n rows are
-            W_hh = split_reset_before(W_hh, self.hidden_size)          # used apart: split them once
+        if not self.reset_after:   # W_hh's (r, z) and n rows are used apart: split them once
+            W_hh = split_reset_before(W_hh, self.hidden_size)
             b_hh = split_reset_before(b_hh, self.hidden_size) if b_hh is not None else None
-            return lambda xw, state, out: gru_step(xw, state, W_hh, b_hh, reset_after=False)
-        W_T = transposed(W_hh)
-        weights = (W_hh,) if b_hh is None else (W_hh, b_hh)
-        return lambda xw, state, out: (GRUStep.apply(xw, state[0], *weights, W_T=W_T, out=out),)
+        return lambda xw, state: gru_step(xw, state, W_hh, b_hh, reset_after=self.reset_after)
 
     def extra_repr(self):
         return super().extra_repr() + ("" if self.reset_after else ", reset_after=False")

@@ -1,0 +1,144 @@
+"""Recurrence: a whole sequence through one cell, h_t = step(xw_t, h_{t-1}) for t = 1..T, as one
+graph node.
+
+A layer could call its fused step op (cell_ops.py) once per timestep, and it used to:
+T graph nodes, each costing a few µs of Python to record in forward and to visit in
+backward, which at small sizes is more than the arithmetic. ``Recurrence`` runs the
+same step ops itself, as a hand-written BPTT loop does (tinygrad_rnn/by_hand.py):
+
+    forward:  for t = 1..T:  h_t = step.forward(xw_t, h_{t-1})        (each step keeps its saved values)
+    backward: for t = T..1:  dh_t = dout_t + dh_t (from step t+1)
+                             dxw_t, dh_{t-1}, dW_t = step_t.backward(dh_t)
+              dW_hh = sum_t dW_t                                     (BPTT's "+=", one matmul)
+
+Each step is an instance of its op class, with its forward and backward, but not yet a
+graph node. ``expand()`` makes them nodes: it links the steps it ran into the graph
+(xw unbound into its T rows, each step fed by the one before, the hidden states
+stacked: exactly the graph the T step ops would have made), and each step in turn
+expands into its primitive ops. So the pictures, ``record_gradients()`` and
+``detect_anomaly()`` see every op of every timestep; only the speed is the loop's.
+
+Inputs: xw (T, B, G*H), the input's share of the pre-activations; the initial state
+(h_0, or h_0 and c_0 for an LSTM), each (B, H); the step's weights (W_hh, and b_hh for
+the GRU). Outputs: the hidden states (T, B, H), then the final state (h_T, or h_T and c_T).
+"""
+from .cell_ops import release_below, stand_ins, known_value
+from .function import Function, scope, setting
+from .ops import OuterProducts, Stack
+
+
+class Recurrence(Function):
+    """out, *final = the states of ``step`` (a cell_ops class) run over xw's T rows.
+
+    Attributes: ``step``; ``cell``, the scope name of a step ("LSTMCell"); ``reverse``
+    (run t = T..1, the backward direction of a bidirectional layer); and the step's
+    own attributes (``W_T``, ``nonlinearity``). Timestep t (from 1) runs in scope
+    ("t=<t>", cell), inside the layer's scope."""
+    formula = "for t = T..1: dxw_t, dh_(t-1), dW_t = step_t'(dout_t + dh_t);  dW_hh = sum_t dW_t"
+    multi_output = True
+    expansion = None
+
+    def forward(self, xw, *state_and_weights, step, cell, reverse=False, **attrs):
+        xp = self.xp
+        n = len(step.out_names)                     # states: (h,) or (h, c)
+        state, weights = state_and_weights[:n], state_and_weights[n:]
+        self.step, self.cell, self.reverse, self.attrs = step, cell, reverse, attrs
+        T, h_0 = xw.shape[0], state[0]
+        # h_0 and every h_t in one array, in time order (reversed: h_0 after h_T), so that the
+        # outputs are T consecutive rows and so are the h_prev that W_hh's gradient needs
+        hs = xp.empty((T + 1,) + h_0.shape, dtype=h_0.dtype)
+        hs[T if reverse else 0, ...] = h_0
+        self.steps, outputs = [], []
+        for k, t in enumerate(self.times(T)):
+            s = object.__new__(step)                # a step op, run but not (yet) a graph node
+            s.xp = xp
+            row = hs[t if reverse else t + 1, ...] if k < T - 1 else None   # the final state: its own array
+            new = s.forward(xw[t, ...], *state, *weights, out=row, **attrs)
+            state = new if n > 1 else (new,)
+            self.steps.append(s)
+            outputs.append(state)
+        hs[t if reverse else t + 1, ...] = state[0]
+        self.save_for_backward(hs, *outputs)        # h_prev for dW_hh; each step's outputs, to expand
+        return (hs[:T, ...] if reverse else hs[1:, ...],) + state
+
+    def times(self, T):
+        """The timesteps (from 0) in the order they run."""
+        return range(T - 1, -1, -1) if self.reverse else range(T)
+
+    def backward(self, dys):
+        xp = self.xp
+        d_out, d_state = dys[0], list(dys[1:])
+        hs = self.saved[0]
+        T, n = hs.shape[0] - 1, len(d_state)
+        if d_out is None:                           # only the final state is used
+            d_out = xp.zeros(self.out_shapes[0], dtype=hs.dtype)
+        dxw = da = None                             # (T, B, G*H), filled from t = T down to 1
+        for s, t in zip(reversed(self.steps), reversed(self.times(T))):
+            dh = d_state[0]                         # dh_t: from step t+1 and from the output at t
+            d_state[0] = d_out[t, ...] if dh is None else dh + d_out[t, ...]
+            dxw_t, *d_state, da_t = s.gradients(d_state[0] if n == 1 else tuple(d_state))
+            if dxw is None:
+                dxw = xp.empty((T,) + dxw_t.shape, dtype=dxw_t.dtype)
+                da = dxw if da_t is dxw_t else xp.empty((T,) + da_t.shape, dtype=da_t.dtype)
+            dxw[t, ...] = dxw_t
+            if da is not dxw:
+                da[t, ...] = da_t
+        # the shared weights, summed over t (BPTT's "+="): a = h_prev @ W_hh.T + b_hh at every step
+        rows = T * hs.shape[1]
+        h_prev = hs[1:, ...] if self.reverse else hs[:T, ...]
+        dW_hh = OuterProducts(xp, xp.reshape(da, (rows, -1)), xp.reshape(h_prev, (rows, -1)))
+        d_weights = (dW_hh,) if len(self.parents) == n + 2 else (dW_hh, xp.sum(da, axis=(0, 1)))
+        return (dxw, *d_state, *d_weights)
+
+    def primitive(self, xw, *state_and_weights):
+        """The same sequence as T step ops, one graph node per timestep (what the layers ran
+        before this op; detect_anomaly() re-runs it to name the op inside a step)."""
+        n = len(self.step.out_names)
+        state, weights = state_and_weights[:n], state_and_weights[n:]
+        attrs = {k: v for k, v in self.attrs.items() if k != "W_T"}
+        xw_t = xw.unbind(0)
+        hs = [None] * xw.shape[0]
+        for t in self.times(xw.shape[0]):
+            with scope(f"t={t + 1}", self.cell):
+                new = self.step.apply(xw_t[t], *state, *weights, **attrs)
+            state = new if self.step.multi_output else (new,)
+            hs[t] = state[0]
+        return (Stack.apply(*hs, axis=0),) + state
+
+    # --- drawing and watching: the steps as graph nodes -------------------------
+    def expand(self):
+        """(input tensors, output tensors): the steps this node ran, linked into the graph
+        between stand-ins for its inputs (their edges are its own) and its outputs; made once."""
+        if self.expansion is None:
+            self.expansion = self._link_steps()
+        return self.expansion
+
+    def _link_steps(self):
+        inputs = stand_ins(self, [known_value(parent, index) for parent, index in self.parents])
+        n = len(self.step.out_names)
+        xw, state, weights = inputs[0], tuple(inputs[1:1 + n]), inputs[1 + n:]
+        T = xw.shape[0]
+        zeros = None if self.saved else [self.xp.zeros(s, dtype=xw.data.dtype) for s in self.out_shapes[1:]]
+        hs = [None] * T
+        with setting("grad_enabled", True), setting("scope", self.scope), \
+                setting("retain_values", self.values is not None), setting("anomaly", False):
+            xw_t = xw.unbind(0)
+            for k, (s, t) in enumerate(zip(self.steps, self.times(T))):
+                arrays = self.saved[k + 1] if self.saved else zeros
+                with scope(f"t={t + 1}", self.cell):
+                    s.link([x._edge() for x in (xw_t[t], *state, *weights)], arrays if n > 1 else arrays[0])
+                s.born = self.born
+                if self.values is not None:
+                    s.values = tuple(arrays)
+                state = tuple(xw._from_op(a, s, i) for i, a in enumerate(arrays))
+                hs[t] = state[0]
+            outputs = (Stack.apply(*hs, axis=0),) + state
+        if not self.saved:                          # freed: the expansion shows the shapes only
+            release_below(outputs, self.parents)
+        return tuple(inputs), outputs
+
+    def release(self):
+        self.saved = None
+        self.expansion = None
+        for s in self.steps:
+            s.release()
