@@ -217,7 +217,7 @@ def test_recurrence_keeps_each_step_and_nothing_else_per_step(backend):
     assert [s.scope[-2:] for s in node.steps] == [(f"t={t}", "Cell") for t in range(1, 6)]
 
 
-# ---------------------------------------------------------------- one node per step, expanding to the same ops
+# ---------------------------------------------------------------- a layer: one node, expanding to its steps and their ops
 def _names(root, expand):
     return [n.name for n in topological_order(root.grad_fn, expand=expand) if not isinstance(n, AccumulateGrad)]
 

@@ -24,8 +24,8 @@ PyTorch's engine. The rest of this file is what makes that loop practical:
   pass through a freed graph says why (``GraphFreedError``);
 * hooks and ``retain_grad()``; ``record_gradients()`` sees every gradient on every edge
   and ``detect_anomaly()`` checks each for NaN/inf. While either watches, a fused op
-  (cell_ops.py) runs its backward as the primitive ops it stands for, so what they
-  report names the op inside the cell.
+  (a layer's ``Recurrence``, a cell step of cell_ops.py) runs its backward as the ops
+  it stands for, down to primitive ops, so what they report names the op inside the cell.
 """
 import warnings
 from contextlib import contextmanager

@@ -14,6 +14,10 @@ own inputs and saved values. So the pictures draw every sigmoid and mul inside a
 tests check each fused backward against its primitive ops, finite differences,
 by_hand.py and PyTorch.
 
+A layer runs these ops through ``Recurrence`` (recurrence.py): one graph node for its
+whole time loop, calling each step's ``forward`` and ``gradients``. ``nn.LSTMCell`` and
+friends call ``apply``, one node per step.
+
 Inputs: xw (B, G*H), the input's share W_ih x_t + b of the gate pre-activations (the
 layer computes it for all timesteps in one product); the previous state h_prev (and
 c_prev) (B, H); W_hh (G*H, H). Attributes: ``W_T``, W_hh.T as a row-major copy made once

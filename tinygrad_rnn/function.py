@@ -137,10 +137,10 @@ class Function:
         self.saved = None
 
     def expand(self):
-        """The primitive ops this node stands for, or None. A fused op (cell_ops.py) returns
-        ``(inputs, outputs)``: tensors standing for its inputs and outputs, with the primitive
-        ops' nodes in between, so that pictures, anomaly checks and record_gradients() can see
-        inside it."""
+        """The ops this node stands for, or None. A fused op (cell_ops.py, recurrence.py)
+        returns ``(inputs, outputs)``: tensors standing for its inputs and outputs, with the
+        nodes of those ops in between (which may expand in turn), so that pictures, anomaly
+        checks and record_gradients() can see inside it."""
         return None
 
     def add_hook(self, index, hook):

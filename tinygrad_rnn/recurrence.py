@@ -42,7 +42,8 @@ class Recurrence(Function):
         xp = self.xp
         n = len(step.out_names)                     # states: (h,) or (h, c)
         state, weights = state_and_weights[:n], state_and_weights[n:]
-        self.step, self.cell, self.reverse, self.attrs = step, cell, reverse, attrs
+        self.step, self.cell, self.reverse = step, cell, reverse
+        self.attrs = {k: v for k, v in attrs.items() if k != "W_T"}   # not W_T: the graph would keep it
         T, h_0 = xw.shape[0], state[0]
         # h_0 and every h_t in one array, in time order (reversed: h_0 after h_T), so that the
         # outputs are T consecutive rows and so are the h_prev that W_hh's gradient needs
@@ -95,12 +96,11 @@ class Recurrence(Function):
         before this op; detect_anomaly() re-runs it to name the op inside a step)."""
         n = len(self.step.out_names)
         state, weights = state_and_weights[:n], state_and_weights[n:]
-        attrs = {k: v for k, v in self.attrs.items() if k != "W_T"}
         xw_t = xw.unbind(0)
         hs = [None] * xw.shape[0]
         for t in self.times(xw.shape[0]):
             with scope(f"t={t + 1}", self.cell):
-                new = self.step.apply(xw_t[t], *state, *weights, **attrs)
+                new = self.step.apply(xw_t[t], *state, *weights, **self.attrs)
             state = new if self.step.multi_output else (new,)
             hs[t] = state[0]
         return (Stack.apply(*hs, axis=0),) + state

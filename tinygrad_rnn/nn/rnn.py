@@ -9,12 +9,13 @@ weight_ih_l{k}{_reverse} (G*H, in), weight_hh_l{k}{_reverse} (G*H, H), bias_ih_l
 
 How it runs, per layer and direction:
   1. the input's contribution for every timestep in one product, xw = x @ W_ih.T + b   (T, B, G*H)
-  2. ``xw.unbind(0)`` into T slices (one op)
-  3. the time loop: one cell step per t, each inside ``scope("t=<t>", "<Cell>")``; a step is
-     one fused op (cell_ops.py), which pictures, hooks and anomaly checks see as the
-     primitive ops of nn/cells.py
-  4. ``stack`` of the hidden states into the output (each h(t) is written into its row as soon as
-     it is made, so it is kept once)
+  2. the time loop as one node, ``Recurrence`` (recurrence.py): the cell's fused step op
+     (cell_ops.py) for t = 1..T, h(t) made in its row of the output. Pictures, hooks and
+     anomaly checks see it as what it stands for: ``xw.unbind(0)``, one step per t inside
+     ``scope("t=<t>", "<Cell>")`` (each step: the primitive ops of nn/cells.py), and a
+     ``stack`` of the hidden states.
+A variant without a fused op (LSTM peephole, GRU reset_after=False) runs those three
+stages as they read, with the primitive-op step of nn/cells.py.
 The scopes ("LSTM", "layer0" or "layer0_reverse", "t=3", "LSTMCell") are what
 the visualizer uses to lay the graph out through time, and what anomaly messages
 name. ``t`` counts the input's positions from 1, as the notes number their steps
