@@ -8,8 +8,8 @@ same step ops itself, as a hand-written BPTT loop does (tinygrad_rnn/by_hand.py)
 
     forward:  for t = 1..T:  h_t = step.forward(xw_t, h_{t-1})        (each step keeps its saved values)
     backward: for t = T..1:  dh_t = dout_t + dh_t (from step t+1)
-                             dxw_t, dh_{t-1}, dW_t = step_t.backward(dh_t)
-              dW_hh = sum_t dW_t                                     (BPTT's "+=", one matmul)
+                             dxw_t, dh_{t-1}, da_t = step_t.gradients(dh_t)
+              dW_hh = sum_t da_t.T @ h_{t-1}                         (BPTT's "+=", one matmul)
 
 Each step is an instance of its op class, with its forward and backward, but not yet a
 graph node. ``expand()`` makes them nodes: it links the steps it ran into the graph
@@ -32,9 +32,9 @@ class Recurrence(Function):
 
     Attributes: ``step``; ``cell``, the scope name of a step ("LSTMCell"); ``reverse``
     (run t = T..1, the backward direction of a bidirectional layer); and the step's
-    own attributes (``W_T``, ``nonlinearity``). Timestep t (from 1) runs in scope
+    own attributes (``W_T``, ``nonlinearity``; the node keeps all but W_T). Timestep t (from 1) runs in scope
     ("t=<t>", cell), inside the layer's scope."""
-    formula = "for t = T..1: dxw_t, dh_(t-1), dW_t = step_t'(dout_t + dh_t);  dW_hh = sum_t dW_t"
+    formula = "for t = T..1: dxw_t, dh_(t-1), da_t = step_t'(dout_t + dh_t);  dW_hh = sum_t da_t.T @ h_(t-1)"
     multi_output = True
     expansion = None
 
