@@ -49,7 +49,7 @@ class Recurrence(Function):
         # outputs are T consecutive rows and so are the h_prev that W_hh's gradient needs
         hs = xp.empty((T + 1,) + h_0.shape, dtype=h_0.dtype)
         hs[T if reverse else 0, ...] = h_0
-        self.steps, outputs = [], []
+        self.steps, carried = [], []                # carried: each step's states beyond h (the LSTM's c)
         for k, t in enumerate(self.times(T)):
             s = object.__new__(step)                # a step op, run but not (yet) a graph node
             s.xp = xp
@@ -57,9 +57,10 @@ class Recurrence(Function):
             new = s.forward(xw[t, ...], *state, *weights, out=row, **attrs)
             state = new if n > 1 else (new,)
             self.steps.append(s)
-            outputs.append(state)
+            if n > 1:
+                carried.append(state[1:])
         hs[t if reverse else t + 1, ...] = state[0]
-        self.save_for_backward(hs, *outputs)        # h_prev for dW_hh; each step's outputs, to expand
+        self.save_for_backward(hs, carried)         # every h_t (for dW_hh, and to expand), and the c_t
         return (hs[:T, ...] if reverse else hs[1:, ...],) + state
 
     def times(self, T):
@@ -118,13 +119,17 @@ class Recurrence(Function):
         n = len(self.step.out_names)
         xw, state, weights = inputs[0], tuple(inputs[1:1 + n]), inputs[1 + n:]
         T = xw.shape[0]
-        zeros = None if self.saved else [self.xp.zeros(s, dtype=xw.data.dtype) for s in self.out_shapes[1:]]
+        zeros = None if self.saved else tuple(self.xp.zeros(s, dtype=xw.data.dtype) for s in self.out_shapes[1:])
         hs = [None] * T
         with setting("grad_enabled", True), setting("scope", self.scope), \
                 setting("retain_values", self.values is not None), setting("anomaly", False):
             xw_t = xw.unbind(0)
             for k, (s, t) in enumerate(zip(self.steps, self.times(T))):
-                arrays = self.saved[k + 1] if self.saved else zeros
+                if self.saved:                      # h_t is a row of hs (h_0 is the other end's row)
+                    hs_all, carried = self.saved
+                    arrays = (hs_all[t if self.reverse else t + 1, ...],) + (carried[k] if n > 1 else ())
+                else:
+                    arrays = zeros
                 with scope(f"t={t + 1}", self.cell):
                     s.link([x._edge() for x in (xw_t[t], *state, *weights)], arrays if n > 1 else arrays[0])
                 s.born = self.born
