@@ -45,6 +45,9 @@ def header(result):
         f"machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), load average {m['load_average']}",
         f"python {m['python']}, numpy {m['numpy']} ({m['blas']})",
         f"torch: {m['torch'] or 'not installed'}{'' if s['torch'] else ' (not used: --no-torch)'}; {threads}",
+        f"heap: {s.get('heap', 'default')} " + ("(glibc keeps freed memory: no contender page-faults it back each "
+                                               "step; --heap default to measure without)" if s.get("heap") == "steady"
+                                              else "(the allocator as it comes)"),
         "The machine may be shared: read ratios (same-run, alternating, paired) rather than absolute times.",
     ]
     return "\n".join(lines)

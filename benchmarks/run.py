@@ -19,6 +19,9 @@ Threads: ``--threads 1`` (the default) pins NumPy's BLAS and torch to one thread
 which keeps a shared 2-core machine's numbers steady (a spinning BLAS thread pool on
 a busy machine can slow a step tenfold); ``--threads default`` leaves NumPy alone and
 gives torch as many threads as NumPy's BLAS uses. The header says what was set.
+Heap: ``--heap steady`` (the default) has glibc keep freed memory, so that no contender
+page-faults its big arrays back in every step, which one pays or not depending on what
+ran before it (machine.steady_heap); ``--heap default`` measures the allocator as it comes.
 The JSON (``--json``, default benchmarks/results/latest.json, git-ignored) holds
 everything printed, so runs can be compared later. Exit status 1 when the
 implementations disagree on the first loss (then they would not compute the same thing).
@@ -60,6 +63,9 @@ def parse_args(argv):
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"any of {','.join(SECTIONS)} (default all)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch references even if installed")
     ap.add_argument("--threads", default="1", help="BLAS and torch threads: a number, or 'default' (default 1)")
+    ap.add_argument("--heap", choices=("steady", "default"), default="steady",
+                    help="steady (default): glibc keeps freed memory, so no contender page-faults it back "
+                         "each step; default: the allocator as it comes (see machine.steady_heap)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per training cell")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "latest.json"),
                     help="where to write the results (default benchmarks/results/latest.json)")
@@ -159,6 +165,7 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     torch_threads = setup_threads(args.threads, use_torch)
+    heap = "steady" if args.heap == "steady" and machine.steady_heap() else "default"
     cfg = dict(SETTINGS["quick" if args.quick else "full"])
     budget = args.budget if args.budget is not None else cfg["budget"]
 
@@ -175,7 +182,7 @@ def main(argv=None):
         "schema": 1,
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "argv": sys.argv[1:] if argv is None else list(argv),
-        "settings": {"quick": args.quick, "threads": args.threads, "torch": use_torch, "cells": args.cells,
+        "settings": {"quick": args.quick, "threads": args.threads, "heap": heap, "torch": use_torch, "cells": args.cells,
                      "shapes": args.shape_list, "sections": args.section_list, "budget_s": budget,
                      **{k: v for k, v in cfg.items() if k != "budget"}},
         "machine": machine.describe(args.threads, torch_threads),

@@ -60,38 +60,84 @@ def test_cross_entropy_equals_the_definition(backend, shape, target_shape, reduc
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("shape, target_shape", SHAPES[:2], ids=["NC", "NCT"])
-def test_cross_entropy_gradcheck(backend, shape, target_shape, reduction):
+@pytest.mark.parametrize("any_ignored", [True, False])
+def test_cross_entropy_gradcheck(backend, shape, target_shape, reduction, any_ignored):
+    """Without ignored elements, the mean over (N, C) is the fused op (CrossEntropy)."""
     rng = np.random.default_rng(1)
     logits = t64(rng.standard_normal(shape), requires_grad=True)
     target = rng.integers(0, shape[1], size=target_shape)
-    target.flat[-1] = -100
+    if any_ignored:
+        target.flat[-1] = -100
     assert tg.gradcheck(lambda x: F.cross_entropy(x, ids(target), reduction), [logits])
 
 
-def test_cross_entropy_gradient_is_softmax_minus_one_hot_over_n(backend):
-    """The classic result: d mean CE / d logits = (softmax - onehot) / N, with ignored rows zero."""
+@pytest.mark.parametrize("ignored_row", [2, None])
+def test_cross_entropy_gradient_is_softmax_minus_one_hot_over_n(backend, ignored_row):
+    """The classic result: d mean CE / d logits = (softmax - onehot) / N, with ignored rows zero
+    (none ignored: the fused op's own backward)."""
     rng = np.random.default_rng(2)
     logits = rng.standard_normal((5, 3))
-    target = np.array([0, 2, -100, 1, 1])
+    target = np.array([0, 2, 0, 1, 1])
+    if ignored_row is not None:
+        target[ignored_row] = -100
     x = t64(logits, requires_grad=True)
-    F.cross_entropy(x, ids(target)).backward()
-    p = np.exp(np_log_softmax(logits, 1))
-    expected = p.copy()
-    expected[[0, 1, 3, 4], [0, 2, 1, 1]] -= 1
-    expected[2] = 0
-    np.testing.assert_allclose(x.grad.numpy(), expected / 4, rtol=1e-12, atol=1e-15)
+    loss = F.cross_entropy(x, ids(target))
+    assert loss.grad_fn.name == ("mul" if ignored_row is not None else "crossentropy")
+    loss.backward()
+    expected = np.exp(np_log_softmax(logits, 1))
+    rows = [i for i in range(5) if i != ignored_row]
+    expected[rows, target[rows]] -= 1
+    if ignored_row is not None:
+        expected[ignored_row] = 0
+    np.testing.assert_allclose(x.grad.numpy(), expected / len(rows), rtol=1e-12, atol=1e-15)
 
 
-def test_cross_entropy_is_four_ops_after_the_logits(backend):
-    """log_softmax, pick [t = true], sum, times -1/n: the lecture's formula and nothing else."""
-    x = t64(np.zeros((4, 3)), requires_grad=True)
-    loss = F.cross_entropy(x, ids([0, 1, 2, 0]))
-    node, chain = loss.grad_fn, []
-    while node is not None and node.parents:
+def chain_of_ops(node, stop=None):
+    """The names of the ops from ``node`` down its first gradient input, to ``stop`` or a leaf."""
+    chain = []
+    while node is not None and node.parents and node is not stop:
         chain.append(node.name)
         node = next((p for p, i in node.parents if i is not None), None)
-    assert chain == ["mul", "sum", "pick", "logsoftmax"]
-    assert loss.item() == pytest.approx(np.log(3), rel=1e-14)
+    return chain
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_is_four_ops_after_the_logits(backend, reduction):
+    """log_softmax, pick [t = true], sum, times -1/n (or minus): the lecture's formula and nothing
+    else. The mean over (N, C) is one fused op that expands into exactly those four."""
+    x = t64(np.zeros((4, 3)), requires_grad=True)
+    logits = x * 1
+    loss = F.cross_entropy(logits, ids([0, 1, 2, 0]), reduction=reduction)
+    logits_node = logits.grad_fn
+    if reduction == "sum":
+        assert chain_of_ops(loss.grad_fn, logits_node) == ["neg", "sum", "pick", "logsoftmax"]
+        return
+    assert chain_of_ops(loss.grad_fn, logits_node) == ["crossentropy"]
+    inputs, (out,) = loss.grad_fn.expand()
+    assert chain_of_ops(out.grad_fn, logits_node) == ["mul", "sum", "pick", "logsoftmax"]
+    assert [i._name for i in inputs[1:]] == ["t_true", "-1 / n"]      # the constants, as drawn
+    assert loss.item() == out.item() == pytest.approx(np.log(3), rel=1e-14)
+
+
+def test_cross_entropy_fused_backward_equals_its_primitive_ops(backend):
+    """The fused op's backward against its four ops run backward (record_gradients() makes the
+    engine walk the expansion), in float64, and the two losses equal."""
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((7, 5)) * 2
+    target = ids(rng.integers(0, 5, size=7))
+    grads = []
+    for watch in (False, True):
+        x = t64(logits, requires_grad=True)
+        if watch:
+            with tg.record_gradients():
+                loss = F.cross_entropy(x * 1, target)
+                loss.backward()
+        else:
+            loss = F.cross_entropy(x * 1, target)
+            loss.backward()
+        grads.append((loss.item(), x.grad.numpy()))
+    assert grads[0][0] == grads[1][0]
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-13, atol=1e-16)
 
 
 def test_minus_infinity_at_another_class_is_not_nan(backend):
@@ -255,16 +301,20 @@ def test_nn_exports_functional_as_F():
 
 # ---------------------------------------------------------------- PyTorch parity
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("ignore_index", [-100, 2])
+@pytest.mark.parametrize("ignore_index", [-100, 2, None], ids=["-100", "2", "none_ignored"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_cross_entropy_and_nll_match_torch(backend, reduction, ignore_index, dtype):
+    """none_ignored: the mean over (N, C) is the fused op."""
     torch = pytest.importorskip("torch")
     tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     rng = np.random.default_rng(7)
     for shape, target_shape in SHAPES:
         logits = rng.standard_normal(shape) * 2
         target = rng.integers(0, shape[1], size=target_shape)
-        target.flat[-1] = ignore_index
+        if ignore_index is None:
+            ignore_index = -100
+        else:
+            target.flat[-1] = ignore_index
         xt = torch.tensor(logits, dtype=tdtype, requires_grad=True)
         xe = tg.Tensor(logits, dtype=dtype, requires_grad=True)
         tt, te = torch.tensor(target), ids(target)

@@ -36,25 +36,23 @@ def test_lstm_over_10000_timesteps_backs_up_without_recursion():
 
 @pytest.mark.parametrize("Layer", [nn.RNN, nn.LSTM, nn.GRU])
 def test_the_graph_keeps_each_hidden_state_once(Layer):
-    """Every h(t) the layer's steps save for backward is a row of the layer's output, not a copy of
-    its own, except the last one (the final state, which must not keep the output alive)."""
+    """The layer's loop (recurrence.py) keeps h(0..T) in one array whose rows are the output: every
+    h(t) its steps' backward reads is such a row, nothing it keeps per step is a copy of one, and
+    the final state has an array of its own (it must not keep the output alive)."""
     tg.set_backend("numpy")
     T, B, H = 6, 3, 4
     layer = Layer(2, H, dtype="float64")
     out, final = layer(tg.randn(T, B, 2, dtype="float64"))
     h_n = (final[0] if isinstance(final, tuple) else final).data[0]
-    steps = out.grad_fn.steps                  # the step ops the layer's loop ran (recurrence.py)
-    assert len(steps) == T
-    saved_hs = []                              # the saved arrays holding the numbers of some h(t)
-    for step in steps:
-        for t in range(T):
-            saved_hs += [(a, t) for a in step.saved if a.shape == (B, H) and np.array_equal(a, out.data[t])]
-    assert {t for _, t in saved_hs} >= set(range(T - 1)), "every h(t) but the last is saved by the next step"
-    for a, t in saved_hs:
-        if t < T - 1:
-            assert a.base is out.data.base, f"h({t}) is saved as a row of the output"
-        else:
-            assert not np.shares_memory(a, out.data), "the final h has an array of its own"
+    node = out.grad_fn
+    hs, _, _, per_step = node.saved
+    assert out.data.base is hs
+    read = [(a, t) for saved in node.saved_by_steps() for a in saved for t in range(T)
+            if a.shape == (B, H) and np.array_equal(a, out.data[t])]
+    assert {t for _, t in read} >= set(range(T - 1)), "every h(t) but the last is read by the next step"
+    assert all(a.base is hs for a, _ in read), "h(t) is read as a row of the output"
+    assert not any(np.array_equal(a, out.data[t]) for arrays in per_step for a in arrays for t in range(T)
+                   if a.shape == (B, H)), "no copy of an h(t) is kept per step"
     assert not np.shares_memory(h_n, out.data)
 
 

@@ -113,6 +113,17 @@ class Backend:
         zero = xp.zeros((), dtype=values.dtype)
         return xp.where(index == positions, values, zero)
 
+    def add_along_axis(self, x, index, values, axis):
+        """x plus ``values`` at ``index`` along ``axis`` (as ``put_along_axis``); may write into x,
+        which must be the caller's own array."""
+        return x + self.put_along_axis(x.shape, index, values, axis)
+
+    def write(self, out, f, *args):
+        """``f(*args)`` written into ``out`` (the caller's own array, e.g. a row of a bigger one),
+        and returned. The standard has no ``out=``: compute, then copy."""
+        out[...] = f(*args)
+        return out
+
 
 def numpy_namespace():
     """NumPy's functions as the engine calls them, with the few used at almost every op
@@ -172,6 +183,16 @@ class NumpyBackend(Backend):
         else:
             np.put_along_axis(out, index, values, axis)
         return out
+
+    def write(self, out, f, *args):     # NumPy's functions (ufuncs) write there themselves: no temporary
+        return f(*args, out=out)
+
+    def add_along_axis(self, x, index, values, axis):     # in place: no (N, C) zeros to fill
+        if x.ndim == 2 and axis == 1:
+            x[np.arange(x.shape[0])[:, None], index] += values
+        else:
+            np.put_along_axis(x, index, np.take_along_axis(x, index, axis=axis) + values, axis)
+        return x
 
     def transposed_copy(self, a):
         return np.ascontiguousarray(a.T)

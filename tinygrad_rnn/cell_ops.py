@@ -7,9 +7,9 @@ recurrent product with a row-major copy of W_hh.T, the gate nonlinearities in on
 W_hh's gradient kept as factors (``ops.OuterProducts``) and multiplied once for all
 timesteps, and exactly the arrays hand-written backward keeps.
 
-Nothing is hidden. Each op also knows the primitive ops it stands for (``primitive``,
-the same step as nn/cells.py writes it), and ``expand()`` rebuilds them on the node's
-own inputs and saved values. So the pictures draw every sigmoid and mul inside a step,
+Nothing is hidden. Each op is a ``fused.Fused``: it also knows the primitive ops it stands
+for (``primitive``, the same step as nn/cells.py writes it), and ``expand()`` rebuilds
+them on the node's own inputs and saved values. So the pictures draw every sigmoid and mul inside a step,
 ``record_gradients()`` and ``detect_anomaly()`` name the op inside the cell, and the
 tests check each fused backward against its primitive ops, finite differences,
 by_hand.py and PyTorch.
@@ -25,59 +25,28 @@ per forward (optional), and ``out``, an array of h's shape to write h into (the 
 output row, so each h(t) is kept once).
 """
 from .backend import backend_of
-from .function import AccumulateGrad, Function, setting
+from .fused import Fused, given, saved_value
 from .ops import Linear, OuterProducts
-from .tensor import Tensor
 
 
-class CellStep(Function):
+class CellStep(Fused):
     """What the fused cell ops share: the recurrent weights' gradient, and their expansion into
     primitive ops.
 
-    Every step starts with the affine map a = h_prev @ W_hh.T (+ b_hh) and saves h_prev
-    first. A step's ``gradients`` gives dxw, the previous state's gradient and da, the
-    gradient of a; then dW_hh = da.T @ h_prev and db_hh = da (summed over the batch).
-    ``Recurrence`` calls ``gradients`` for every timestep and forms dW_hh once."""
+    Every step starts with the affine map a = h_prev @ W_hh.T (+ b_hh). It saves
+    (*state_prev, W_hh, *extras): the previous state (h_prev, and c_prev for the LSTM), then
+    W_hh, then what its backward needs beyond them (the LSTM's gates and tanh(c)); the RNN's
+    extra is its new h (``saves_h``). A step's ``gradients`` gives dxw, the previous state's
+    gradient and da, the gradient of a; then dW_hh = da.T @ h_prev and db_hh = da (summed over
+    the batch). ``Recurrence`` calls ``gradients`` for every timestep and forms dW_hh once."""
 
-    expansion = None      # made on demand (an instance attribute from then on)
     biased = False        # with b_hh (GRU; a node sets its own only then)
+    saves_h = False       # the last thing saved is the new h (Recurrence has it in its hs)
 
     def backward(self, dys):
         *dxs, da = self.gradients(dys)
         dW_hh = OuterProducts(self.xp, da, self.saved[0])
         return (*dxs, dW_hh, da) if self.biased else (*dxs, dW_hh)
-
-    def expand(self):
-        """(input tensors, output tensors) of this step written as primitive ops, made once.
-        The input tensors stand for this node's inputs (their graph edges are its own)."""
-        if self.expansion is None:
-            self.expansion = self._rebuild()
-        return self.expansion
-
-    def _rebuild(self):
-        inputs = stand_ins(self, [self._input_array(k, parent, index)
-                                  for k, (parent, index) in enumerate(self.parents)])
-        with setting("grad_enabled", True), setting("scope", self.scope), \
-                setting("retain_values", self.values is not None), setting("anomaly", False):
-            outputs = self.primitive(*inputs)
-        for i, name in (self.out_names or {}).items():
-            outputs[i].name = name
-        if self.saved is None:                    # freed: the expansion shows the shapes only
-            release_below(outputs, self.parents)
-        return tuple(inputs), tuple(outputs)
-
-    def _input_array(self, k, parent, index):
-        """The value of input k for the expansion: what this node saved of it, else what
-        ``known_value`` finds."""
-        saved = self.saved_inputs.get(k)
-        if saved is not None and self.saved:
-            return self.saved[saved]
-        return known_value(parent, index)
-
-    def release(self):
-        self.saved = None
-        if self.expansion is not None:
-            self.expansion = None
 
 
 class RNNStep(CellStep):
@@ -88,7 +57,8 @@ class RNNStep(CellStep):
     formula = "dz = dh * (1 - h**2);  dxw = dz;  dh_prev = dz @ W_hh;  dW_hh = dz.T @ h_prev"
     out_names = {0: "h"}
     saved_inputs = {1: 0, 2: 1}            # input position -> position in self.saved
-    nonlinearity = "tanh"                  # (a node sets its own only for relu: no __dict__ per step)
+    saves_h = True
+    nonlinearity = "tanh"                  # (a node sets its own only for relu)
 
     def forward(self, xw, h_prev, W_hh, nonlinearity="tanh", W_T=None, out=None):
         xp = self.xp
@@ -96,26 +66,28 @@ class RNNStep(CellStep):
             self.nonlinearity = nonlinearity
         a = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
         a += xw
-        h = xp.tanh(a) if nonlinearity == "tanh" else xp.maximum(a, xp.zeros((), dtype=a.dtype))
-        h = _into(out, h)
+        if nonlinearity == "tanh":
+            h = _into(xp, out, xp.tanh, a)
+        else:
+            h = _into(xp, out, xp.maximum, a, xp.zeros((), dtype=a.dtype))
         self.save_for_backward(h_prev, W_hh, h)
         return h
 
-    def gradients(self, dh):
-        """(dxw, dh_prev, da); here da = dz = dxw."""
+    def gradients(self, dh, out=None):
+        """(dxw, dh_prev, da); here da = dz = dxw (written into ``out`` when given)."""
+        xp = self.xp
         h_prev, W_hh, h = self.saved
         if self.nonlinearity == "tanh":
-            dz = 1 - h * h
-            dz *= dh
+            dz = _into(xp, out, xp.multiply, 1 - h * h, dh)
         else:
-            dz = dh * self.xp.astype(h > 0, dh.dtype)
+            dz = _into(xp, out, xp.multiply, dh, xp.astype(h > 0, dh.dtype))
         return dz, dz @ W_hh, dz
 
     def primitive(self, xw, h_prev, W_hh):
         """The same step as primitive ops (nn.cells.rnn_step): linear, then tanh (or relu)."""
         a = linear(h_prev, W_hh, xw)
         h = a.tanh() if self.nonlinearity == "tanh" else a.relu()
-        return (_given(h, _saved(self, 2)),)
+        return (given(h, saved_value(self, 2)),)
 
 
 class LSTMStep(CellStep):
@@ -145,12 +117,12 @@ class LSTMStep(CellStep):
         i, f, g, o = y[..., :H], y[..., H:2 * H], y[..., 2 * H:3 * H], y[..., 3 * H:]
         c = f * c_prev + i * g
         tanh_c = xp.tanh(c)
-        h = _into(out, o * tanh_c)
+        h = _into(xp, out, xp.multiply, o, tanh_c)
         self.save_for_backward(h_prev, c_prev, W_hh, y, tanh_c)
         return h, c
 
-    def gradients(self, dys):
-        """(dxw, dh_prev, dc_prev, da); da = dxw."""
+    def gradients(self, dys, out=None):
+        """(dxw, dh_prev, dc_prev, da); da = dxw (written into ``out`` when given)."""
         xp = self.xp
         dh, dc = dys
         h_prev, c_prev, W_hh, y, tanh_c = self.saved
@@ -163,18 +135,18 @@ class LSTMStep(CellStep):
             dc_total += dc
         da = xp.concat([dc_total * g, dc_total * c_prev, dc_total * i, dh * tanh_c], axis=-1)
         m, k = _gate_affine(xp, H, y.dtype, 4, 2)
-        da *= m * m - (y - k) ** 2                         # gate'(a): y (1 - y) for sigmoid, 1 - y**2 for tanh
+        da = _into(xp, out, xp.multiply, da, m * m - (y - k) ** 2)    # gate'(a): y (1 - y) for sigmoid, 1 - y**2 for tanh
         return da, da @ W_hh, dc_total * f, da
 
     def primitive(self, xw, h_prev, c_prev, W_hh):
         """The same step as primitive ops (nn.cells.lstm_step): linear, split, sigmoid and
         tanh, mul, add, tanh, mul; the gates and tanh(c) hold the values forward saved."""
-        y_i, y_f, y_g, y_o = _parts(_saved(self, 3), 4)
+        y_i, y_f, y_g, y_o = _parts(saved_value(self, 3), 4)
         a = linear(h_prev, W_hh, xw)
         i, f, g, o = a.chunk(4, axis=-1)
-        i, f, g = _given(i.sigmoid(), y_i), _given(f.sigmoid(), y_f), _given(g.tanh(), y_g)
+        i, f, g = given(i.sigmoid(), y_i), given(f.sigmoid(), y_f), given(g.tanh(), y_g)
         c = f * c_prev + i * g
-        h = _given(o.sigmoid(), y_o) * _given(c.tanh(), _saved(self, 4))
+        h = given(o.sigmoid(), y_o) * given(c.tanh(), saved_value(self, 4))
         return h, c
 
 
@@ -205,12 +177,12 @@ class GRUStep(CellStep):
         r, z = rz[..., :H], rz[..., H:]
         hw_n = xp.asarray(hw[..., 2 * H:], copy=True)       # kept for dr; a copy, so hw is freed
         n = xp.tanh(xw[..., 2 * H:] + r * hw_n)
-        h = _into(out, n + z * (h_prev - n))
+        h = _into(xp, out, xp.add, n, z * (h_prev - n))
         self.save_for_backward(h_prev, W_hh, rz, n, hw_n)
         return h
 
-    def gradients(self, dh):
-        """(dxw, dh_prev, da), with da = dhw, the gradient of h_prev @ W_hh.T + b_hh."""
+    def gradients(self, dh, out=None):
+        """(dxw, dh_prev, da), with da = dhw, the gradient of h_prev @ W_hh.T + b_hh (``out``: unused)."""
         xp = self.xp
         h_prev, W_hh, rz, n, hw_n = self.saved
         H = h_prev.shape[-1]
@@ -225,11 +197,11 @@ class GRUStep(CellStep):
     def primitive(self, xw, h_prev, W_hh, b_hh=None):
         """The same step as primitive ops (nn.cells.gru_step); r, z and n hold the values
         forward saved."""
-        y_r, y_z = _parts(_saved(self, 2), 2)
+        y_r, y_z = _parts(saved_value(self, 2), 2)
         x_r, x_z, x_n = xw.chunk(3, axis=-1)
         h_r, h_z, h_n = linear(h_prev, W_hh, b_hh).chunk(3, axis=-1)
-        r, z = _given((x_r + h_r).sigmoid(), y_r), _given((x_z + h_z).sigmoid(), y_z)
-        n = _given((x_n + r * h_n).tanh(), _saved(self, 3))
+        r, z = given((x_r + h_r).sigmoid(), y_r), given((x_z + h_z).sigmoid(), y_z)
+        n = given((x_n + r * h_n).tanh(), saved_value(self, 3))
         return (n.lerp(h_prev, z),)
 
 
@@ -248,18 +220,18 @@ class ResidualStep(CellStep):
         a += xw
         u = xp.tanh(a)
         self.save_for_backward(h_prev, W_hh, u)
-        return _into(out, h_prev + u)
+        return _into(xp, out, xp.add, h_prev, u)
 
-    def gradients(self, dh):
-        """(dxw, dh_prev, da); da = du = dxw."""
+    def gradients(self, dh, out=None):
+        """(dxw, dh_prev, da); da = du = dxw (written into ``out`` when given)."""
+        xp = self.xp
         h_prev, W_hh, u = self.saved
-        du = 1 - u * u
-        du *= dh
+        du = _into(xp, out, xp.multiply, 1 - u * u, dh)
         return du, dh + du @ W_hh, du
 
     def primitive(self, xw, h_prev, W_hh):
         """The same step as primitive ops (nn.residual.residual_step): linear, tanh, add."""
-        update = _given(linear(h_prev, W_hh, xw).tanh(), _saved(self, 2))
+        update = given(linear(h_prev, W_hh, xw).tanh(), saved_value(self, 2))
         return (h_prev + update,)
 
 
@@ -283,23 +255,23 @@ class GatedResidualStep(CellStep):
         y *= m
         y += k                                                   # y = [tanh(u), sigmoid(f)]
         self.save_for_backward(h_prev, W_hh, y)
-        return _into(out, y[..., H:] * h_prev + y[..., :H])
+        return _into(xp, out, xp.add, y[..., H:] * h_prev, y[..., :H])
 
-    def gradients(self, dh):
-        """(dxw, dh_prev, da); da = dxw."""
+    def gradients(self, dh, out=None):
+        """(dxw, dh_prev, da); da = dxw (written into ``out`` when given)."""
         xp = self.xp
         h_prev, W_hh, y = self.saved
         H = h_prev.shape[-1]
         m, k = _gate_affine(xp, H, y.dtype, 2, 0)
         da = xp.concat([dh, dh * h_prev], axis=-1)
-        da *= m * m - (y - k) ** 2                               # tanh' and sigmoid' in one pass
+        da = _into(xp, out, xp.multiply, da, m * m - (y - k) ** 2)     # tanh' and sigmoid' in one pass
         return da, dh * y[..., H:] + da @ W_hh, da
 
     def primitive(self, xw, h_prev, W_hh):
         """The same step as primitive ops (nn.residual.gated_residual_step)."""
-        y_u, y_f = _parts(_saved(self, 2), 2)
+        y_u, y_f = _parts(saved_value(self, 2), 2)
         u, f = linear(h_prev, W_hh, xw).chunk(2, axis=-1)
-        return (_given(f.sigmoid(), y_f) * h_prev + _given(u.tanh(), y_u),)
+        return (given(f.sigmoid(), y_f) * h_prev + given(u.tanh(), y_u),)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -309,41 +281,18 @@ def linear(x, W, b=None):
     return Linear.apply(x, W) if b is None else Linear.apply(x, W, b)
 
 
-def known_value(parent, index):
-    """The value an edge carries, where the graph still knows it: the tensor of a data edge,
-    an op's retained output, a leaf's data; else None."""
-    if index is None:
-        return parent.data
-    if parent.values is not None:
-        return parent.values[index]
-    leaf = parent.tensor if isinstance(parent, AccumulateGrad) else None
-    return leaf.data if leaf is not None else None
+_WRITE = {}
 
 
-def stand_ins(node, arrays):
-    """Tensors standing for ``node``'s inputs in its expansion: a data input is the tensor
-    itself; any other is a tensor whose graph edge is the node's own, holding ``arrays[k]``
-    (zeros of its shape where that is None: a value no op of the expansion reads)."""
-    dtype = next((a.dtype for a in arrays if a is not None), node.xp.float32)
-    inputs = []
-    for (parent, index), a in zip(node.parents, arrays):
-        if index is None:
-            inputs.append(parent)
-            continue
-        if a is None:
-            a = node.xp.zeros(parent.out_shapes[index], dtype=dtype)
-        t = Tensor._wrap(a, backend_of(node.xp))
-        t.requires_grad, t._ctx, t._out_idx = True, parent, index
-        inputs.append(t)
-    return inputs
-
-
-def _into(out, h):
-    """h written into ``out`` (a row of the layer's output) when given: then the row is h."""
+def _into(xp, out, f, *args):
+    """f(*args): a new array, or, when ``out`` is given (a row of the layer's output or of its
+    dxw), written there (``Backend.write``: NumPy computes it in place, the standard copies)."""
     if out is None:
-        return h
-    out[...] = h
-    return out
+        return f(*args)
+    hit = _WRITE.get(id(xp))
+    if hit is None or hit[0] is not xp:
+        hit = _WRITE[id(xp)] = (xp, backend_of(xp).write)
+    return hit[1](out, f, *args)
 
 
 _GATE_AFFINE = {}
@@ -365,43 +314,9 @@ def _gate_affine(xp, H, dtype, n, tanh_gate):
     return hit
 
 
-def _saved(step, j):
-    """``step.saved[j]``, or None once freed."""
-    return step.saved[j] if step.saved else None
-
-
 def _parts(y, n):
     """``y``'s n equal slices along its last axis (None: n Nones)."""
     if y is None:
         return (None,) * n
     H = y.shape[-1] // n
     return tuple(y[..., j * H:(j + 1) * H] for j in range(n))
-
-
-def _given(t, y):
-    """``t``, the output of a sigmoid or tanh in an expansion, made to hold ``y``, the value
-    the fused forward computed and saved: the activation's input is not kept, and its output
-    is all its backward needs. (The same number: both compute sigmoid as 0.5 tanh(0.5 a) + 0.5.)"""
-    if y is None:
-        return t
-    t.data = y
-    node = t._ctx
-    if node is not None:
-        node.saved = (y,)
-        if node.values is not None:
-            node.values = (y,)
-    return t
-
-
-def release_below(outputs, stop):
-    """Mark the expansion of a freed node freed too (its primitive ops' saved values are gone)."""
-    stop = {id(p) for p, _ in stop}
-    stack = [o._ctx for o in outputs if o._ctx is not None]
-    seen = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or id(node) in stop:
-            continue
-        seen.add(id(node))
-        node.saved = None
-        stack.extend(p for p, i in node.parents if i is not None)

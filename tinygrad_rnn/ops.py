@@ -173,7 +173,11 @@ class Linear(Function):
         dW = OuterProducts(xp, dy_rows, x if x.ndim == 2 else _rows(xp, x)) if need[1] else None
         if len(need) == 2:
             return dx, dW
-        return dx, dW, dy
+        db = None
+        if need[2]:                  # b (out,): summed over the rows here; another shape: by the engine
+            b_node, b_index = self.parents[2]
+            db = xp.sum(dy_rows, axis=0) if len(b_node.out_shapes[b_index]) == 1 else dy
+        return dx, dW, db
 
 
 class OuterProducts:

@@ -22,7 +22,9 @@ Inputs: xw (T, B, G*H), the input's share of the pre-activations; the initial st
 (h_0, or h_0 and c_0 for an LSTM), each (B, H); the step's weights (W_hh, and b_hh for
 the GRU). Outputs: the hidden states (T, B, H), then the final state (h_T, or h_T and c_T).
 """
-from .cell_ops import release_below, stand_ins, known_value
+import itertools
+
+from .fused import known_value, release_below, stand_ins
 from .function import Function, scope, setting
 from .ops import OuterProducts, Stack
 
@@ -45,27 +47,47 @@ class Recurrence(Function):
         self.step, self.cell, self.reverse = step, cell, reverse
         self.attrs = {k: v for k, v in attrs.items() if k != "W_T"}   # not W_T: the graph would keep it
         T, h_0 = xw.shape[0], state[0]
+        self.xw_shape = xw.shape
         # h_0 and every h_t in one array, in time order (reversed: h_0 after h_T), so that the
         # outputs are T consecutive rows and so are the h_prev that W_hh's gradient needs
         hs = xp.empty((T + 1,) + h_0.shape, dtype=h_0.dtype)
         hs[T if reverse else 0, ...] = h_0
-        self.steps, carried = [], []                # carried: each step's states beyond h (the LSTM's c)
+        s = self.runner = object.__new__(step)      # one step op runs every timestep (not a graph node)
+        s.xp = xp
+        extras = slice(n + 1, -1 if step.saves_h else None)     # saved = (*state_prev, W_hh, *extras[, h])
+        kept = []                                   # per step: its states beyond h (the LSTM's c_t), its extras
         for k, t in enumerate(self.times(T)):
-            s = object.__new__(step)                # a step op, run but not (yet) a graph node
-            s.xp = xp
             row = hs[t if reverse else t + 1, ...] if k < T - 1 else None   # the final state: its own array
             new = s.forward(xw[t, ...], *state, *weights, out=row, **attrs)
             state = new if n > 1 else (new,)
-            self.steps.append(s)
-            if n > 1:
-                carried.append(state[1:])
+            more = state[1:] + s.saved[extras]
+            if more:
+                kept.append(more)
         hs[t if reverse else t + 1, ...] = state[0]
-        self.save_for_backward(hs, carried)         # every h_t (for dW_hh, and to expand), and the c_t
+        s.saved = None
+        self.save_for_backward(hs, state_and_weights[1:n], weights[0], kept)
         return (hs[:T, ...] if reverse else hs[1:, ...],) + state
 
     def times(self, T):
         """The timesteps (from 0) in the order they run."""
         return range(T - 1, -1, -1) if self.reverse else range(T)
+
+    def saved_by_steps(self):
+        """What each step saved in forward, in the order they ran: (*state_prev, W_hh, *extras[, h]),
+        rebuilt from the rows of hs and what the loop kept (a column per item, zipped)."""
+        hs, c_0, W_hh, kept = self.saved
+        n = len(self.step.out_names)
+        h = self.xp.unstack(hs, axis=0)
+        if self.reverse:
+            h = h[::-1]                             # h_0, h_1, ... in the order the steps ran
+        columns = [h[:-1]]                          # h_prev
+        kept = list(zip(*kept))                     # per step (c_t, *extras) -> per item, a column
+        if n > 1:                                   # c_prev: c_0, then the c each step kept
+            columns += [c_0 + kept[0][:-1]]
+        columns += [itertools.repeat(W_hh)] + kept[n - 1:]
+        if self.step.saves_h:
+            columns += [h[1:]]
+        return list(zip(*columns))
 
     def backward(self, dys):
         xp = self.xp
@@ -74,17 +96,22 @@ class Recurrence(Function):
         T, n = hs.shape[0] - 1, len(d_state)
         if d_out is None:                           # only the final state is used
             d_out = xp.zeros(self.out_shapes[0], dtype=hs.dtype)
-        dxw = da = None                             # (T, B, G*H), filled from t = T down to 1
-        for s, t in zip(reversed(self.steps), reversed(self.times(T))):
+        s = self.runner
+        dxw = xp.empty(self.xw_shape, dtype=hs.dtype)   # filled from t = T down to 1, row by row
+        da = None                                   # da_t where it is not dxw_t (the GRU's b_hh)
+        for t, s.saved in zip(reversed(self.times(T)), reversed(self.saved_by_steps())):
             dh = d_state[0]                         # dh_t: from step t+1 and from the output at t
             d_state[0] = d_out[t, ...] if dh is None else dh + d_out[t, ...]
-            dxw_t, *d_state, da_t = s.gradients(d_state[0] if n == 1 else tuple(d_state))
-            if dxw is None:
-                dxw = xp.empty((T,) + dxw_t.shape, dtype=dxw_t.dtype)
-                da = dxw if da_t is dxw_t else xp.empty((T,) + da_t.shape, dtype=da_t.dtype)
-            dxw[t, ...] = dxw_t
-            if da is not dxw:
+            row = dxw[t, ...]
+            dxw_t, *d_state, da_t = s.gradients(d_state[0] if n == 1 else tuple(d_state), out=row)
+            if dxw_t is not row:                    # a step that does not write there
+                dxw[t, ...] = dxw_t
+            if da_t is not dxw_t:
+                if da is None:
+                    da = xp.empty((T,) + da_t.shape, dtype=da_t.dtype)
                 da[t, ...] = da_t
+        s.saved = None
+        da = dxw if da is None else da
         # the shared weights, summed over t (BPTT's "+="): a = h_prev @ W_hh.T + b_hh at every step
         rows = T * hs.shape[1]
         h_prev = hs[1:, ...] if self.reverse else hs[:T, ...]
@@ -120,16 +147,23 @@ class Recurrence(Function):
         xw, state, weights = inputs[0], tuple(inputs[1:1 + n]), inputs[1 + n:]
         T = xw.shape[0]
         zeros = None if self.saved else tuple(self.xp.zeros(s, dtype=xw.data.dtype) for s in self.out_shapes[1:])
-        hs = [None] * T
+        hs, steps = [None] * T, []
+        self.linked_steps = steps
         with setting("grad_enabled", True), setting("scope", self.scope), \
                 setting("retain_values", self.values is not None), setting("anomaly", False):
             xw_t = xw.unbind(0)
-            for k, (s, t) in enumerate(zip(self.steps, self.times(T))):
+            saved = self.saved_by_steps() if self.saved else [None] * T
+            for k, (t, step_saved) in enumerate(zip(self.times(T), saved)):
+                s = object.__new__(self.step)       # the step op that ran, now as a graph node
+                s.xp = self.xp
+                vars(s).update(vars(self.runner))   # its attributes (relu, b_hh)
+                s.saved = step_saved
                 if self.saved:                      # h_t is a row of hs (h_0 is the other end's row)
-                    hs_all, carried = self.saved
-                    arrays = (hs_all[t if self.reverse else t + 1, ...],) + (carried[k] if n > 1 else ())
+                    hs_all, _, _, kept = self.saved
+                    arrays = (hs_all[t if self.reverse else t + 1, ...],) + (kept[k][:n - 1] if n > 1 else ())
                 else:
                     arrays = zeros
+                steps.append(s)
                 with scope(f"t={t + 1}", self.cell):
                     s.link([x._edge() for x in (xw_t[t], *state, *weights)], arrays if n > 1 else arrays[0])
                 s.born = self.born
@@ -144,6 +178,7 @@ class Recurrence(Function):
 
     def release(self):
         self.saved = None
-        self.expansion = None
-        for s in self.steps:
-            s.release()
+        if self.expansion is not None:              # the steps it was drawn as free theirs too
+            for s in self.linked_steps:
+                s.release()
+            self.expansion = None

@@ -10,13 +10,16 @@ Cross-entropy is the lecture's
 written literally: ``log_softmax`` (one fused, stable op) gives log P, ``pick``
 takes log P(t_i) * [t_i = true] summed over the classes (the entry of the true
 class t_i), a sum adds the picks up, and the sign (or -1/n for the mean) comes
-last: after the logits, four ops.
+last: after the logits, four ops. The usual case, the mean over (N, C) logits, runs
+them as one fused op (``CrossEntropy``, backward softmax(x) - onehot(t)) that draws
+as those four.
 
 Shapes: N is the batch, C the classes; ``d1, ...`` are extra axes (e.g. time),
 as in PyTorch's (N, C, d1, ...) convention.
 """
 from .. import ops
-from ..backend import host as np
+from ..backend import backend_of, host as np
+from ..fused import Fused, given, saved_value
 from ..tensor import Tensor, _check_axis, _check_backends, _promote
 
 __all__ = ["concat", "cat", "stack", "where", "lerp", "linear", "embedding", "cross_entropy", "nll_loss",
@@ -188,13 +191,24 @@ def _nll(input, target, reduction, ignore_index, none_ignored):
     # log P(t_i) * [t_i = true], summed over the classes: the true class's entry (a "pick"
     # rather than a product with a one-hot mask: no zeros made for the other classes, and a
     # log P of -inf at another class gives 0, not NaN). The ids t_i are a constant.
-    t = Tensor._wrap(target.data, target.backend)
-    t._name = "t_true"
-    picked = ops.Pick.apply(input, t, axis=class_axis, ignore=None if none_ignored else ignore_index)
+    picked = ops.Pick.apply(input, _class_ids(target), axis=class_axis,
+                            ignore=None if none_ignored else ignore_index)
     if reduction == "none":
         return -picked
     if reduction == "sum":
         return -picked.sum()
+    return picked.sum() * _mean_weight(input, target, ignore_index, none_ignored)
+
+
+def _class_ids(target):
+    """The target ids as a constant of the graph, drawn as t_true."""
+    t = Tensor._wrap(target.data, target.backend)
+    t._name = "t_true"
+    return t
+
+
+def _mean_weight(input, target, ignore_index, none_ignored):
+    """-1 / n, n the elements not ignored, as a constant drawn as "-1 / n"."""
     xp = input.backend.xp
     if none_ignored:          # n = every element, known from the shape (and > 0: the checks saw ids)
         weight = xp.asarray(-1.0 / target.numel(), dtype=input.data.dtype)
@@ -203,7 +217,37 @@ def _nll(input, target, reduction, ignore_index, none_ignored):
         weight = xp.where(n > 0, -1 / xp.maximum(n, 1.0), xp.nan)
     weight = Tensor._wrap(weight, input.backend)
     weight._name = "-1 / n"
-    return picked.sum() * weight
+    return weight
+
+
+class CrossEntropy(Fused):
+    """loss = w * sum_i log softmax(x_i)[t_i], w = -1/N: the mean cross-entropy of logits x
+    (N, C) against class ids t (N,), as one op (what by_hand.py computes).
+
+    backward: dx = (softmax(x) - onehot(t)) * (-w) * dloss. It draws, and is watched, as the
+    four ops it stands for: log_softmax, pick, sum, mul by w."""
+    formula = "dx = (softmax(x) - onehot(t)) * dloss / N"
+
+    def forward(self, x, t, w):
+        xp = self.xp
+        log_p = x - xp.max(x, axis=1, keepdims=True)
+        log_p -= xp.log(xp.sum(xp.exp(log_p), axis=1, keepdims=True))
+        index = xp.reshape(t, (-1, 1))
+        self.save_for_backward(log_p, index, w)
+        return xp.sum(backend_of(xp).take_along_axis(log_p, index, 1)) * w
+
+    def backward(self, dloss):
+        xp = self.xp
+        log_p, index, w = self.saved
+        dx = xp.exp(log_p)                                                 # softmax(x)
+        dx = backend_of(xp).add_along_axis(dx, index, xp.full(index.shape, -1, dtype=dx.dtype), 1)
+        dx *= -w * dloss
+        return dx, None, None
+
+    def primitive(self, x, t, w):
+        """nll_loss(log_softmax(x)) as _nll makes it: pick, sum, mul by -1 / N."""
+        log_p = given(x.log_softmax(axis=1), saved_value(self, 0))
+        return (ops.Pick.apply(log_p, t, axis=1, ignore=None).sum() * w,)
 
 
 def cross_entropy(input, target, reduction="mean", ignore_index=-100):
@@ -219,6 +263,8 @@ def cross_entropy(input, target, reduction="mean", ignore_index=-100):
     what = "cross_entropy"
     _check_reduction(what, reduction)
     none_ignored = _check_class_target(what, input, target, ignore_index)
+    if input.ndim == 2 and reduction == "mean" and none_ignored:
+        return CrossEntropy.apply(input, _class_ids(target), _mean_weight(input, target, ignore_index, True))
     log_p = input.log_softmax(axis=1 if input.ndim >= 2 else 0)
     return _nll(log_p, target, reduction, ignore_index, none_ignored)
 
