@@ -851,6 +851,32 @@ def test_cross_entropy_constants_are_drawn_as_small_named_constants():
     assert "mul(\u00b7, -1 / n)" in titles and "pick" in titles
 
 
+@pytest.mark.parametrize("draw", [
+    lambda loss: viz.draw_bptt(loss, level="op", gradients=True),
+    lambda loss: viz.draw_bptt(loss, level="cell", gradients=True),
+    lambda loss: viz.draw_graph(loss, show_grads=True),
+], ids=["bptt-op", "bptt-cell", "graph"])
+def test_fused_cross_entropy_draws_as_its_four_ops(draw):
+    """F.cross_entropy's mean over (N, C) is one fused node (CrossEntropy); every picture of it,
+    gradients included, is the same DOT as the four primitive ops it stands for."""
+    from tinygrad_rnn.nn import functional as F
+    sources = []
+    for fused in (True, False):
+        tg.manual_seed(0)
+        lstm = nn.LSTM(4, 3, num_layers=2, dtype="float64")
+        out, _ = lstm(tg.randn(3, 2, 4, dtype="float64", name="x"))
+        logits = out.reshape(6, 3)
+        target = tg.Tensor(np.array([0, 1, 2, 0, 1, 2]), dtype="int64")
+        if fused:
+            loss = F.cross_entropy(logits, target)
+            assert loss.grad_fn.name == "crossentropy"
+        else:                                           # the same ops, made one by one
+            loss = F._nll(logits.log_softmax(axis=1), target, "mean", -100, True)
+            assert loss.grad_fn.name == "mul"
+        sources.append(draw(loss).source)
+    assert sources[0] == sources[1]
+
+
 # ------------------------------------------------------------------------------------------ layout
 def _segments_cross(p, q, rect):
     """Does segment p-q pass through the rectangle (x0, y0, x1, y1)?"""

@@ -6,17 +6,21 @@ T graph nodes, each costing a few µs of Python to record in forward and to visi
 backward, which at small sizes is more than the arithmetic. ``Recurrence`` runs the
 same step ops itself, as a hand-written BPTT loop does (tinygrad_rnn/by_hand.py):
 
-    forward:  for t = 1..T:  h_t = step.forward(xw_t, h_{t-1})        (each step keeps its saved values)
+    forward:  for t = 1..T:  h_t = step.forward(xw_t, h_{t-1})        (h_t written into row t of hs)
     backward: for t = T..1:  dh_t = dout_t + dh_t (from step t+1)
-                             dxw_t, dh_{t-1}, da_t = step_t.gradients(dh_t)
+                             dxw_t, dh_{t-1}, da_t = step.gradients(dh_t)   (with step t's saved values)
               dW_hh = sum_t da_t.T @ h_{t-1}                         (BPTT's "+=", one matmul)
 
-Each step is an instance of its op class, with its forward and backward, but not yet a
-graph node. ``expand()`` makes them nodes: it links the steps it ran into the graph
-(xw unbound into its T rows, each step fed by the one before, the hidden states
-stacked: exactly the graph the T step ops would have made), and each step in turn
-expands into its primitive ops. So the pictures, ``record_gradients()`` and
-``detect_anomaly()`` see every op of every timestep; only the speed is the loop's.
+One instance of the step's op class (``runner``, not a graph node) runs every timestep.
+What it keeps is what by_hand.py keeps: h_0..h_T in one array ``hs`` and, per step, only
+the arrays its backward needs beyond them (the LSTM's c_t, gates and tanh(c_t); nothing
+for the vanilla RNN, whose tanh' = 1 - h_t**2 comes from hs). Backward hands the runner
+each step's saved values in turn (``saved_by_steps``). ``expand()`` makes the steps graph
+nodes: it links T step ops, with those saved values, into the graph (xw unbound into its
+T rows, each step fed by the one before, the hidden states stacked: exactly the graph
+the T step ops would have made), and each step in turn expands into its primitive ops.
+So the pictures, ``record_gradients()`` and ``detect_anomaly()`` see every op of every
+timestep; only the speed and the memory are the loop's.
 
 Inputs: xw (T, B, G*H), the input's share of the pre-activations; the initial state
 (h_0, or h_0 and c_0 for an LSTM), each (B, H); the step's weights (W_hh, and b_hh for
@@ -24,6 +28,7 @@ the GRU). Outputs: the hidden states (T, B, H), then the final state (h_T, or h_
 """
 import itertools
 
+from .backend import backend_of
 from .fused import known_value, release_below, stand_ins
 from .function import Function, scope, setting
 from .ops import OuterProducts, Stack
@@ -53,7 +58,7 @@ class Recurrence(Function):
         hs = xp.empty((T + 1,) + h_0.shape, dtype=h_0.dtype)
         hs[T if reverse else 0, ...] = h_0
         s = self.runner = object.__new__(step)      # one step op runs every timestep (not a graph node)
-        s.xp = xp
+        s.xp, s.write = xp, backend_of(xp).write    # write: h_t straight into its row of hs
         extras = slice(n + 1, -1 if step.saves_h else None)     # saved = (*state_prev, W_hh, *extras[, h])
         kept = []                                   # per step: its states beyond h (the LSTM's c_t), its extras
         for k, t in enumerate(self.times(T)):
