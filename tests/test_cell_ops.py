@@ -16,7 +16,7 @@ import tinygrad_rnn as tg
 import tinygrad_rnn.nn as nn
 import visualize as viz
 from visualize.trace import primitive_edge
-from tinygrad_rnn.autograd import topological_order
+from graphs import topological_order
 from tinygrad_rnn.cell_ops import GatedResidualStep, GRUStep, LSTMStep, ResidualStep, RNNStep
 from tinygrad_rnn.function import AccumulateGrad, Function
 from tinygrad_rnn.nn.cells import gru_step, lstm_step, rnn_step

@@ -8,7 +8,7 @@ import pytest
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn as nn
-from tinygrad_rnn.autograd import topological_order
+from graphs import topological_order
 from tinygrad_rnn.function import AccumulateGrad
 
 F64 = "float64"

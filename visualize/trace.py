@@ -8,10 +8,6 @@ no gradient (data, a constant, a detached state). Leaves that require grad are
 (a 100,000-op chain is fine) and numbers them in forward order: inputs first, each node
 after its parents. Ids are built from that position and the node's name, never from
 ``id()``, so the same program always gives the same ids.
-
-(``tinygrad_rnn.autograd.topological_order`` is not used here: it starts from one root,
-skips the inputs that need no gradient, which the pictures draw, and visits parents in
-another order, which would renumber every node id of the golden pictures.)
 """
 import numpy as np
 
