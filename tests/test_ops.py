@@ -506,24 +506,6 @@ def test_concat_and_stack(backend, axis):
     tg.gradcheck(lambda *xs: tg.stack(xs, axis=axis), xs)
 
 
-@pytest.mark.parametrize("axis", [0, 1])
-def test_stack_into_a_given_array(backend, axis):
-    """Stack(..., out=buffer) writes into the buffer and returns it (the layers' output), even
-    when the inputs are the buffer's own rows already; the gradient is the plain stack's."""
-    arrays = [normal(25, (2, 3)), normal(26, (2, 3))]
-    xs = [t64(a) for a in arrays]
-    xp = tg.get_backend().xp
-    shape = np.stack(arrays, axis=axis).shape
-    out = xp.zeros(shape, dtype=xp.float64)
-    y = ops.Stack.apply(*xs, axis=axis, out=out)
-    assert y.data is out
-    check_value(y, np.stack(arrays, axis=axis))
-    tg.gradcheck(lambda *xs: ops.Stack.apply(*xs, axis=axis, out=xp.zeros(shape, dtype=xp.float64)), xs)
-    rows = [out[(slice(None),) * axis + (i, ...)] for i in range(2)]     # the buffer's own rows as inputs
-    again = ops.Stack.apply(*[tg.Tensor._wrap(r, tg.get_backend()) for r in rows], axis=axis, out=out)
-    check_value(again, np.stack(arrays, axis=axis))
-
-
 def test_concat_different_lengths_and_same_tensor_twice(backend):
     a, b = normal(23, (2, 3)), normal(24, (2, 1))
     x, y = t64(a), t64(b)

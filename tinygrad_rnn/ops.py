@@ -613,18 +613,12 @@ class Concat(Function):
 
 
 class Stack(Function):
-    """y = the inputs stacked along a new axis (into the array ``out`` when given, as
-    PyTorch's ``torch.stack(..., out=)``: a layer whose steps wrote their states into the
-    rows of ``out`` already keeps them once)"""
+    """y = the inputs stacked along a new axis"""
     formula = "dx_i = dy[i] (along the new axis)"
 
-    def forward(self, *xs, axis, out=None):
+    def forward(self, *xs, axis):
         self.axis = axis
-        if out is None:
-            return self.xp.stack(xs, axis=axis)
-        for i, x in enumerate(xs):
-            out[(slice(None),) * axis + (i, ...)] = x
-        return out
+        return self.xp.stack(xs, axis=axis)
 
     def backward(self, dy):
         return tuple(self.xp.unstack(dy, axis=self.axis))

@@ -158,13 +158,13 @@ class Recurrence(Function):
                 setting("retain_values", self.values is not None), setting("anomaly", False):
             xw_t = xw.unbind(0)
             saved = self.saved_by_steps() if self.saved else [None] * T
+            hs_all, _, _, kept = self.saved or (None,) * 4
             for k, (t, step_saved) in enumerate(zip(self.times(T), saved)):
                 s = object.__new__(self.step)       # the step op that ran, now as a graph node
                 s.xp = self.xp
                 vars(s).update(vars(self.runner))   # its attributes (relu, b_hh)
                 s.saved = step_saved
                 if self.saved:                      # h_t is a row of hs (h_0 is the other end's row)
-                    hs_all, _, _, kept = self.saved
                     arrays = (hs_all[t if self.reverse else t + 1, ...],) + (kept[k][:n - 1] if n > 1 else ())
                 else:
                     arrays = zeros
