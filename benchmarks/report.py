@@ -57,13 +57,19 @@ def _ratio(r):
     return f"{r['ratio']:.2f}x ({r['p25']:.2f}-{r['p75']:.2f})"
 
 
+def _cold(r, key):
+    return f"{r[key]['ratio']:.2f}x" if key in r else "-"
+
+
 def training_tables(rows, use_torch):
     out = ["Training step (float32, V=65: forward over T + cross-entropy + backward + SGD); "
-           "ratio = median over rounds of engine/by-hand (interquartile range)"]
+           "ratio = median over rounds of engine/by-hand (interquartile range), each timed call after a "
+           "call of its own (warm, as in training); cold: the first call of each round, after the other "
+           "contenders (timing.py)"]
     heads = ["cell", "shape", "B x T x H", "engine ms", "chars/s", "peak MB", "by-hand ms", "by-hand peak MB",
-             "ratio (IQR)", "target", "ok"]
+             "ratio (IQR)", "target", "ok", "cold"]
     if use_torch:
-        heads += ["torch ops", "torch fused"]
+        heads += ["torch ops", "torch fused", "cold"]
     heads += ["rounds"]
     body = []
     for r in rows:
@@ -73,16 +79,17 @@ def training_tables(rows, use_torch):
         line = [r["cell"], r["shape"], f"{r['B']}x{r['T']}x{r['H']}", f"{r['engine_ms']:.2f}",
                 f"{r['chars_per_s']:,.0f}", mb(r["peak_bytes"]), f"{r['by_hand_ms']:.2f}",
                 mb(r["by_hand_peak_bytes"]), _ratio(r["ratio"]), f"<= {r['target']:.2f}x",
-                mark(r["ratio"]["ratio"], r["target"])]
+                mark(r["ratio"]["ratio"], r["target"]), _cold(r, "cold_ratio")]
         if use_torch:
             line += [f"{r['torch_ops']['ratio']:.2f}x" if "torch_ops" in r else "-",
-                     f"{r['torch_fused']['ratio']:.2f}x" if "torch_fused" in r else "-"]
+                     f"{r['torch_fused']['ratio']:.2f}x" if "torch_fused" in r else "-",
+                     " / ".join(_cold(r, k + "_cold") for k in ("torch_ops", "torch_fused"))]
         line.append(r["rounds"])
         body.append(line)
     out.append(table(heads, body))
     if use_torch:
         out.append("torch ops / torch fused: the same step in PyTorch (primitive-op loop with autograd; "
-                   "torch.nn fused layer), as ratios to by-hand in the same rounds")
+                   "torch.nn fused layer), as ratios to by-hand in the same rounds (then both cold)")
 
     out.append("")
     out.append("Where the engine's step goes (medians, ms; ratio to the by-hand phase in brackets; "

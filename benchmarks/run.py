@@ -67,6 +67,10 @@ def parse_args(argv):
                     help="steady (default): glibc keeps freed memory, so no contender page-faults it back "
                          "each step; default: the allocator as it comes (see machine.steady_heap)")
     ap.add_argument("--budget", type=float, default=None, help="seconds of timed rounds per training cell")
+    ap.add_argument("--calls", type=int, default=2,
+                    help="training calls per contender per round (default 2): the last is timed warm, after a "
+                         "step of its own as in training, the first cold, after the other contenders "
+                         "(see timing.py); 1: one call, both")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "latest.json"),
                     help="where to write the results (default benchmarks/results/latest.json)")
     ap.add_argument("--compare", metavar="OLD.json", help="print ratios of this run to an earlier one")
@@ -76,6 +80,8 @@ def parse_args(argv):
     args.cells = _choices("--only", args.only, CELLS)
     args.shape_list = _choices("--shapes", args.shapes, SHAPES)
     args.section_list = _choices("--sections", args.sections, SECTIONS)
+    if args.calls < 1:
+        ap.error(f"--calls: expected a positive number, got {args.calls}")
     if args.threads != "default" and not (args.threads.isdigit() and int(args.threads) > 0):
         ap.error(f"--threads: expected a positive number or 'default', got {args.threads!r}")
     if args.profile:
@@ -131,13 +137,14 @@ def training_cell(cell, shape, cfg, use_torch, budget):
 
     engine, hand = contenders["engine"], contenders["by_hand"]
     skip = {name: len(c.phases) for name, c in contenders.items() if hasattr(c, "phases")}
-    times = timing.alternate(contenders, warmup=cfg["warmup"], min_rounds=cfg["min_rounds"],
-                             max_rounds=cfg["max_rounds"], budget=budget)
+    calls = cfg["calls"]
+    times, cold = timing.alternate(contenders, warmup=cfg["warmup"], min_rounds=cfg["min_rounds"],
+                                   max_rounds=cfg["max_rounds"], budget=budget, calls=calls)
     n = len(times["engine"])
 
     def phases_ms(name):
-        """Median ms of each phase over the timed rounds of one contender (warm-up calls left out)."""
-        timed = contenders[name].phases[skip[name] + cfg["warmup"]:][:n]
+        """Median ms of each phase over the timed (warm) calls of one contender (warm-up rounds left out)."""
+        timed = contenders[name].phases[skip[name] + cfg["warmup"] * calls:][calls - 1::calls][:n]
         return {k: timing.median([ph[i] for ph in timed]) * 1e3 for i, k in enumerate(("forward", "backward", "update"))}
     engine_phases, hand_phases = phases_ms("engine"), phases_ms("by_hand")
     engine_s, hand_s = timing.median(times["engine"]), timing.median(times["by_hand"])
@@ -145,6 +152,7 @@ def training_cell(cell, shape, cfg, use_torch, budget):
            "engine_ms": engine_s * 1e3, "by_hand_ms": hand_s * 1e3,
            "chars_per_s": B * T / engine_s, "by_hand_chars_per_s": B * T / hand_s,
            "ratio": timing.paired_ratio(times["engine"], times["by_hand"]),
+           "cold_ratio": timing.paired_ratio(cold["engine"], cold["by_hand"]), "calls": calls,
            "target": TRAINING_TARGETS[shape],
            "engine_phases_ms": engine_phases, "by_hand_phases_ms": hand_phases,
            "op_nodes": ops, "leaf_nodes": leaves,
@@ -155,6 +163,7 @@ def training_cell(cell, shape, cfg, use_torch, budget):
     for k in ("torch_ops", "torch_fused"):
         if k in times:
             row[k] = timing.paired_ratio(times[k], times["by_hand"])
+            row[k + "_cold"] = timing.paired_ratio(cold[k], cold["by_hand"])
             row[k + "_ms"] = timing.median(times[k]) * 1e3
     row["peak_bytes"] = memory.step_peak(engine)
     row["by_hand_peak_bytes"] = memory.step_peak(hand)
@@ -166,7 +175,7 @@ def main(argv=None):
     use_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
     torch_threads = setup_threads(args.threads, use_torch)
     heap = "steady" if args.heap == "steady" and machine.steady_heap() else "default"
-    cfg = dict(SETTINGS["quick" if args.quick else "full"])
+    cfg = dict(SETTINGS["quick" if args.quick else "full"], calls=args.calls)
     budget = args.budget if args.budget is not None else cfg["budget"]
 
     from benchmarks import report

@@ -59,7 +59,8 @@ def test_training_rows_have_positive_numbers_and_equal_first_losses(smoke):
         assert not any("replay" in key for key in row)
         assert row["chars_per_s"] == pytest.approx(25 / (row["engine_ms"] / 1e3))
         assert row["target"] == 2.0 and row["ok"] == (row["ratio"]["ratio"] <= 2.0)
-        assert row["rounds"] == 3
+        assert row["rounds"] == 3 and row["calls"] == 2
+        positive(row["cold_ratio"], "ratio", "p25", "p75")
         positive(row["engine_phases_ms"], "forward", "backward", "update")
         positive(row["by_hand_phases_ms"], "forward", "backward", "update")
         assert "torch_ops" not in row and "torch_fused" not in row
@@ -118,6 +119,10 @@ def test_bad_options_name_what_is_allowed():
                           timeout=60, cwd=ROOT)
     assert proc.returncode == 2
     assert "--threads: expected a positive number or 'default', got 'zero'" in proc.stderr
+    proc = subprocess.run([sys.executable, str(RUN), "--calls", "0"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "--calls: expected a positive number, got 0" in proc.stderr
     proc = subprocess.run([sys.executable, str(RUN), "--profile", "rnn:tiny:fast"], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert proc.returncode == 2
@@ -145,3 +150,37 @@ def test_per_op_overhead_with_the_torch_reference():
     for r in result.values():
         positive(r, "numpy_us", "engine_us", "torch_us")
         assert r["torch_overhead_us"] == pytest.approx(r["torch_us"] - r["numpy_us"])
+
+
+def _timing():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from benchmarks import timing
+    finally:
+        sys.path.remove(str(ROOT))
+    return timing
+
+
+def test_alternate_runs_each_contender_calls_times_in_a_row_and_keeps_its_first_and_last():
+    """A round is A A B B (calls=2): the warm time is each contender's second call (after a call of its
+    own), the cold one its first (after the other contender)."""
+    timing = _timing()
+    order, clock = [], [0.0]
+
+    def contender(name, seconds):
+        def step():
+            order.append(name)
+            clock[0] += seconds[len([o for o in order if o == name]) % 2]   # first call of a round: the slow one
+        return step
+
+    timing.perf_counter, saved = (lambda: clock[0]), timing.perf_counter
+    try:
+        warm, cold = timing.alternate({"a": contender("a", (1.0, 3.0)), "b": contender("b", (2.0, 5.0))},
+                                      warmup=1, min_rounds=3, max_rounds=3, budget=0.0, calls=2)
+    finally:
+        timing.perf_counter = saved
+    assert order == ["a", "a", "b", "b"] * 4                      # one warm-up round, then three timed
+    assert warm == {"a": [1.0] * 3, "b": [2.0] * 3} and cold == {"a": [3.0] * 3, "b": [5.0] * 3}
+    assert timing.paired_ratio(warm["a"], warm["b"])["ratio"] == 0.5
+    one_warm, one_cold = timing.alternate({"a": lambda: None}, warmup=0, min_rounds=2, max_rounds=2, calls=1)
+    assert one_warm == one_cold and len(one_warm["a"]) == 2        # one call per round: both lists hold it

@@ -120,7 +120,10 @@ class Backend:
 
     def write(self, out, f, *args):
         """``f(*args)`` written into ``out`` (the caller's own array, e.g. a row of a bigger one),
-        and returned. The standard has no ``out=``: compute, then copy."""
+        and returned; a new array when ``out`` is None. The standard has no ``out=``: compute,
+        then copy."""
+        if out is None:
+            return f(*args)
         out[...] = f(*args)
         return out
 
@@ -184,7 +187,7 @@ class NumpyBackend(Backend):
             np.put_along_axis(out, index, values, axis)
         return out
 
-    def write(self, out, f, *args):     # NumPy's functions (ufuncs) write there themselves: no temporary
+    def write(self, out, f, *args):     # NumPy's functions (ufuncs) write there themselves (out=None: a new array)
         return f(*args, out=out)
 
     def add_along_axis(self, x, index, values, axis):     # in place: no (N, C) zeros to fill

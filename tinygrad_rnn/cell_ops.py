@@ -22,8 +22,8 @@ Inputs: xw (B, G*H), the input's share W_ih x_t + b of the gate pre-activations 
 layer computes it for all timesteps in one product); the previous state h_prev (and
 c_prev) (B, H); W_hh (G*H, H). Attributes: ``W_T``, W_hh.T as a row-major copy made once
 per forward (optional), and ``out``, an array of h's shape to write h into (the layer's
-output row, so each h(t) is kept once; ``gradients`` likewise writes dxw into a row of
-the layer's dxw). NumPy computes straight into such a row (ufuncs' out=); the Array API
+output row, so each h(t) is kept once; ``gradients(dh, out)`` likewise writes dxw into a
+row of the layer's dxw). NumPy computes straight into such a row (ufuncs' out=); the Array API
 has no out=, so other libraries compute, then copy (``Backend.write``).
 """
 from .backend import backend_of
@@ -46,8 +46,9 @@ class CellStep(Fused):
     saves_h = False       # the last thing saved is the new h (Recurrence has it in its hs)
 
     def write(self, out, f, *args):
-        """f(*args) written into ``out`` by the backend (``Backend.write``: NumPy's out=, else a
-        copy). The layer's Recurrence looks it up once and gives it to its step op."""
+        """f(*args): a new array, or, when ``out`` is given (a row of the layer's output or of its
+        dxw), written there by the backend (``Backend.write``: NumPy's out=, else a copy). The
+        layer's Recurrence looks it up once and gives it to its step op."""
         return backend_of(self.xp).write(out, f, *args)
 
     def backward(self, dys):
@@ -74,9 +75,9 @@ class RNNStep(CellStep):
         a = h_prev @ (xp.matrix_transpose(W_hh) if W_T is None else W_T)
         a += xw
         if nonlinearity == "tanh":
-            h = _into(self, out, xp.tanh, a)
+            h = self.write(out, xp.tanh, a)
         else:
-            h = _into(self, out, xp.maximum, a, xp.zeros((), dtype=a.dtype))
+            h = self.write(out, xp.maximum, a, xp.zeros((), dtype=a.dtype))
         self.save_for_backward(h_prev, W_hh, h)
         return h
 
@@ -85,9 +86,9 @@ class RNNStep(CellStep):
         xp = self.xp
         h_prev, W_hh, h = self.saved
         if self.nonlinearity == "tanh":
-            dz = _into(self, out, xp.multiply, 1 - h * h, dh)
+            dz = self.write(out, xp.multiply, 1 - h * h, dh)
         else:
-            dz = _into(self, out, xp.multiply, dh, xp.astype(h > 0, dh.dtype))
+            dz = self.write(out, xp.multiply, dh, xp.astype(h > 0, dh.dtype))
         return dz, dz @ W_hh, dz
 
     def primitive(self, xw, h_prev, W_hh):
@@ -124,7 +125,7 @@ class LSTMStep(CellStep):
         i, f, g, o = y[..., :H], y[..., H:2 * H], y[..., 2 * H:3 * H], y[..., 3 * H:]
         c = f * c_prev + i * g
         tanh_c = xp.tanh(c)
-        h = _into(self, out, xp.multiply, o, tanh_c)
+        h = self.write(out, xp.multiply, o, tanh_c)
         self.save_for_backward(h_prev, c_prev, W_hh, y, tanh_c)
         return h, c
 
@@ -142,7 +143,7 @@ class LSTMStep(CellStep):
             dc_total += dc
         da = xp.concat([dc_total * g, dc_total * c_prev, dc_total * i, dh * tanh_c], axis=-1)
         m, k = _gate_affine(xp, H, y.dtype, 4, 2)
-        da = _into(self, out, xp.multiply, da, m * m - (y - k) ** 2)    # gate'(a): y (1 - y) for sigmoid, 1 - y**2 for tanh
+        da = self.write(out, xp.multiply, da, m * m - (y - k) ** 2)    # gate'(a): y (1 - y) for sigmoid, 1 - y**2 for tanh
         return da, da @ W_hh, dc_total * f, da
 
     def primitive(self, xw, h_prev, c_prev, W_hh):
@@ -184,7 +185,7 @@ class GRUStep(CellStep):
         r, z = rz[..., :H], rz[..., H:]
         hw_n = xp.asarray(hw[..., 2 * H:], copy=True)       # kept for dr; a copy, so hw is freed
         n = xp.tanh(xw[..., 2 * H:] + r * hw_n)
-        h = _into(self, out, xp.add, n, z * (h_prev - n))
+        h = self.write(out, xp.add, n, z * (h_prev - n))
         self.save_for_backward(h_prev, W_hh, rz, n, hw_n)
         return h
 
@@ -227,13 +228,13 @@ class ResidualStep(CellStep):
         a += xw
         u = xp.tanh(a)
         self.save_for_backward(h_prev, W_hh, u)
-        return _into(self, out, xp.add, h_prev, u)
+        return self.write(out, xp.add, h_prev, u)
 
     def gradients(self, dh, out=None):
         """(dxw, dh_prev, da); da = du = dxw (written into ``out`` when given)."""
         xp = self.xp
         h_prev, W_hh, u = self.saved
-        du = _into(self, out, xp.multiply, 1 - u * u, dh)
+        du = self.write(out, xp.multiply, 1 - u * u, dh)
         return du, dh + du @ W_hh, du
 
     def primitive(self, xw, h_prev, W_hh):
@@ -262,7 +263,7 @@ class GatedResidualStep(CellStep):
         y *= m
         y += k                                                   # y = [tanh(u), sigmoid(f)]
         self.save_for_backward(h_prev, W_hh, y)
-        return _into(self, out, xp.add, y[..., H:] * h_prev, y[..., :H])
+        return self.write(out, xp.add, y[..., H:] * h_prev, y[..., :H])
 
     def gradients(self, dh, out=None):
         """(dxw, dh_prev, da); da = dxw (written into ``out`` when given)."""
@@ -271,7 +272,7 @@ class GatedResidualStep(CellStep):
         H = h_prev.shape[-1]
         m, k = _gate_affine(xp, H, y.dtype, 2, 0)
         da = xp.concat([dh, dh * h_prev], axis=-1)
-        da = _into(self, out, xp.multiply, da, m * m - (y - k) ** 2)     # tanh' and sigmoid' in one pass
+        da = self.write(out, xp.multiply, da, m * m - (y - k) ** 2)     # tanh' and sigmoid' in one pass
         return da, dh * y[..., H:] + da @ W_hh, da
 
     def primitive(self, xw, h_prev, W_hh):
@@ -286,12 +287,6 @@ def linear(x, W, b=None):
     """x @ W.T + b as the primitive op (nn.functional.linear without its checks: the inputs are a
     step's own)."""
     return Linear.apply(x, W) if b is None else Linear.apply(x, W, b)
-
-
-def _into(step, out, f, *args):
-    """f(*args): a new array, or, when ``out`` is given (a row of the layer's output or of its
-    dxw), written there by ``step.write``."""
-    return f(*args) if out is None else step.write(out, f, *args)
 
 
 _GATE_AFFINE = {}

@@ -38,19 +38,19 @@ class Recurrence(Function):
     """out, *final = the states of ``step`` (a cell_ops class) run over xw's T rows.
 
     Attributes: ``step``; ``cell``, the scope name of a step ("LSTMCell"); ``reverse``
-    (run t = T..1, the backward direction of a bidirectional layer); and the step's
-    own attributes (``W_T``, ``nonlinearity``; the node keeps all but W_T). Timestep t (from 1) runs in scope
-    ("t=<t>", cell), inside the layer's scope."""
+    (run t = T..1, the backward direction of a bidirectional layer); ``W_T`` for the
+    step (not kept); and the step's own attributes (the RNN's ``nonlinearity``).
+    Timestep t (from 1) runs in scope ("t=<t>", cell), inside the layer's scope."""
     formula = "for t = T..1: dxw_t, dh_(t-1), da_t = step_t'(dout_t + dh_t);  dW_hh = sum_t da_t.T @ h_(t-1)"
     multi_output = True
     expansion = None
 
-    def forward(self, xw, *state_and_weights, step, cell, reverse=False, **attrs):
+    def forward(self, xw, *state_and_weights, step, cell, reverse=False, W_T=None, **attrs):
         xp = self.xp
         n = len(step.out_names)                     # states: (h,) or (h, c)
         state, weights = state_and_weights[:n], state_and_weights[n:]
         self.step, self.cell, self.reverse = step, cell, reverse
-        self.attrs = {k: v for k, v in attrs.items() if k != "W_T"}   # not W_T: the graph would keep it
+        self.attrs = attrs                          # not W_T: the graph would keep it
         T, h_0 = xw.shape[0], state[0]
         self.xw_shape = xw.shape
         # h_0 and every h_t in one array, in time order (reversed: h_0 after h_T), so that the
@@ -60,18 +60,20 @@ class Recurrence(Function):
         s = self.runner = object.__new__(step)      # one step op runs every timestep (not a graph node)
         s.xp, s.write = xp, backend_of(xp).write    # write: h_t straight into its row of hs
         extras = slice(n + 1, -1 if step.saves_h else None)     # saved = (*state_prev, W_hh, *extras[, h])
+        out = hs[:T, ...] if reverse else hs[1:, ...]     # row t: the h that step t makes
+        rows, xws = list(xp.unstack(out)), xp.unstack(xw)
+        rows[self.times(T)[-1]] = None              # the final state: its own array (copied in below)
         kept = []                                   # per step: its states beyond h (the LSTM's c_t), its extras
-        for k, t in enumerate(self.times(T)):
-            row = hs[t if reverse else t + 1, ...] if k < T - 1 else None   # the final state: its own array
-            new = s.forward(xw[t, ...], *state, *weights, out=row, **attrs)
+        for t in self.times(T):
+            new = s.forward(xws[t], *state, *weights, W_T=W_T, out=rows[t], **attrs)
             state = new if n > 1 else (new,)
             more = state[1:] + s.saved[extras]
             if more:
                 kept.append(more)
-        hs[t if reverse else t + 1, ...] = state[0]
+        out[t, ...] = state[0]
         s.saved = None
         self.save_for_backward(hs, state_and_weights[1:n], weights[0], kept)
-        return (hs[:T, ...] if reverse else hs[1:, ...],) + state
+        return (out,) + state
 
     def times(self, T):
         """The timesteps (from 0) in the order they run."""
@@ -103,13 +105,13 @@ class Recurrence(Function):
             d_out = xp.zeros(self.out_shapes[0], dtype=hs.dtype)
         s = self.runner
         dxw = xp.empty(self.xw_shape, dtype=hs.dtype)   # filled from t = T down to 1, row by row
+        d_outs, rows = xp.unstack(d_out), xp.unstack(dxw)
         da = None                                   # da_t where it is not dxw_t (the GRU's b_hh)
         for t, s.saved in zip(reversed(self.times(T)), reversed(self.saved_by_steps())):
             dh = d_state[0]                         # dh_t: from step t+1 and from the output at t
-            d_state[0] = d_out[t, ...] if dh is None else dh + d_out[t, ...]
-            row = dxw[t, ...]
-            dxw_t, *d_state, da_t = s.gradients(d_state[0] if n == 1 else tuple(d_state), out=row)
-            if dxw_t is not row:                    # a step that does not write there
+            d_state[0] = d_outs[t] if dh is None else dh + d_outs[t]
+            dxw_t, *d_state, da_t = s.gradients(d_state[0] if n == 1 else tuple(d_state), rows[t])
+            if dxw_t is not rows[t]:                # a step that does not write there
                 dxw[t, ...] = dxw_t
             if da_t is not dxw_t:
                 if da is None:
