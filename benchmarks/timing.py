@@ -2,9 +2,10 @@
 
 A shared machine drifts: another process starts, the CPU clock changes. Timing
 A for a minute and then B for a minute lets such drift land on one side only. So
-each round runs every contender, one after the other (A, B, C, A, B, C, ...),
-and a ratio is the median over rounds of A_i / B_i: both halves of each pair
-saw the same machine. Medians, not means: one descheduled run must not move them.
+each round runs every contender, one after the other (A, B, C, then B, C, A: the
+order rotates, so that each follows each other equally often), and a ratio is the
+median over rounds of A_i / B_i: both halves of each pair saw the same machine.
+Medians, not means: one descheduled run must not move them.
 The garbage collector stays on, as in a real training loop (the engine's share
 of collections is part of its cost).
 
@@ -15,8 +16,8 @@ contenders, whose code and data have pushed its own out of the CPU's caches. A
 training loop never meets that, and it costs most where a step runs the most Python
 (PyTorch's autograd loop, the engine) and least for a few NumPy calls (by hand):
 measured on one RNN tiny step, the engine's forward took 0.36 ms warm and 0.50 ms
-cold. The ratios read against the targets are the warm ones; the cold ones are
-reported beside them.
+cold, right after PyTorch's fused step. The ratios read against the targets are the
+warm ones; the cold ones are reported beside them.
 """
 import statistics
 import time
@@ -26,15 +27,20 @@ perf_counter = time.perf_counter
 
 def alternate(contenders, warmup=2, min_rounds=5, max_rounds=500, budget=10.0, calls=2):
     """Time each of ``contenders`` ({name: fn()}) ``calls`` times in a row per round, in the
-    dict's order.
+    dict's order rotated by one each round.
 
     ``warmup`` untimed rounds first (caches, BLAS buffers, first-call allocations),
     then rounds until ``max_rounds`` or until ``budget`` seconds have passed
     (but at least ``min_rounds``). Returns (warm, cold): {name: [seconds, one per round]}
     of the last and of the first call in each round (the same call when ``calls`` is 1)."""
     names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
+
+    def order(r):                       # round r starts with contender r (mod their number)
+        k = r % len(names)
+        return names[k:] + names[:k]
+
+    for r in range(warmup):
+        for name in order(r):
             for _ in range(calls):
                 contenders[name]()
     warm = {name: [] for name in names}
@@ -42,7 +48,7 @@ def alternate(contenders, warmup=2, min_rounds=5, max_rounds=500, budget=10.0, c
     start = perf_counter()
     rounds = 0
     while rounds < max_rounds and (rounds < min_rounds or perf_counter() - start < budget):
-        for name in names:
+        for name in order(warmup + rounds):
             fn = contenders[name]
             for call in range(calls):
                 t0 = perf_counter()

@@ -162,8 +162,8 @@ def _timing():
 
 
 def test_alternate_runs_each_contender_calls_times_in_a_row_and_keeps_its_first_and_last():
-    """A round is A A B B (calls=2): the warm time is each contender's second call (after a call of its
-    own), the cold one its first (after the other contender)."""
+    """A round is A A B B (calls=2), the next B B A A: the warm time is each contender's second call
+    (after a call of its own), the cold one its first (after the other contender)."""
     timing = _timing()
     order, clock = [], [0.0]
 
@@ -179,7 +179,7 @@ def test_alternate_runs_each_contender_calls_times_in_a_row_and_keeps_its_first_
                                       warmup=1, min_rounds=3, max_rounds=3, budget=0.0, calls=2)
     finally:
         timing.perf_counter = saved
-    assert order == ["a", "a", "b", "b"] * 4                      # one warm-up round, then three timed
+    assert order == ["a", "a", "b", "b", "b", "b", "a", "a"] * 2  # one warm-up round, then three timed
     assert warm == {"a": [1.0] * 3, "b": [2.0] * 3} and cold == {"a": [3.0] * 3, "b": [5.0] * 3}
     assert timing.paired_ratio(warm["a"], warm["b"])["ratio"] == 0.5
     one_warm, one_cold = timing.alternate({"a": lambda: None}, warmup=0, min_rounds=2, max_rounds=2, calls=1)

@@ -105,13 +105,13 @@ class Recurrence(Function):
             d_out = xp.zeros(self.out_shapes[0], dtype=hs.dtype)
         s = self.runner
         dxw = xp.empty(self.xw_shape, dtype=hs.dtype)   # filled from t = T down to 1, row by row
-        d_outs, rows = xp.unstack(d_out), xp.unstack(dxw)
+        d_outs, dxw_rows = xp.unstack(d_out), xp.unstack(dxw)
         da = None                                   # da_t where it is not dxw_t (the GRU's b_hh)
         for t, s.saved in zip(reversed(self.times(T)), reversed(self.saved_by_steps())):
             dh = d_state[0]                         # dh_t: from step t+1 and from the output at t
             d_state[0] = d_outs[t] if dh is None else dh + d_outs[t]
-            dxw_t, *d_state, da_t = s.gradients(d_state[0] if n == 1 else tuple(d_state), rows[t])
-            if dxw_t is not rows[t]:                # a step that does not write there
+            dxw_t, *d_state, da_t = s.gradients(d_state[0] if n == 1 else tuple(d_state), dxw_rows[t])
+            if dxw_t is not dxw_rows[t]:            # a step that does not write there
                 dxw[t, ...] = dxw_t
             if da_t is not dxw_t:
                 if da is None:
