@@ -62,10 +62,12 @@ def _cold(r, key):
 
 
 def training_tables(rows, use_torch):
+    calls = next((r["calls"] for r in rows if "calls" in r), 1)
+    how = ("each timed call after a call of its own (warm, as in training); cold: the first call of each round, "
+           "after the other contenders (timing.py)") if calls > 1 else \
+        "one call per contender per round (--calls 1): warm and cold are that call"
     out = ["Training step (float32, V=65: forward over T + cross-entropy + backward + SGD); "
-           "ratio = median over rounds of engine/by-hand (interquartile range), each timed call after a "
-           "call of its own (warm, as in training); cold: the first call of each round, after the other "
-           "contenders (timing.py)"]
+           "ratio = median over rounds of engine/by-hand (interquartile range), " + how]
     heads = ["cell", "shape", "B x T x H", "engine ms", "chars/s", "peak MB", "by-hand ms", "by-hand peak MB",
              "ratio (IQR)", "target", "ok", "cold"]
     if use_torch:
